@@ -1,0 +1,747 @@
+//! The catalog: a versioned binary list of `(content id, size, popularity weight, name)`.
+//!
+//! Built for millions of entries: [`CatalogView::open`] checks only the fixed header and the
+//! file length (constant time, so a memory-mapped file opens instantly), and
+//! [`CatalogView::validate`] checks every record once (in parallel) and returns a
+//! [`Catalog`] whose accessors cannot fail. Records are sorted by id so lookups are binary
+//! searches and merges are linear walks; a rank section lists the records by popularity
+//! (weight descending, ties by id ascending) so placement never sorts.
+//! The byte layout is specified in `docs/catalog-format.md`; [`wire`] compresses a catalog with
+//! zstd for transport.
+
+use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+use rayon::prelude::*;
+
+use crate::id::ContentId;
+
+/// First eight bytes of every catalog.
+pub const MAGIC: [u8; 8] = *b"FILLCAT\0";
+/// The format version this code reads and writes.
+pub const VERSION: u32 = 1;
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = 64;
+/// Bytes per record across the fixed-size sections (id 32, size 8, weight 8, name end 8, rank 4).
+pub const RECORD_LEN: usize = 60;
+/// Longest name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 4096;
+/// Most entries a catalog may hold (rank entries are 32-bit).
+pub const MAX_ENTRIES: u64 = u32::MAX as u64;
+
+/// Entries checked per parallel task during validation.
+const VALIDATE_CHUNK: usize = 1 << 16;
+
+/// One catalog entry, as people import and export it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    /// The content id.
+    pub id: ContentId,
+    /// Size in bytes.
+    pub size: u64,
+    /// Popularity weight: finite and not negative; higher is more popular.
+    pub weight: f64,
+    /// A name for people (a relative path such as `titles/t00001/video.mp4`).
+    pub name: String,
+}
+
+/// What is wrong with a catalog, and where.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The file has no bytes at all.
+    #[error("catalog is empty (0 bytes): not a catalog")]
+    Empty,
+    /// The file is shorter than its header says.
+    #[error("catalog truncated: {actual} bytes, header implies {expected}")]
+    Truncated {
+        /// Bytes present.
+        actual: u64,
+        /// Bytes the header implies.
+        expected: u64,
+    },
+    /// The file is longer than its header says.
+    #[error("catalog has {extra} trailing bytes after the {expected} its header implies")]
+    TrailingBytes {
+        /// Bytes past the end.
+        extra: u64,
+        /// Bytes the header implies.
+        expected: u64,
+    },
+    /// The first eight bytes are not the catalog magic.
+    #[error("not a catalog: bad magic bytes (expected \"FILLCAT\\0\")")]
+    BadMagic,
+    /// A version this code does not read.
+    #[error("unsupported catalog version {0} (this build reads version {VERSION})")]
+    UnsupportedVersion(u32),
+    /// A reserved header field is not zero.
+    #[error("catalog header: reserved bytes at offset {offset} are not zero")]
+    Reserved {
+        /// Byte offset of the field.
+        offset: usize,
+    },
+    /// More entries than the format allows.
+    #[error("catalog has {0} entries, more than the format allows ({MAX_ENTRIES})")]
+    TooManyEntries(u64),
+    /// Two entries have the same id.
+    #[error("entry {index}: duplicate id {id}")]
+    DuplicateId {
+        /// Index of the second occurrence.
+        index: u64,
+        /// The id.
+        id: ContentId,
+    },
+    /// Ids are not in ascending order.
+    #[error("entry {index}: ids not sorted ({id} comes after a larger id)")]
+    Unsorted {
+        /// Index of the first out-of-order entry.
+        index: u64,
+        /// Its id.
+        id: ContentId,
+    },
+    /// The sizes add up past 2^64 − 1.
+    #[error("entry {index}: sizes overflow: the total passes 2^64-1 bytes")]
+    SizeOverflow {
+        /// Index of the entry whose size overflows the running total.
+        index: u64,
+    },
+    /// A weight is negative, NaN or infinite.
+    #[error("entry {index}: weight {weight} is not a finite number >= 0")]
+    BadWeight {
+        /// The entry.
+        index: u64,
+        /// The weight.
+        weight: f64,
+    },
+    /// A name breaks the naming rules.
+    #[error("entry {index}: bad name: {reason}")]
+    BadName {
+        /// The entry.
+        index: u64,
+        /// Which rule it breaks.
+        reason: NameError,
+    },
+    /// The name offsets are inconsistent.
+    #[error("entry {index}: name end offset {end} is out of order or past the names section ({names_len} bytes)")]
+    BadNameOffset {
+        /// The entry.
+        index: u64,
+        /// Its end offset.
+        end: u64,
+        /// Length of the names section.
+        names_len: u64,
+    },
+    /// The rank section is not the popularity order of the records.
+    #[error("rank position {position}: {reason}")]
+    BadRank {
+        /// Position in the rank section.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A compressed catalog did not decompress.
+    #[error("compressed catalog: {0}")]
+    Decompress(String),
+}
+
+/// Why a name is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// Empty names are not allowed.
+    #[error("name is empty")]
+    Empty,
+    /// Longer than [`MAX_NAME_LEN`].
+    #[error("name is {0} bytes, longer than {MAX_NAME_LEN}")]
+    TooLong(usize),
+    /// Not UTF-8.
+    #[error("name is not valid UTF-8")]
+    NotUtf8,
+    /// Holds a NUL byte.
+    #[error("name contains a NUL byte")]
+    Nul,
+    /// Holds another control character.
+    #[error("name contains control character {0:#04x}")]
+    Control(u8),
+    /// Has a `..` component.
+    #[error("name contains a '..' component")]
+    DotDot,
+    /// Starts with `/`.
+    #[error("name is an absolute path")]
+    Absolute,
+}
+
+/// Checks a name against the naming rules: 1 to 4096 bytes of UTF-8, no NUL or other control
+/// character, not absolute, no `..` component.
+pub fn check_name(name: &[u8]) -> Result<&str, NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong(name.len()));
+    }
+    if let Some(&c) = name.iter().find(|&&c| c < 0x20 || c == 0x7f) {
+        return Err(if c == 0 { NameError::Nul } else { NameError::Control(c) });
+    }
+    let s = std::str::from_utf8(name).map_err(|_| NameError::NotUtf8)?;
+    if s.starts_with('/') {
+        return Err(NameError::Absolute);
+    }
+    if s.split(['/', '\\']).any(|part| part == "..") {
+        return Err(NameError::DotDot);
+    }
+    Ok(s)
+}
+
+fn check_weight(index: u64, weight: f64) -> Result<(), CatalogError> {
+    if weight.is_finite() && !weight.is_sign_negative() {
+        Ok(())
+    } else {
+        Err(CatalogError::BadWeight { index, weight })
+    }
+}
+
+/// Popularity order: weight descending, then id ascending.
+fn rank_cmp(wa: f64, ida: &[u8; 32], wb: f64, idb: &[u8; 32]) -> Ordering {
+    wb.total_cmp(&wa).then_with(|| ida.cmp(idb))
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default())
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default())
+}
+
+/// A catalog whose header and length have been checked, but not its records.
+#[derive(Clone, Copy)]
+pub struct CatalogView<'a> {
+    bytes: &'a [u8],
+    count: usize,
+    names_len: usize,
+}
+
+impl std::fmt::Debug for CatalogView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogView")
+            .field("entries", &self.count)
+            .field("names_len", &self.names_len)
+            .finish()
+    }
+}
+
+impl<'a> CatalogView<'a> {
+    /// Checks the header and the total length. Constant time.
+    pub fn open(bytes: &'a [u8]) -> Result<Self, CatalogError> {
+        if bytes.is_empty() {
+            return Err(CatalogError::Empty);
+        }
+        if bytes.len() < HEADER_LEN {
+            if bytes.len() >= 8 && bytes[..8] != MAGIC {
+                return Err(CatalogError::BadMagic);
+            }
+            return Err(CatalogError::Truncated {
+                actual: bytes.len() as u64,
+                expected: HEADER_LEN as u64,
+            });
+        }
+        if bytes[..8] != MAGIC {
+            return Err(CatalogError::BadMagic);
+        }
+        let version = le_u32(bytes, 8);
+        if version != VERSION {
+            return Err(CatalogError::UnsupportedVersion(version));
+        }
+        if le_u32(bytes, 12) != 0 {
+            return Err(CatalogError::Reserved { offset: 12 });
+        }
+        if let Some(pos) = bytes[32..HEADER_LEN].iter().position(|&b| b != 0) {
+            return Err(CatalogError::Reserved { offset: 32 + pos });
+        }
+        let count = le_u64(bytes, 16);
+        if count > MAX_ENTRIES {
+            return Err(CatalogError::TooManyEntries(count));
+        }
+        let names_len = le_u64(bytes, 24);
+        let expected =
+            HEADER_LEN as u128 + u128::from(count) * RECORD_LEN as u128 + u128::from(names_len);
+        let actual = bytes.len() as u128;
+        if actual < expected {
+            return Err(CatalogError::Truncated {
+                actual: actual as u64,
+                expected: u64::try_from(expected).unwrap_or(u64::MAX),
+            });
+        }
+        if actual > expected {
+            return Err(CatalogError::TrailingBytes {
+                extra: (actual - expected) as u64,
+                expected: expected as u64,
+            });
+        }
+        // Both fit in usize: the whole file is in memory.
+        Ok(Self {
+            bytes,
+            count: count as usize,
+            names_len: names_len as usize,
+        })
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn ids_at(&self) -> usize {
+        HEADER_LEN
+    }
+    fn meta_at(&self) -> usize {
+        HEADER_LEN + 32 * self.count
+    }
+    fn ends_at(&self) -> usize {
+        HEADER_LEN + 48 * self.count
+    }
+    fn rank_at(&self) -> usize {
+        HEADER_LEN + 56 * self.count
+    }
+    fn names_at(&self) -> usize {
+        HEADER_LEN + 60 * self.count
+    }
+
+    fn id_bytes(&self, i: usize) -> &'a [u8; 32] {
+        let at = self.ids_at() + 32 * i;
+        self.bytes[at..at + 32].try_into().unwrap_or(&[0; 32])
+    }
+    fn size(&self, i: usize) -> u64 {
+        le_u64(self.bytes, self.meta_at() + 16 * i)
+    }
+    fn weight(&self, i: usize) -> f64 {
+        f64::from_bits(le_u64(self.bytes, self.meta_at() + 16 * i + 8))
+    }
+    fn name_end(&self, i: usize) -> u64 {
+        le_u64(self.bytes, self.ends_at() + 8 * i)
+    }
+    fn rank_entry(&self, pos: usize) -> u32 {
+        le_u32(self.bytes, self.rank_at() + 4 * pos)
+    }
+
+    /// Checks every record: ids sorted and unique, sizes summing within u64, weights finite and
+    /// not negative, names well-formed, the rank section the exact popularity order.
+    /// Reports the first problem in file order.
+    pub fn validate(self) -> Result<Catalog<'a>, CatalogError> {
+        let n = self.count;
+        let chunks: Vec<(usize, usize)> = (0..n)
+            .step_by(VALIDATE_CHUNK)
+            .map(|lo| (lo, (lo + VALIDATE_CHUNK).min(n)))
+            .collect();
+        // Records: each chunk reports its first error and its size total; chunk order keeps the
+        // reported error the first in the file.
+        let results: Vec<Result<u128, CatalogError>> =
+            chunks.par_iter().map(|&(lo, hi)| self.check_records(lo, hi)).collect();
+        let mut total: u128 = 0;
+        for (r, &(lo, hi)) in results.into_iter().zip(&chunks) {
+            let chunk_total = r?;
+            if total + chunk_total > u128::from(u64::MAX) {
+                let mut running = total;
+                for i in lo..hi {
+                    running += u128::from(self.size(i));
+                    if running > u128::from(u64::MAX) {
+                        return Err(CatalogError::SizeOverflow { index: i as u64 });
+                    }
+                }
+            }
+            total += chunk_total;
+        }
+        if n > 0 && self.name_end(n - 1) != self.names_len as u64 {
+            return Err(CatalogError::BadNameOffset {
+                index: (n - 1) as u64,
+                end: self.name_end(n - 1),
+                names_len: self.names_len as u64,
+            });
+        }
+        if n == 0 && self.names_len != 0 {
+            return Err(CatalogError::TrailingBytes {
+                extra: self.names_len as u64,
+                expected: HEADER_LEN as u64,
+            });
+        }
+        self.check_rank(&chunks)?;
+        Ok(Catalog {
+            view: self,
+            total_size: total as u64,
+        })
+    }
+
+    /// Checks records `lo..hi`; returns the sum of their sizes.
+    fn check_records(&self, lo: usize, hi: usize) -> Result<u128, CatalogError> {
+        let mut total = 0u128;
+        let names = &self.bytes[self.names_at()..];
+        let mut start = if lo == 0 { 0 } else { self.name_end(lo - 1) };
+        for i in lo..hi {
+            let idx = i as u64;
+            let id = self.id_bytes(i);
+            if i > 0 {
+                match self.id_bytes(i - 1).cmp(id) {
+                    Ordering::Less => {}
+                    Ordering::Equal => {
+                        return Err(CatalogError::DuplicateId {
+                            index: idx,
+                            id: ContentId::from_bytes(*id),
+                        });
+                    }
+                    Ordering::Greater => {
+                        return Err(CatalogError::Unsorted {
+                            index: idx,
+                            id: ContentId::from_bytes(*id),
+                        });
+                    }
+                }
+            }
+            total += u128::from(self.size(i));
+            check_weight(idx, self.weight(i))?;
+            let end = self.name_end(i);
+            if end < start || end > self.names_len as u64 {
+                return Err(CatalogError::BadNameOffset {
+                    index: idx,
+                    end,
+                    names_len: self.names_len as u64,
+                });
+            }
+            check_name(&names[start as usize..end as usize])
+                .map_err(|reason| CatalogError::BadName { index: idx, reason })?;
+            start = end;
+        }
+        Ok(total)
+    }
+
+    /// Checks that the rank section is a permutation in popularity order. The parallel pass
+    /// only says yes or no; on no, a sequential pass finds the first bad position, so the
+    /// message does not depend on thread timing.
+    fn check_rank(&self, chunks: &[(usize, usize)]) -> Result<(), CatalogError> {
+        let n = self.count;
+        let seen: Vec<AtomicU64> = (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        let ok = chunks.par_iter().all(|&(lo, hi)| {
+            (lo..hi).all(|pos| {
+                let r = self.rank_entry(pos) as usize;
+                if r >= n {
+                    return false;
+                }
+                let bit = 1u64 << (r % 64);
+                if seen[r / 64].fetch_or(bit, AtomicOrdering::Relaxed) & bit != 0 {
+                    return false;
+                }
+                pos + 1 >= n || self.rank_in_order(r, self.rank_entry(pos + 1) as usize)
+            })
+        });
+        if ok { Ok(()) } else { Err(self.first_rank_error()) }
+    }
+
+    /// Whether record `b` may follow record `a` in the rank (`b` out of range counts as in
+    /// order here; it is reported at its own position).
+    fn rank_in_order(&self, a: usize, b: usize) -> bool {
+        b >= self.count
+            || rank_cmp(self.weight(a), self.id_bytes(a), self.weight(b), self.id_bytes(b))
+                == Ordering::Less
+    }
+
+    fn first_rank_error(&self) -> CatalogError {
+        let n = self.count;
+        let mut seen = vec![0u64; n.div_ceil(64)];
+        let mut prev: Option<usize> = None;
+        for pos in 0..n {
+            let r = self.rank_entry(pos) as usize;
+            let reason = if r >= n {
+                format!("record index {r} is out of range ({n} entries)")
+            } else if seen[r / 64] & (1 << (r % 64)) != 0 {
+                format!("record index {r} appears twice")
+            } else if prev.is_some_and(|p| !self.rank_in_order(p, r)) {
+                format!(
+                    "record {r} is ranked after record {} but is not less popular \
+                     (rank must be weight descending, then id ascending)",
+                    prev.unwrap_or_default()
+                )
+            } else {
+                seen[r / 64] |= 1 << (r % 64);
+                prev = Some(r);
+                continue;
+            };
+            return CatalogError::BadRank {
+                position: pos as u64,
+                reason,
+            };
+        }
+        CatalogError::BadRank {
+            position: 0,
+            reason: "rank section is inconsistent".into(),
+        }
+    }
+}
+
+/// A fully validated catalog: every accessor is infallible.
+#[derive(Clone, Copy)]
+pub struct Catalog<'a> {
+    view: CatalogView<'a>,
+    total_size: u64,
+}
+
+impl std::fmt::Debug for Catalog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("entries", &self.view.count)
+            .field("total_size", &self.total_size)
+            .finish()
+    }
+}
+
+impl<'a> Catalog<'a> {
+    /// Opens and fully validates a catalog held in memory.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, CatalogError> {
+        CatalogView::open(bytes)?.validate()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.view.count
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.view.count == 0
+    }
+
+    /// Sum of all sizes (validated not to overflow).
+    pub fn total_size(&self) -> u64 {
+        self.total_size
+    }
+
+    /// Sum of all weights.
+    pub fn total_weight(&self) -> f64 {
+        (0..self.len()).map(|i| self.weight(i)).sum()
+    }
+
+    /// The id of entry `i` (entries are sorted by id).
+    pub fn id(&self, i: usize) -> ContentId {
+        ContentId::from_bytes(*self.view.id_bytes(i))
+    }
+
+    /// The raw id bytes of entry `i`.
+    pub fn id_bytes(&self, i: usize) -> &'a [u8; 32] {
+        self.view.id_bytes(i)
+    }
+
+    /// Size in bytes of entry `i`.
+    pub fn size(&self, i: usize) -> u64 {
+        self.view.size(i)
+    }
+
+    /// Popularity weight of entry `i`.
+    pub fn weight(&self, i: usize) -> f64 {
+        self.view.weight(i)
+    }
+
+    /// Name of entry `i`.
+    pub fn name(&self, i: usize) -> &'a str {
+        let start = if i == 0 { 0 } else { self.view.name_end(i - 1) as usize };
+        let end = self.view.name_end(i) as usize;
+        let names = &self.view.bytes[self.view.names_at()..];
+        // Validated: each name is UTF-8 on its own.
+        std::str::from_utf8(&names[start..end]).unwrap_or_default()
+    }
+
+    /// Entry `i` as an owned value.
+    pub fn entry(&self, i: usize) -> Entry {
+        Entry {
+            id: self.id(i),
+            size: self.size(i),
+            weight: self.weight(i),
+            name: self.name(i).to_owned(),
+        }
+    }
+
+    /// The record index at popularity rank `pos` (0 = most popular).
+    pub fn ranked(&self, pos: usize) -> usize {
+        self.view.rank_entry(pos) as usize
+    }
+
+    /// Record indices from most to least popular (weight descending, ties by id ascending).
+    pub fn by_rank(&self) -> impl ExactSizeIterator<Item = usize> + 'a {
+        let view = self.view;
+        (0..view.count).map(move |pos| view.rank_entry(pos) as usize)
+    }
+
+    /// The index of `id`, by binary search.
+    pub fn find(&self, id: &ContentId) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.view.id_bytes(mid).cmp(id.as_bytes()) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    /// All entries in id order.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = Entry> + '_ {
+        (0..self.len()).map(|i| self.entry(i))
+    }
+}
+
+/// Builds a catalog from entries in any order.
+#[derive(Debug, Default)]
+pub struct CatalogBuilder {
+    records: Vec<Record>,
+    names: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    id: [u8; 32],
+    size: u64,
+    weight: f64,
+    name_start: usize,
+    name_len: usize,
+}
+
+impl CatalogBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty builder with room for `entries` entries and `name_bytes` bytes of names.
+    pub fn with_capacity(entries: usize, name_bytes: usize) -> Self {
+        Self {
+            records: Vec::with_capacity(entries),
+            names: String::with_capacity(name_bytes),
+        }
+    }
+
+    /// Number of entries added so far.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no entry was added.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Adds an entry; the weight and the name are checked now (errors name the entry by the
+    /// order it was added in, from 0).
+    pub fn push(&mut self, id: ContentId, size: u64, weight: f64, name: &str) -> Result<(), CatalogError> {
+        let index = self.records.len() as u64;
+        check_weight(index, weight)?;
+        check_name(name.as_bytes()).map_err(|reason| CatalogError::BadName { index, reason })?;
+        let name_start = self.names.len();
+        self.names.push_str(name);
+        self.records.push(Record {
+            id: *id.as_bytes(),
+            size,
+            // -0.0 and 0.0 are the same weight; store one of them.
+            weight: weight + 0.0,
+            name_start,
+            name_len: name.len(),
+        });
+        Ok(())
+    }
+
+    /// Sorts, checks for duplicate ids and overflowing sizes, ranks and serializes.
+    pub fn finish(mut self) -> Result<Vec<u8>, CatalogError> {
+        let n = self.records.len();
+        if n as u64 > MAX_ENTRIES {
+            return Err(CatalogError::TooManyEntries(n as u64));
+        }
+        self.records.par_sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut total: u64 = 0;
+        for (i, r) in self.records.iter().enumerate() {
+            if i > 0 && self.records[i - 1].id == r.id {
+                return Err(CatalogError::DuplicateId {
+                    index: i as u64,
+                    id: ContentId::from_bytes(r.id),
+                });
+            }
+            total = total
+                .checked_add(r.size)
+                .ok_or(CatalogError::SizeOverflow { index: i as u64 })?;
+        }
+        let mut rank: Vec<u32> = (0..n as u32).collect();
+        let recs = &self.records;
+        rank.par_sort_unstable_by(|&a, &b| {
+            let (a, b) = (&recs[a as usize], &recs[b as usize]);
+            rank_cmp(a.weight, &a.id, b.weight, &b.id)
+        });
+        let names_len: usize = recs.iter().map(|r| r.name_len).sum();
+        let mut out = Vec::with_capacity(HEADER_LEN + RECORD_LEN * n + names_len);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        out.extend_from_slice(&(names_len as u64).to_le_bytes());
+        out.resize(HEADER_LEN, 0);
+        for r in recs {
+            out.extend_from_slice(&r.id);
+        }
+        for r in recs {
+            out.extend_from_slice(&r.size.to_le_bytes());
+            out.extend_from_slice(&r.weight.to_bits().to_le_bytes());
+        }
+        let mut end = 0u64;
+        for r in recs {
+            end += r.name_len as u64;
+            out.extend_from_slice(&end.to_le_bytes());
+        }
+        for pos in &rank {
+            out.extend_from_slice(&pos.to_le_bytes());
+        }
+        for r in recs {
+            out.extend_from_slice(&self.names.as_bytes()[r.name_start..r.name_start + r.name_len]);
+        }
+        Ok(out)
+    }
+}
+
+/// zstd compression for catalogs that travel.
+pub mod wire {
+    use std::io::Read;
+
+    use super::CatalogError;
+
+    /// The four bytes every zstd frame starts with.
+    pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+    /// Whether `bytes` look like a zstd frame.
+    pub fn is_zstd(bytes: &[u8]) -> bool {
+        bytes.starts_with(&ZSTD_MAGIC)
+    }
+
+    /// Compresses a catalog for transport.
+    pub fn compress(catalog: &[u8], level: i32) -> Vec<u8> {
+        // Compressing an in-memory slice into a Vec cannot fail for I/O reasons.
+        zstd::bulk::compress(catalog, level).unwrap_or_default()
+    }
+
+    /// Decompresses a catalog, refusing to produce more than `limit` bytes (a hostile frame
+    /// can claim any size).
+    pub fn decompress(bytes: &[u8], limit: u64) -> Result<Vec<u8>, CatalogError> {
+        let decoder = zstd::stream::Decoder::new(bytes).map_err(|e| CatalogError::Decompress(e.to_string()))?;
+        let mut out = Vec::new();
+        decoder
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| CatalogError::Decompress(e.to_string()))?;
+        if out.len() as u64 > limit {
+            return Err(CatalogError::Decompress(format!(
+                "decompresses to more than the limit of {limit} bytes"
+            )));
+        }
+        Ok(out)
+    }
+}

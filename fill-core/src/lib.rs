@@ -1,0 +1,26 @@
+//! The `fill` domain, pure and deterministic.
+//!
+//! This crate does no I/O: no file system, no network, no clock, no unseeded randomness. Bytes,
+//! times and seeds come in as values. That is what lets the server, the client and the
+//! simulator share the same code.
+//!
+//! - [`id`]: [`ContentId`], the BLAKE3 hash of a file, exactly what `b3sum` prints.
+//! - [`outboard`]: per-block chaining values that verify any block against the id.
+//! - [`catalog`]: the binary catalog format, validated once, then read in place.
+//! - [`delta`]: target + inventory + capacity → fetch, evict, keep.
+//! - [`size`]: byte sizes as people write them.
+//!
+//! Data flows: bytes of a catalog → [`catalog::CatalogView::open`] (header) →
+//! [`catalog::CatalogView::validate`] → [`catalog::Catalog`] → [`delta::compute`] with an
+//! [`delta::Inventory`] → [`delta::Delta`].
+
+pub mod catalog;
+pub mod delta;
+pub mod id;
+pub mod outboard;
+pub mod size;
+
+pub use catalog::{Catalog, CatalogBuilder, CatalogError, CatalogView, Entry};
+pub use delta::{Delta, DeltaError, Inventory, PartialFile};
+pub use id::ContentId;
+pub use outboard::{BlockSize, Outboard};
