@@ -745,3 +745,256 @@ pub mod wire {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id(n: u32) -> ContentId {
+        ContentId::of(&n.to_le_bytes())
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut b = CatalogBuilder::new();
+        for (i, w) in [3.0, 1.0, 3.0, 0.0, 7.5].into_iter().enumerate() {
+            b.push(id(i as u32), 1000 + i as u64, w, &format!("titles/t{i}/video.mp4"))
+                .unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    fn err(bytes: &[u8]) -> String {
+        Catalog::parse(bytes).unwrap_err().to_string()
+    }
+
+    /// Byte offset of a section in a catalog of `n` entries.
+    fn at(n: usize, section: &str) -> usize {
+        HEADER_LEN
+            + n * match section {
+                "ids" => 0,
+                "meta" => 32,
+                "ends" => 48,
+                "rank" => 56,
+                "names" => 60,
+                _ => unreachable!(),
+            }
+    }
+
+    #[test]
+    fn round_trip_sorted_and_ranked() {
+        let bytes = sample();
+        let cat = Catalog::parse(&bytes).unwrap();
+        assert_eq!(cat.len(), 5);
+        assert_eq!(cat.total_size(), 5010);
+        for i in 1..cat.len() {
+            assert!(cat.id(i - 1) < cat.id(i));
+        }
+        let ranked: Vec<f64> = cat.by_rank().map(|i| cat.weight(i)).collect();
+        assert_eq!(ranked, vec![7.5, 3.0, 3.0, 1.0, 0.0]);
+        // Ties by id ascending.
+        let tied: Vec<ContentId> = cat.by_rank().filter(|&i| cat.weight(i) == 3.0).map(|i| cat.id(i)).collect();
+        assert!(tied[0] < tied[1]);
+        for i in 0..5u32 {
+            let at = cat.find(&id(i)).unwrap();
+            assert_eq!(cat.name(at), format!("titles/t{i}/video.mp4"));
+            assert_eq!(cat.size(at), 1000 + u64::from(i));
+        }
+        assert_eq!(cat.find(&id(99)), None);
+        let empty = CatalogBuilder::new().finish().unwrap();
+        assert_eq!(empty.len(), HEADER_LEN);
+        assert!(Catalog::parse(&empty).unwrap().is_empty());
+    }
+
+    #[test]
+    fn hostile_headers() {
+        let good = sample();
+        assert_eq!(err(&[]), "catalog is empty (0 bytes): not a catalog");
+        assert_eq!(err(&good[..20]), "catalog truncated: 20 bytes, header implies 64");
+        assert_eq!(err(b"GIF89a\0\0 and more"), "not a catalog: bad magic bytes (expected \"FILLCAT\\0\")");
+        let mut magic = good.clone();
+        magic[0] = b'X';
+        assert_eq!(err(&magic), "not a catalog: bad magic bytes (expected \"FILLCAT\\0\")");
+        let mut version = good.clone();
+        version[8] = 2;
+        assert_eq!(err(&version), "unsupported catalog version 2 (this build reads version 1)");
+        let mut flags = good.clone();
+        flags[12] = 1;
+        assert_eq!(err(&flags), "catalog header: reserved bytes at offset 12 are not zero");
+        let mut reserved = good.clone();
+        reserved[40] = 1;
+        assert_eq!(err(&reserved), "catalog header: reserved bytes at offset 40 are not zero");
+        let len = good.len();
+        assert_eq!(err(&good[..len - 1]), format!("catalog truncated: {} bytes, header implies {len}", len - 1));
+        let mut long = good.clone();
+        long.extend_from_slice(b"xx");
+        assert_eq!(err(&long), format!("catalog has 2 trailing bytes after the {len} its header implies"));
+        let mut huge = good.clone();
+        huge[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(err(&huge), format!("catalog has {} entries, more than the format allows (4294967295)", u64::MAX));
+        let mut big = good.clone();
+        big[16..24].copy_from_slice(&(1u64 << 31).to_le_bytes());
+        assert!(err(&big).starts_with("catalog truncated"));
+        let mut names = good.clone();
+        names[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(err(&names).starts_with("catalog truncated"));
+    }
+
+    #[test]
+    fn hostile_records() {
+        let good = sample();
+        let n = 5;
+        // Duplicate: entry 1 gets entry 0's id.
+        let mut dup = good.clone();
+        let id0: [u8; 32] = dup[at(n, "ids")..at(n, "ids") + 32].try_into().unwrap();
+        dup[at(n, "ids") + 32..at(n, "ids") + 64].copy_from_slice(&id0);
+        assert_eq!(err(&dup), format!("entry 1: duplicate id {}", ContentId::from_bytes(id0)));
+        // Unsorted: swap ids 2 and 3.
+        let mut uns = good.clone();
+        let (a, b) = (at(n, "ids") + 64, at(n, "ids") + 96);
+        let id2: [u8; 32] = uns[a..a + 32].try_into().unwrap();
+        let id3: [u8; 32] = uns[b..b + 32].try_into().unwrap();
+        uns[a..a + 32].copy_from_slice(&id3);
+        uns[b..b + 32].copy_from_slice(&id2);
+        assert_eq!(err(&uns), format!("entry 3: ids not sorted ({} comes after a larger id)", ContentId::from_bytes(id2)));
+        // Sizes that overflow u64 when summed.
+        let mut ovf = good.clone();
+        for i in [1, 3] {
+            let m = at(n, "meta") + 16 * i;
+            ovf[m..m + 8].copy_from_slice(&(u64::MAX / 2 + 1).to_le_bytes());
+        }
+        assert_eq!(err(&ovf), "entry 3: sizes overflow: the total passes 2^64-1 bytes");
+        // NaN and negative weights.
+        for (w, shown) in [(f64::NAN, "NaN"), (-1.0, "-1"), (f64::INFINITY, "inf"), (-0.0, "-0")] {
+            let mut bad = good.clone();
+            let m = at(n, "meta") + 16 * 2 + 8;
+            bad[m..m + 8].copy_from_slice(&w.to_bits().to_le_bytes());
+            assert_eq!(err(&bad), format!("entry 2: weight {shown} is not a finite number >= 0"));
+        }
+        // Names: replace bytes of entry 0's name ("titles/t0/video.mp4", 19 bytes).
+        let name_err = |patch: &[u8]| {
+            let mut bad = good.clone();
+            let s = at(n, "names");
+            bad[s..s + patch.len()].copy_from_slice(patch);
+            err(&bad)
+        };
+        // Entry 0 is not necessarily name "t0": names follow id order. Patch whatever is first.
+        assert_eq!(name_err(b"a\0"), "entry 0: bad name: name contains a NUL byte");
+        assert_eq!(name_err(b"../"), "entry 0: bad name: name contains a '..' component");
+        assert_eq!(name_err(b"x/../"), "entry 0: bad name: name contains a '..' component");
+        assert_eq!(name_err(b"/etc"), "entry 0: bad name: name is an absolute path");
+        assert_eq!(name_err(b"\n"), "entry 0: bad name: name contains control character 0x0a");
+        assert_eq!(name_err(&[0xff, 0xfe]), "entry 0: bad name: name is not valid UTF-8");
+        // Name offsets: entry 1 ends before entry 0 does.
+        let mut ends = good.clone();
+        let e = at(n, "ends") + 8;
+        ends[e..e + 8].copy_from_slice(&3u64.to_le_bytes());
+        assert_eq!(err(&ends), "entry 1: name end offset 3 is out of order or past the names section (95 bytes)");
+        let mut past = good.clone();
+        let e = at(n, "ends") + 8 * 4;
+        past[e..e + 8].copy_from_slice(&96u64.to_le_bytes());
+        assert_eq!(err(&past), "entry 4: name end offset 96 is out of order or past the names section (95 bytes)");
+        let mut short = good.clone();
+        short[e..e + 8].copy_from_slice(&94u64.to_le_bytes());
+        assert_eq!(err(&short), "entry 4: name end offset 94 is out of order or past the names section (95 bytes)");
+        // Empty names: entry 1 ends where entry 0 ends.
+        let mut empty = good.clone();
+        let end0 = empty[at(n, "ends")..at(n, "ends") + 8].to_vec();
+        empty[at(n, "ends") + 8..at(n, "ends") + 16].copy_from_slice(&end0);
+        assert_eq!(err(&empty), "entry 1: bad name: name is empty");
+    }
+
+    #[test]
+    fn hostile_rank() {
+        let good = sample();
+        let n = 5;
+        let r = at(n, "rank");
+        let mut swapped = good.clone();
+        let (first, second) = (swapped[r..r + 4].to_vec(), swapped[r + 4..r + 8].to_vec());
+        swapped[r..r + 4].copy_from_slice(&second);
+        swapped[r + 4..r + 8].copy_from_slice(&first);
+        assert!(err(&swapped).starts_with("rank position 1: record "), "{}", err(&swapped));
+        let mut out = good.clone();
+        out[r + 8..r + 12].copy_from_slice(&77u32.to_le_bytes());
+        assert_eq!(err(&out), "rank position 2: record index 77 is out of range (5 entries)");
+        let mut twice = good.clone();
+        let first = twice[r..r + 4].to_vec();
+        twice[r + 16..r + 20].copy_from_slice(&first);
+        let twice_id = u32::from_le_bytes(first.try_into().unwrap());
+        assert_eq!(err(&twice), format!("rank position 4: record index {twice_id} appears twice"));
+    }
+
+    #[test]
+    fn builder_rejects_bad_entries() {
+        let mut b = CatalogBuilder::new();
+        b.push(id(1), 1, 1.0, "a").unwrap();
+        assert_eq!(
+            b.push(id(2), 1, f64::NAN, "b").unwrap_err().to_string(),
+            "entry 1: weight NaN is not a finite number >= 0"
+        );
+        assert_eq!(
+            b.push(id(2), 1, 1.0, "a/../b").unwrap_err().to_string(),
+            "entry 1: bad name: name contains a '..' component"
+        );
+        assert_eq!(
+            b.push(id(2), 1, 1.0, &"x".repeat(5000)).unwrap_err().to_string(),
+            "entry 1: bad name: name is 5000 bytes, longer than 4096"
+        );
+        b.push(id(1), 2, 1.0, "again").unwrap();
+        assert_eq!(b.finish().unwrap_err().to_string(), format!("entry 1: duplicate id {}", id(1)));
+        let mut o = CatalogBuilder::new();
+        o.push(id(1), u64::MAX, 1.0, "a").unwrap();
+        o.push(id(2), 1, 1.0, "b").unwrap();
+        assert!(o.finish().unwrap_err().to_string().ends_with("sizes overflow: the total passes 2^64-1 bytes"));
+    }
+
+    #[test]
+    fn wire_round_trip_and_limit() {
+        let good = sample();
+        let z = wire::compress(&good, 3);
+        assert!(wire::is_zstd(&z));
+        assert_eq!(wire::decompress(&z, 1 << 20).unwrap(), good);
+        assert_eq!(
+            wire::decompress(&z, 10).unwrap_err().to_string(),
+            "compressed catalog: decompresses to more than the limit of 10 bytes"
+        );
+        assert!(wire::decompress(&z[..z.len() / 2], 1 << 20).is_err());
+        assert!(wire::decompress(b"not zstd", 1 << 20).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Catalog::parse(&bytes);
+        }
+
+        #[test]
+        fn mutated_catalogs_never_panic(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+            let mut bytes = sample();
+            for (at, v) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = v;
+            }
+            if let Ok(cat) = Catalog::parse(&bytes) {
+                // Whatever validates is fully usable.
+                for i in cat.by_rank() {
+                    let _ = (cat.name(i), cat.size(i), cat.find(&cat.id(i)));
+                }
+            }
+        }
+
+        #[test]
+        fn builder_output_always_validates(entries in proptest::collection::vec((any::<u32>(), 0u64..1 << 40, 0u32..5, "[a-z]{1,8}"), 0..40)) {
+            let mut b = CatalogBuilder::new();
+            let mut seen = std::collections::BTreeSet::new();
+            for (k, size, w, name) in &entries {
+                if seen.insert(*k) {
+                    b.push(id(*k), *size, f64::from(*w), name).unwrap();
+                }
+            }
+            let bytes = b.finish().unwrap();
+            let cat = Catalog::parse(&bytes).unwrap();
+            prop_assert_eq!(cat.len(), seen.len());
+        }
+    }
+}

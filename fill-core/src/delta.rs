@@ -372,3 +372,204 @@ fn schedule_evictions(d: &mut Delta, held: &[Held], capacity: u64) {
     }
     d.peak_usage = peak;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::catalog::CatalogBuilder;
+
+    fn id(n: u16) -> ContentId {
+        ContentId::of(&n.to_le_bytes())
+    }
+
+    fn build(entries: &[(u16, u64, f64)]) -> Vec<u8> {
+        let mut b = CatalogBuilder::new();
+        for &(k, size, w) in entries {
+            b.push(id(k), size, w, &format!("f{k}")).unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    /// The placement rule, written the obvious way.
+    fn naive_placement(target: &[(u16, u64, f64)], capacity: u64) -> BTreeSet<ContentId> {
+        let mut order: Vec<_> = target.to_vec();
+        order.sort_by(|a, b| b.2.total_cmp(&a.2).then(id(a.0).cmp(&id(b.0))));
+        let mut used = 0;
+        let mut placed = BTreeSet::new();
+        for (k, size, _) in order {
+            if used + size <= capacity {
+                used += size;
+                placed.insert(id(k));
+            }
+        }
+        placed
+    }
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        target: Vec<(u16, u64, f64)>,
+        complete: Vec<(u16, u64, f64)>,
+        partial: Vec<PartialFile>,
+        capacity: u64,
+    }
+
+    const BLOCK: BlockSize = BlockSize::MIN;
+
+    fn size_of(k: u16) -> u64 {
+        // Sizes a function of the id, so target and inventory agree.
+        u64::from(k % 13) * 700 + u64::from(k % 3)
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            proptest::collection::btree_map(0u16..200, (0u8..4, 0u8..3), 0..60),
+            0u64..40_000,
+        )
+            .prop_map(|(files, capacity)| {
+                let mut c = Case {
+                    target: vec![],
+                    complete: vec![],
+                    partial: vec![],
+                    capacity,
+                };
+                for (k, (w, role)) in files {
+                    let size = size_of(k);
+                    let in_target = k < 150;
+                    if in_target {
+                        c.target.push((k, size, f64::from(w)));
+                    }
+                    match role {
+                        1 => c.complete.push((k, size, 1.0)),
+                        2 => {
+                            let mut p = PartialFile::empty(id(k), size, BLOCK);
+                            for b in 0..p.block_count() {
+                                p.set_verified(b, (k as u64 + b) % 3 == 0);
+                            }
+                            c.partial.push(p);
+                        }
+                        _ => {}
+                    }
+                }
+                c.partial.sort_by_key(|p| p.id);
+                c
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn delta_laws(c in case()) {
+            let tb = build(&c.target);
+            let ib = build(&c.complete);
+            let target = Catalog::parse(&tb).unwrap();
+            let inv = Inventory { complete: Catalog::parse(&ib).unwrap(), partial: &c.partial };
+            let d = compute(&target, &inv, c.capacity).unwrap();
+            // Same input, same output.
+            prop_assert_eq!(&d, &compute(&target, &inv, c.capacity).unwrap());
+
+            // Apply it step by step: usage never passes the capacity once the evictions
+            // scheduled up front are done.
+            let mut held: BTreeSet<ContentId> = c.complete.iter().map(|e| id(e.0)).collect();
+            held.extend(c.partial.iter().map(|p| p.id));
+            let size = |x: &ContentId| -> u64 {
+                (0..200u16).find(|&k| id(k) == *x).map(size_of).unwrap()
+            };
+            let mut usage: u64 = held.iter().map(size).sum();
+            prop_assert_eq!(usage, d.bytes_held_before);
+            let mut ev = d.evict.iter().peekable();
+            let mut got: std::collections::BTreeMap<ContentId, Vec<(u64, u64)>> = Default::default();
+            for k in 0..=d.fetch.len() as u64 {
+                while let Some(e) = ev.next_if(|e| e.before_fetch == k) {
+                    prop_assert!(held.remove(&e.id), "evicts what it does not hold");
+                    usage -= e.size;
+                }
+                prop_assert!(usage <= c.capacity, "usage {} over capacity {} before fetch {}", usage, c.capacity, k);
+                let Some(f) = d.fetch.get(k as usize) else { break };
+                let fid = target.id(f.entry as usize);
+                if held.insert(fid) {
+                    usage += target.size(f.entry as usize);
+                }
+                prop_assert!(usage <= c.capacity, "usage {} over capacity {}", usage, c.capacity);
+                got.entry(fid).or_default().push((f.offset, f.length));
+            }
+            prop_assert!(ev.next().is_none(), "evictions out of order");
+            prop_assert!(d.peak_usage <= c.capacity);
+
+            // What is held at the end is exactly the placement rule's set.
+            prop_assert_eq!(&held, &naive_placement(&c.target, c.capacity));
+
+            // Each fetched file gets exactly what it misses, and nothing else is fetched.
+            let mut fetched = 0;
+            for (fid, ranges) in &got {
+                let full = size(fid);
+                let expected = match c.partial.iter().find(|p| p.id == *fid) {
+                    Some(p) => p.missing_ranges(),
+                    None => vec![(0, full)],
+                };
+                prop_assert_eq!(ranges, &expected);
+                fetched += ranges.iter().map(|r| r.1).sum::<u64>();
+            }
+            prop_assert_eq!(fetched, d.bytes_to_fetch);
+
+            // Fetch order is rank order.
+            let rank: Vec<usize> = target.by_rank().collect();
+            let pos = |e: u32| rank.iter().position(|&r| r == e as usize).unwrap();
+            prop_assert!(d.fetch.windows(2).all(|w| pos(w[0].entry) <= pos(w[1].entry)));
+
+            // Files absent from the target are evicted before those that no longer fit.
+            let first_fit = d.evict.iter().position(|e| e.reason == EvictReason::DoesNotFit).unwrap_or(d.evict.len());
+            prop_assert!(d.evict[first_fit..].iter().all(|e| e.reason == EvictReason::DoesNotFit));
+            prop_assert!((0.0..=1.0).contains(&d.offload_before) && (0.0..=1.0).contains(&d.offload_after));
+        }
+    }
+
+    #[test]
+    fn worked_example() {
+        // Target: a (w 5, 400 B), b (w 3, 300 B), c (w 1, 200 B), d (w 1, 100 B).
+        let target = build(&[(1, 400, 5.0), (2, 300, 3.0), (3, 200, 1.0), (4, 100, 1.0)]);
+        // Held: b complete, x (not in target, 500 B), d partial with the block 0 verified.
+        let inv = build(&[(2, 300, 1.0), (9, 500, 1.0)]);
+        let mut p = PartialFile::empty(id(4), 100, BLOCK);
+        p.set_verified(0, true);
+        let partial = [p];
+        let target = Catalog::parse(&target).unwrap();
+        let inv = Inventory { complete: Catalog::parse(&inv).unwrap(), partial: &partial };
+        // Capacity 800: a(400)+b(300) = 700; c (200) does not fit; d (100) does.
+        let d = compute(&target, &inv, 800).unwrap();
+        let name = |e: u32| target.name(e as usize).to_owned();
+        assert_eq!(d.fetch.iter().map(|f| (name(f.entry), f.offset, f.length)).collect::<Vec<_>>(),
+            vec![("f1".into(), 0, 400)]);
+        assert_eq!(d.keep.iter().map(|&e| name(e)).collect::<Vec<_>>(), vec!["f2"]);
+        assert_eq!(d.resume.iter().map(|&e| name(e)).collect::<Vec<_>>(), vec!["f4"]);
+        // Block 0 (1 KiB) covers all 100 bytes of d: nothing left to fetch for it.
+        assert_eq!(d.evict.len(), 1);
+        assert_eq!((d.evict[0].id, d.evict[0].before_fetch, d.evict[0].reason), (id(9), 0, EvictReason::NotInTarget));
+        assert_eq!(d.bytes_held_before, 900);
+        assert_eq!(d.peak_usage, 800);
+        assert!((d.offload_before - 0.3).abs() < 1e-12);
+        assert!((d.offload_after - 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn inconsistent_inventory_is_an_error() {
+        let target = build(&[(1, 400, 5.0)]);
+        let target = Catalog::parse(&target).unwrap();
+        let inv = build(&[(1, 401, 1.0)]);
+        let inv = Inventory { complete: Catalog::parse(&inv).unwrap(), partial: &[] };
+        assert_eq!(
+            compute(&target, &inv, 1000).unwrap_err().to_string(),
+            format!("size mismatch for {}: target says 400 bytes, inventory holds 401", id(1))
+        );
+        let both = build(&[(1, 400, 1.0)]);
+        let partial = [PartialFile::empty(id(1), 400, BLOCK)];
+        let inv = Inventory { complete: Catalog::parse(&both).unwrap(), partial: &partial };
+        assert_eq!(
+            compute(&target, &inv, 1000).unwrap_err().to_string(),
+            format!("inventory is inconsistent at {}: listed both as complete and as partial", id(1))
+        );
+    }
+}
