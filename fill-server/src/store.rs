@@ -1,0 +1,760 @@
+//! The store: a directory whose layout is the URL layout.
+//!
+//! ```text
+//! DIR/
+//!   content/<hex id>     complete, verified files only (what any static server may serve)
+//!   outboard/<hex id>    their outboards
+//!   catalog              the catalog of the complete files
+//!   .fill/               private state: lock, tmp/ (staging), partial/ (files being filled)
+//!     partial/<hex id>           preallocated data of a file being filled
+//!     partial/<hex id>.outboard  its outboard
+//!     partial/<hex id>.blocks    which of its blocks are verified (docs/store-format.md)
+//! ```
+//!
+//! Invariants: a file enters `content/` only by an atomic rename after it is verified and
+//! synced, and its outboard is in place before it; the catalog is replaced by rename, never
+//! rewritten in place, so a reader that mapped it keeps a consistent copy. A missing or empty
+//! directory is an empty store. Paths inside the store come only from [`ContentId`]s (hex), so
+//! no input can name a path outside it.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fill_core::catalog::{self, Catalog, CatalogBuilder, CatalogError, Entry, check_name};
+use fill_core::outboard::{BlockSize, Outboard, OutboardError};
+use fill_core::{ContentId, PartialFile};
+
+use crate::mapped::Mapped;
+
+/// Most bytes a catalog may decompress to when read compressed (16 GiB).
+pub const MAX_CATALOG_BYTES: u64 = 16 << 30;
+const BLOCKS_MAGIC: [u8; 8] = *b"FILLBLK\0";
+const BLOCKS_VERSION: u32 = 1;
+const BLOCKS_HEADER: usize = 32;
+
+/// What went wrong with a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A local file system operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The store's catalog (or another catalog file) is not valid.
+    #[error("catalog {}: {source}", path.display())]
+    Catalog {
+        /// The catalog file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: CatalogError,
+    },
+    /// A state file of the store is corrupt.
+    #[error("{}: {reason}", path.display())]
+    CorruptState {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An outboard does not verify.
+    #[error("outboard {}: {source}", path.display())]
+    Outboard {
+        /// The outboard file.
+        path: PathBuf,
+        /// Why it failed.
+        source: OutboardError,
+    },
+    /// The store path exists but is not a directory.
+    #[error("store {} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// An input to import is not usable.
+    #[error("cannot import {}: {reason}", path.display())]
+    BadInput {
+        /// The input path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A store directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A file partially filled: what the delta sees, plus the name it will carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialState {
+    /// Size, block size and verified blocks.
+    pub file: PartialFile,
+    /// The name from the target catalog.
+    pub name: String,
+}
+
+/// Held while changing a store; other writers wait.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+/// One file imported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Imported {
+    /// Its id.
+    pub id: ContentId,
+    /// Its size.
+    pub size: u64,
+    /// The name it was given.
+    pub name: String,
+    /// False when the store already held this content (the existing name is kept).
+    pub added: bool,
+}
+
+/// What a verification found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct VerifyReport {
+    /// Complete files checked.
+    pub checked: u64,
+    /// Bytes hashed.
+    pub bytes: u64,
+    /// Files that are bad, and why.
+    pub bad: Vec<BadFile>,
+    /// Partial files whose verified blocks no longer verify.
+    pub bad_blocks: Vec<BadBlocks>,
+    /// Files in `content/` that the catalog does not list.
+    pub stray: Vec<String>,
+    /// Whether bad files were dropped and bad blocks cleared.
+    pub repaired: bool,
+}
+
+/// A bad complete file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BadFile {
+    /// The file.
+    pub id: ContentId,
+    /// Its catalog name.
+    pub name: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Bad blocks of a partial file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BadBlocks {
+    /// The file.
+    pub id: ContentId,
+    /// Block indices marked verified that fail verification.
+    pub blocks: Vec<u64>,
+    /// When the whole partial file is unusable (outboard or state missing or corrupt).
+    pub reason: Option<String>,
+}
+
+/// A catalog file held in memory (mapped).
+#[derive(Debug)]
+pub struct CatalogFile {
+    bytes: Mapped,
+    path: PathBuf,
+}
+
+impl CatalogFile {
+    /// Reads a catalog file: mapped when raw, decompressed when zstd. Checks the header only.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let bytes = Mapped::open(path)?;
+        let bytes = if catalog::wire::is_zstd(&bytes) {
+            Mapped::Owned(catalog::wire::decompress(&bytes, MAX_CATALOG_BYTES).map_err(|source| {
+                StoreError::Catalog {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?)
+        } else {
+            bytes
+        };
+        let me = Self {
+            bytes,
+            path: path.to_owned(),
+        };
+        catalog::CatalogView::open(&me.bytes).map_err(|source| me.err(source))?;
+        Ok(me)
+    }
+
+    /// An empty catalog.
+    pub fn empty() -> Self {
+        Self {
+            bytes: Mapped::Owned(CatalogBuilder::new().finish().unwrap_or_default()),
+            path: PathBuf::from("(empty)"),
+        }
+    }
+
+    fn err(&self, source: CatalogError) -> StoreError {
+        StoreError::Catalog {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Validates every record.
+    pub fn validate(&self) -> Result<Catalog<'_>, StoreError> {
+        Catalog::parse(&self.bytes).map_err(|source| self.err(source))
+    }
+
+    /// The raw bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Where it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Store {
+    /// A store at `root`. Nothing is created until something is written; a missing directory
+    /// is an empty store.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        match fs::metadata(&root) {
+            Ok(m) if !m.is_dir() => Err(StoreError::NotADirectory(root)),
+            _ => Ok(Self { root }),
+        }
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `content/<hex id>`.
+    pub fn content_path(&self, id: &ContentId) -> PathBuf {
+        self.root.join("content").join(id.to_hex().as_str())
+    }
+
+    /// `outboard/<hex id>`.
+    pub fn outboard_path(&self, id: &ContentId) -> PathBuf {
+        self.root.join("outboard").join(id.to_hex().as_str())
+    }
+
+    /// `catalog`.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join("catalog")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.root.join(".fill")
+    }
+
+    fn partial_dir(&self) -> PathBuf {
+        self.state_dir().join("partial")
+    }
+
+    /// Creates the directories of the layout.
+    pub fn create(&self) -> Result<(), StoreError> {
+        for dir in [
+            self.root.join("content"),
+            self.root.join("outboard"),
+            self.state_dir().join("tmp"),
+            self.partial_dir(),
+        ] {
+            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the store's writer lock, waiting for any other writer.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        self.create()?;
+        let path = self.state_dir().join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open lock", &path))?;
+        file.lock().map_err(io_err("lock", &path))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// The store's catalog (empty when the store has none yet). Header checked only.
+    pub fn catalog(&self) -> Result<CatalogFile, StoreError> {
+        let path = self.catalog_path();
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(CatalogFile::empty()),
+            Err(e) => Err(io_err("stat", &path)(e)),
+            Ok(_) => CatalogFile::open(&path),
+        }
+    }
+
+    /// Reads and checks the outboard of a complete file.
+    pub fn outboard(&self, id: &ContentId) -> Result<Outboard, StoreError> {
+        let path = self.outboard_path(id);
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+        Outboard::parse(&bytes, *id).map_err(|source| StoreError::Outboard { path, source })
+    }
+
+    /// Files being filled, sorted by id.
+    pub fn partials(&self) -> Result<Vec<PartialState>, StoreError> {
+        let dir = self.partial_dir();
+        let rd = match fs::read_dir(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            r => r.map_err(io_err("list", &dir))?,
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(io_err("list", &dir))?;
+            let name = entry.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".blocks")) else {
+                continue;
+            };
+            let Ok(id) = ContentId::parse(hex) else {
+                continue;
+            };
+            out.push(self.read_partial(&id)?);
+        }
+        out.sort_by(|a, b| a.file.id.cmp(&b.file.id));
+        Ok(out)
+    }
+
+    fn partial_paths(&self, id: &ContentId) -> (PathBuf, PathBuf, PathBuf) {
+        let hex = id.to_hex();
+        let dir = self.partial_dir();
+        (
+            dir.join(hex.as_str()),
+            dir.join(format!("{hex}.outboard")),
+            dir.join(format!("{hex}.blocks")),
+        )
+    }
+
+    fn read_partial(&self, id: &ContentId) -> Result<PartialState, StoreError> {
+        let (_, _, path) = self.partial_paths(id);
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+        decode_blocks(&bytes, *id).map_err(|reason| StoreError::CorruptState { path, reason })
+    }
+
+    /// Starts filling a file: writes its outboard and an empty verified-block map, and
+    /// preallocates its data at full size. Idempotent for the same id.
+    pub fn begin_partial(&self, outboard: &Outboard, name: &str) -> Result<PartialState, StoreError> {
+        self.create()?;
+        let id = outboard.id();
+        let (data, ob, _) = self.partial_paths(&id);
+        if let Ok(state) = self.read_partial(&id) {
+            return Ok(state);
+        }
+        write_atomic(self, &ob, &outboard.to_bytes())?;
+        let f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&data)
+            .map_err(io_err("create", &data))?;
+        f.set_len(outboard.size()).map_err(io_err("preallocate", &data))?;
+        f.sync_all().map_err(io_err("sync", &data))?;
+        let state = PartialState {
+            file: PartialFile::empty(id, outboard.size(), outboard.block_size()),
+            name: name.to_owned(),
+        };
+        self.save_partial(&state)?;
+        Ok(state)
+    }
+
+    /// Records which blocks of a partial file are verified (atomically: a crash leaves the old
+    /// map or the new one). Call it only after the blocks are durable.
+    pub fn save_partial(&self, state: &PartialState) -> Result<(), StoreError> {
+        let (_, _, path) = self.partial_paths(&state.file.id);
+        write_atomic(self, &path, &encode_blocks(state))
+    }
+
+    /// Path of a partial file's data (for writers).
+    pub fn partial_data_path(&self, id: &ContentId) -> PathBuf {
+        self.partial_paths(id).0
+    }
+
+    /// Imports files and directories (recursively): copies each into the store, computes its
+    /// outboard and id, and adds it to the catalog. Idempotent: content already held is not
+    /// copied again, and keeps its first name. A file's name is its path relative to the
+    /// directory argument it was found under, or its file name when given directly.
+    pub fn import(
+        &self,
+        inputs: &[PathBuf],
+        block: BlockSize,
+        progress: &(dyn Fn(&Imported) + Sync),
+    ) -> Result<Vec<Imported>, StoreError> {
+        let _lock = self.lock()?;
+        let mut files = Vec::new();
+        for input in inputs {
+            collect_inputs(input, &mut files)?;
+        }
+        let existing = self.catalog()?;
+        let existing_cat = existing.validate()?;
+        let mut seen: HashSet<ContentId> = HashSet::new();
+        let mut out = Vec::with_capacity(files.len());
+        let mut new_entries = Vec::new();
+        for (path, name) in files {
+            let (id, size) = self.import_one(&path, block)?;
+            let added = existing_cat.find(&id).is_none() && seen.insert(id);
+            let imported = Imported { id, size, name, added };
+            progress(&imported);
+            if added {
+                new_entries.push(Entry {
+                    id,
+                    size,
+                    weight: 0.0,
+                    name: imported.name.clone(),
+                });
+            }
+            out.push(imported);
+        }
+        if !new_entries.is_empty() {
+            self.rewrite_catalog(&existing_cat, &HashSet::new(), new_entries)?;
+        }
+        Ok(out)
+    }
+
+    fn import_one(&self, src: &Path, block: BlockSize) -> Result<(ContentId, u64), StoreError> {
+        let tmp = self.tmp_path();
+        fs::copy(src, &tmp).map_err(io_err("copy", src))?;
+        let result = (|| {
+            let mapped = Mapped::open(&tmp)?;
+            let ob = Outboard::compute(&mapped, block);
+            drop(mapped);
+            let id = ob.id();
+            let content = self.content_path(&id);
+            let outboard = self.outboard_path(&id);
+            if !outboard.exists() {
+                write_atomic(self, &outboard, &ob.to_bytes())?;
+            }
+            if content.exists() {
+                fs::remove_file(&tmp).map_err(io_err("remove", &tmp))?;
+            } else {
+                File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io_err("sync", &tmp))?;
+                fs::rename(&tmp, &content).map_err(io_err("rename into place", &content))?;
+                sync_dir(&self.root.join("content"))?;
+            }
+            Ok((id, ob.size()))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        self.state_dir().join("tmp").join(format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Writes a new catalog: `old` without `drop`, plus `add`.
+    fn rewrite_catalog(&self, old: &Catalog<'_>, drop: &HashSet<ContentId>, add: Vec<Entry>) -> Result<(), StoreError> {
+        let mut b = CatalogBuilder::with_capacity(old.len() + add.len(), 0);
+        let path = self.catalog_path();
+        let bad = |source| StoreError::Catalog { path: path.clone(), source };
+        for i in 0..old.len() {
+            if !drop.contains(&old.id(i)) {
+                b.push(old.id(i), old.size(i), old.weight(i), old.name(i)).map_err(bad)?;
+            }
+        }
+        for e in add {
+            b.push(e.id, e.size, e.weight, &e.name).map_err(bad)?;
+        }
+        let bytes = b.finish().map_err(bad)?;
+        write_atomic(self, &path, &bytes)
+    }
+
+    /// Re-hashes every complete file against its id and outboard, and every verified block of
+    /// every partial file. With `repair`, bad files leave the catalog (content and outboard
+    /// removed) and bad blocks are marked missing, so the next fill fetches them again.
+    pub fn verify(&self, repair: bool, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyReport, StoreError> {
+        let _lock = if repair { Some(self.lock()?) } else { None };
+        let cat_file = self.catalog()?;
+        let cat = cat_file.validate()?;
+        let mut report = VerifyReport::default();
+        let mut listed = HashSet::with_capacity(cat.len());
+        for i in 0..cat.len() {
+            let id = cat.id(i);
+            listed.insert(id);
+            report.checked += 1;
+            if let Err(reason) = self.check_complete(&id, cat.size(i)) {
+                report.bad.push(BadFile {
+                    id,
+                    name: cat.name(i).to_owned(),
+                    reason,
+                });
+            }
+            report.bytes += cat.size(i);
+            progress(cat.size(i));
+        }
+        let content_dir = self.root.join("content");
+        if let Ok(rd) = fs::read_dir(&content_dir) {
+            for entry in rd.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if ContentId::parse(&name).map_or(true, |id| !listed.contains(&id)) {
+                    report.stray.push(name);
+                }
+            }
+        }
+        report.stray.sort();
+        for mut state in self.partials()? {
+            let (bad_blocks, reason) = self.check_partial(&state);
+            if bad_blocks.is_empty() && reason.is_none() {
+                continue;
+            }
+            if repair {
+                if reason.is_some() {
+                    self.remove_partial(&state.file.id)?;
+                } else {
+                    for &b in &bad_blocks {
+                        state.file.set_verified(b, false);
+                    }
+                    self.save_partial(&state)?;
+                }
+            }
+            report.bad_blocks.push(BadBlocks {
+                id: state.file.id,
+                blocks: bad_blocks,
+                reason,
+            });
+        }
+        if repair && !report.bad.is_empty() {
+            let drop: HashSet<ContentId> = report.bad.iter().map(|b| b.id).collect();
+            self.rewrite_catalog(&cat, &drop, Vec::new())?;
+            for id in &drop {
+                for path in [self.content_path(id), self.outboard_path(id)] {
+                    match fs::remove_file(&path) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &path)(e)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        report.repaired = repair;
+        Ok(report)
+    }
+
+    fn check_complete(&self, id: &ContentId, size: u64) -> Result<(), String> {
+        let path = self.content_path(id);
+        let data = Mapped::open(&path).map_err(|e| e.to_string())?;
+        if data.len() as u64 != size {
+            return Err(format!("size is {} bytes, catalog says {size}", data.len()));
+        }
+        let ob = self.outboard(id).map_err(|e| e.to_string())?;
+        let actual = Outboard::compute(&data, ob.block_size());
+        if actual.id() != *id {
+            return Err(format!("content hashes to {}", actual.id()));
+        }
+        Ok(())
+    }
+
+    /// Bad verified blocks of a partial file, or why the whole file is unusable.
+    fn check_partial(&self, state: &PartialState) -> (Vec<u64>, Option<String>) {
+        let id = state.file.id;
+        let (data, ob_path, _) = self.partial_paths(&id);
+        let ob = match fs::read(&ob_path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| Outboard::parse(&b, id).map_err(|e| e.to_string()))
+        {
+            Ok(ob) => ob,
+            Err(e) => return (Vec::new(), Some(format!("outboard: {e}"))),
+        };
+        if ob.size() != state.file.size || ob.block_size() != state.file.block {
+            return (Vec::new(), Some("outboard and block map disagree on size or block size".into()));
+        }
+        let data = match Mapped::open(&data) {
+            Ok(d) if d.len() as u64 == state.file.size => d,
+            Ok(d) => return (Vec::new(), Some(format!("data is {} bytes, expected {}", d.len(), state.file.size))),
+            Err(e) => return (Vec::new(), Some(e.to_string())),
+        };
+        let bad = (0..state.file.block_count())
+            .filter(|&b| state.file.is_verified(b))
+            .filter(|&b| {
+                let (off, len) = ob.block_range(b);
+                ob.verify_block(b, &data[off as usize..(off + len) as usize]).is_err()
+            })
+            .collect();
+        (bad, None)
+    }
+
+    fn remove_partial(&self, id: &ContentId) -> Result<(), StoreError> {
+        let (a, b, c) = self.partial_paths(id);
+        for path in [c, b, a] {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &path)(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Files to import under `input`, with their names.
+fn collect_inputs(input: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<(), StoreError> {
+    let meta = fs::metadata(input).map_err(io_err("stat", input))?;
+    if meta.is_file() {
+        let name = input
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| StoreError::BadInput {
+                path: input.to_owned(),
+                reason: "file name is not UTF-8".into(),
+            })?;
+        out.push((input.to_owned(), checked_name(input, name)?));
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        return Err(StoreError::BadInput {
+            path: input.to_owned(),
+            reason: "not a regular file or directory".into(),
+        });
+    }
+    let mut stack = vec![input.to_owned()];
+    let mut found = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
+            let entry = entry.map_err(io_err("list", &dir))?;
+            let path = entry.path();
+            let ft = entry.file_type().map_err(io_err("stat", &path))?;
+            // Symlinks are not followed: they could loop or leave the tree.
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    for path in found {
+        let rel = path.strip_prefix(input).unwrap_or(&path);
+        let name = rel
+            .components()
+            .map(|c| c.as_os_str().to_str())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| StoreError::BadInput {
+                path: path.clone(),
+                reason: "path is not UTF-8".into(),
+            })?
+            .join("/");
+        let name = checked_name(&path, &name)?;
+        out.push((path, name));
+    }
+    Ok(())
+}
+
+fn checked_name(path: &Path, name: &str) -> Result<String, StoreError> {
+    check_name(name.as_bytes())
+        .map(str::to_owned)
+        .map_err(|e| StoreError::BadInput {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+fn write_atomic(store: &Store, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    store.create()?;
+    let tmp = store.tmp_path();
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(bytes).map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("sync", &tmp))?;
+        fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync directory", dir))
+}
+
+fn encode_blocks(state: &PartialState) -> Vec<u8> {
+    let f = &state.file;
+    let mut out = Vec::with_capacity(BLOCKS_HEADER + state.name.len() + 8 * f.verified.len());
+    out.extend_from_slice(&BLOCKS_MAGIC);
+    out.extend_from_slice(&BLOCKS_VERSION.to_le_bytes());
+    out.extend_from_slice(&f.block.log2().to_le_bytes());
+    out.extend_from_slice(&f.size.to_le_bytes());
+    out.extend_from_slice(&(state.name.len() as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(state.name.as_bytes());
+    for w in &f.verified {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+fn decode_blocks(bytes: &[u8], id: ContentId) -> Result<PartialState, String> {
+    if bytes.len() < BLOCKS_HEADER {
+        return Err(format!("block map truncated: {} bytes, header is {BLOCKS_HEADER}", bytes.len()));
+    }
+    if bytes[..8] != BLOCKS_MAGIC {
+        return Err("not a block map: bad magic bytes".into());
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
+    let version = u32_at(8);
+    if version != BLOCKS_VERSION {
+        return Err(format!("unsupported block map version {version}"));
+    }
+    let block = BlockSize::from_log2(u32_at(12)).map_err(|e| e.to_string())?;
+    let size = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
+    let name_len = u32_at(24) as usize;
+    if u32_at(28) != 0 {
+        return Err("reserved bytes are not zero".into());
+    }
+    let words = block.count(size).div_ceil(64);
+    let expected = BLOCKS_HEADER as u128 + name_len as u128 + 8 * u128::from(words);
+    if bytes.len() as u128 != expected {
+        return Err(format!("block map is {} bytes, header implies {expected}", bytes.len()));
+    }
+    let name_end = BLOCKS_HEADER + name_len;
+    let name = check_name(&bytes[BLOCKS_HEADER..name_end]).map_err(|e| format!("bad name: {e}"))?;
+    let verified = bytes[name_end..]
+        .chunks_exact(8)
+        .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+        .collect();
+    let file = PartialFile {
+        id,
+        size,
+        block,
+        verified,
+    };
+    // Bits past the last block must be clear.
+    let count = file.block_count();
+    if (count..words * 64).any(|b| file.is_verified(b)) {
+        return Err("bits set past the last block".into());
+    }
+    Ok(PartialState {
+        file,
+        name: name.to_owned(),
+    })
+}

@@ -1,0 +1,178 @@
+//! Command-line arguments, as clap parses them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// fill: content fill and catalog distribution for cache appliances.
+///
+/// Computes what a stale appliance must fetch to reach its region's target catalog, and keeps
+/// stores of BLAKE3-verified content (ids are exactly what `b3sum` prints).
+///
+/// Exit codes: 0 success, 1 error, 2 bad arguments, 3 verification found bad data.
+#[derive(Debug, Parser)]
+#[command(name = "fill", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The jobs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the main job end to end on a small synthetic region, in a temporary directory.
+    ///
+    /// Builds a target catalog and a stale appliance (some files identical, some re-encoded,
+    /// some missing, some retired), imports both into stores, computes the delta the burn-in
+    /// fill must apply, and verifies every stored file against its id.
+    Demo(DemoArgs),
+    /// Manage a store: a directory of verified content (content/, outboard/, catalog).
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Build, inspect and export catalogs.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Compute what an appliance must fetch, evict and keep to hold its target.
+    ///
+    /// Placement: walk the target from the highest weight to the lowest (ties by id) and keep
+    /// every file that still fits in the capacity. Files absent from the target are evicted
+    /// first; evictions are scheduled so the store never holds more than the capacity.
+    Delta(DeltaArgs),
+}
+
+/// `fill demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Work in this directory (created) and keep it, instead of a temporary one.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Seed of the synthetic region.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Number of files in the target catalog.
+    #[arg(long, default_value_t = 60)]
+    pub files: u32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fill store ...`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Hash files and directories (recursively) into the store; idempotent.
+    ///
+    /// Each file is copied into content/<id> with its outboard in outboard/<id>, and added to
+    /// the store's catalog with weight 0. A file's name is its path relative to the directory
+    /// given (or its file name). Content already in the store is not copied again.
+    Import {
+        /// The store directory (created if missing).
+        #[arg(long)]
+        store: PathBuf,
+        /// Block size for outboards: a power of two from 1KiB to 16MiB.
+        #[arg(long, default_value = "1MiB")]
+        block_size: String,
+        /// Print what was imported as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Files and directories to import.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List the store's files: complete ones from its catalog, and partially filled ones with
+    /// their verified blocks.
+    List {
+        /// The store directory.
+        #[arg(long)]
+        store: PathBuf,
+        /// Print a JSON array of {id, size, name, partial, ...}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every file against its id; exit 3 if any is bad.
+    Verify {
+        /// The store directory.
+        #[arg(long)]
+        store: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Drop bad files from the store (and clear bad blocks of partial files), so the next
+        /// fill fetches them again.
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+/// Output formats of `fill catalog export`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// `id,size,weight,name` with a header line.
+    Csv,
+    /// An array of {id, size, weight, name}.
+    Json,
+}
+
+/// `fill catalog ...`.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Build a binary catalog from CSV, JSON, or a store plus a popularity CSV.
+    #[command(group = clap::ArgGroup::new("input").required(true).args(["csv", "json", "store"]))]
+    Build {
+        /// CSV input with the header `id,size,weight,name`.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// JSON input: an array of {id, size, weight, name}.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Take entries from this store's catalog...
+        #[arg(long, requires = "popularity")]
+        store: Option<PathBuf>,
+        /// ...with weights from this CSV (`name,weight`); names it lacks get weight 0.
+        #[arg(long, requires = "store")]
+        popularity: Option<PathBuf>,
+        /// Output file. Ending in `.zst` writes it zstd-compressed (as it travels).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Summarize a catalog (raw or zstd) and list its most popular entries.
+    Show {
+        /// The catalog file.
+        catalog: PathBuf,
+        /// How many entries to list, most popular first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every entry as CSV or JSON, in id order.
+    Export {
+        /// The catalog file.
+        catalog: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `fill delta`.
+#[derive(Debug, Args)]
+pub struct DeltaArgs {
+    /// The target catalog (raw or zstd).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// The appliance's store.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
+    #[arg(long)]
+    pub capacity: String,
+    /// Print the whole delta as JSON (see docs/delta-json.md).
+    #[arg(long)]
+    pub json: bool,
+}

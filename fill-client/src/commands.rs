@@ -1,0 +1,480 @@
+//! One function per command.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use fill_core::catalog::{self, Catalog, CatalogBuilder};
+use fill_core::delta::{self, Delta, EvictReason, Inventory};
+use fill_core::outboard::BlockSize;
+use fill_core::size::{format_size, parse_size};
+use fill_core::PartialFile;
+use fill_server::store::{CatalogFile, Store, VerifyReport};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::cli::{CatalogCommand, Cli, Command, DeltaArgs, ExportFormat, StoreCommand};
+use crate::{Outcome, catalog_io, demo};
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> Result<Outcome> {
+    match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::Store(cmd) => store(cmd),
+        Command::Catalog(cmd) => catalog(cmd),
+        Command::Delta(args) => delta_cmd(&args),
+    }
+}
+
+fn open_store(dir: &Path) -> Result<Store> {
+    Store::new(dir).with_context(|| format!("cannot use store {}", dir.display()))
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn store(cmd: StoreCommand) -> Result<Outcome> {
+    match cmd {
+        StoreCommand::Import {
+            store,
+            block_size,
+            json,
+            paths,
+        } => {
+            let bytes = parse_size(&block_size).context("bad --block-size")?;
+            let block = BlockSize::from_bytes(bytes).context("bad --block-size")?;
+            let s = open_store(&store)?;
+            let total: u64 = paths.iter().map(|p| dir_size(p)).sum();
+            let bar = progress_bar(total, "importing");
+            let imported = s
+                .import(&paths, block, &|i| bar.inc(i.size))
+                .with_context(|| format!("import into {} failed", store.display()))?;
+            bar.finish_and_clear();
+            if json {
+                print_json(&imported)?;
+            } else {
+                let added = imported.iter().filter(|i| i.added).count();
+                let bytes: u64 = imported.iter().filter(|i| i.added).map(|i| i.size).sum();
+                println!(
+                    "imported {} files into {}: {added} added ({}), {} already held",
+                    imported.len(),
+                    store.display(),
+                    format_size(bytes),
+                    imported.len() - added
+                );
+            }
+            Ok(Outcome::Ok)
+        }
+        StoreCommand::List { store, json } => {
+            let s = open_store(&store)?;
+            let listing = list_store(&s)?;
+            if json {
+                print_json(&listing)?;
+            } else {
+                for e in &listing {
+                    let state = match &e.partial_info {
+                        None => "complete".to_owned(),
+                        Some(p) => format!("partial {}/{} blocks", p.verified_blocks, p.blocks),
+                    };
+                    println!("{}  {:>12}  {:<22}  {}", e.id, e.size, state, e.name);
+                }
+                let complete = listing.iter().filter(|e| !e.partial).count();
+                eprintln!("{complete} complete, {} partial", listing.len() - complete);
+            }
+            Ok(Outcome::Ok)
+        }
+        StoreCommand::Verify { store, json, repair } => {
+            let s = open_store(&store)?;
+            let total = s.catalog()?.validate()?.total_size();
+            let bar = progress_bar(total, "verifying");
+            let report = s.verify(repair, &|n| bar.inc(n)).context("verify failed")?;
+            bar.finish_and_clear();
+            if json {
+                print_json(&report)?;
+            } else {
+                print_verify(&report);
+            }
+            Ok(if report.bad.is_empty() && report.bad_blocks.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::BadData
+            })
+        }
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) if m.is_file() => m.len(),
+        _ => 0,
+    }
+}
+
+fn print_verify(r: &VerifyReport) {
+    for b in &r.bad {
+        println!("BAD  {}  {}: {}", b.id, b.name, b.reason);
+    }
+    for b in &r.bad_blocks {
+        match &b.reason {
+            Some(reason) => println!("BAD  {}  (partial): {reason}", b.id),
+            None => println!("BAD  {}  (partial): blocks {:?} fail verification", b.id, b.blocks),
+        }
+    }
+    for s in &r.stray {
+        println!("stray content/{s} (not in the catalog; left alone)");
+    }
+    let verdict = if r.bad.is_empty() && r.bad_blocks.is_empty() {
+        "all good".to_owned()
+    } else if r.repaired {
+        format!("{} bad files dropped, {} partial files repaired", r.bad.len(), r.bad_blocks.len())
+    } else {
+        format!(
+            "{} bad files, {} partial files with bad blocks (run with --repair to drop them)",
+            r.bad.len(),
+            r.bad_blocks.len()
+        )
+    };
+    println!("verified {} files, {}: {verdict}", r.checked, format_size(r.bytes));
+}
+
+/// One line of `fill store list --json`.
+#[derive(Debug, Serialize)]
+struct Listed {
+    id: fill_core::ContentId,
+    size: u64,
+    name: String,
+    partial: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    partial_info: Option<PartialInfo>,
+}
+
+#[derive(Debug, Serialize)]
+struct PartialInfo {
+    block_size: u64,
+    blocks: u64,
+    verified_blocks: u64,
+    /// Verified byte ranges, `[offset, length]`.
+    verified: Vec<(u64, u64)>,
+}
+
+fn list_store(s: &Store) -> Result<Vec<Listed>> {
+    let file = s.catalog()?;
+    let cat = file.validate()?;
+    let mut out: Vec<Listed> = (0..cat.len())
+        .map(|i| Listed {
+            id: cat.id(i),
+            size: cat.size(i),
+            name: cat.name(i).to_owned(),
+            partial: false,
+            partial_info: None,
+        })
+        .collect();
+    for p in s.partials()? {
+        out.push(Listed {
+            id: p.file.id,
+            size: p.file.size,
+            name: p.name.clone(),
+            partial: true,
+            partial_info: Some(PartialInfo {
+                block_size: p.file.block.bytes(),
+                blocks: p.file.block_count(),
+                verified_blocks: p.file.verified_count(),
+                verified: verified_ranges(&p.file),
+            }),
+        });
+    }
+    Ok(out)
+}
+
+fn verified_ranges(p: &PartialFile) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for b in (0..p.block_count()).filter(|&b| p.is_verified(b)) {
+        let (off, len) = p.block.range(p.size, b);
+        match out.last_mut() {
+            Some((o, l)) if *o + *l == off => *l += len,
+            _ => out.push((off, len)),
+        }
+    }
+    out
+}
+
+fn catalog(cmd: CatalogCommand) -> Result<Outcome> {
+    match cmd {
+        CatalogCommand::Build {
+            csv,
+            json,
+            store,
+            popularity,
+            out,
+        } => {
+            let builder = if let Some(path) = csv {
+                let f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                catalog_io::read_csv(f).with_context(|| format!("{}", path.display()))?
+            } else if let Some(path) = json {
+                let f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                catalog_io::read_json(f).with_context(|| format!("{}", path.display()))?
+            } else if let (Some(store), Some(pop)) = (store, popularity) {
+                from_store(&store, &pop, true)?
+            } else {
+                bail!("give --csv, --json, or --store with --popularity");
+            };
+            let count = builder.len();
+            let bytes = builder.finish().context("cannot build the catalog")?;
+            let zst = out.extension().is_some_and(|e| e == "zst");
+            let written = if zst { catalog::wire::compress(&bytes, 9) } else { bytes };
+            std::fs::write(&out, &written).with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote {} ({count} entries, {}{})",
+                out.display(),
+                format_size(written.len() as u64),
+                if zst { ", zstd" } else { "" }
+            );
+            Ok(Outcome::Ok)
+        }
+        CatalogCommand::Show { catalog, limit, json } => {
+            let file = open_catalog(&catalog)?;
+            let cat = file.validate()?;
+            let top: Vec<catalog::Entry> = cat.by_rank().take(limit).map(|i| cat.entry(i)).collect();
+            let summary = CatalogSummary {
+                path: catalog.display().to_string(),
+                version: catalog::VERSION,
+                entries: cat.len() as u64,
+                total_size: cat.total_size(),
+                total_weight: cat.total_weight(),
+                top,
+            };
+            if json {
+                print_json(&summary)?;
+            } else {
+                println!("catalog   {} (format version {})", summary.path, summary.version);
+                println!("entries   {}", summary.entries);
+                println!("size      {} ({} bytes)", format_size(summary.total_size), summary.total_size);
+                println!("weight    {}", summary.total_weight);
+                if !summary.top.is_empty() {
+                    println!("\n{:>5}  {:<64}  {:>12}  {:>10}  name", "rank", "id", "size", "weight");
+                    for (rank, e) in summary.top.iter().enumerate() {
+                        println!("{:>5}  {}  {:>12}  {:>10.4}  {}", rank + 1, e.id, e.size, e.weight, e.name);
+                    }
+                    if cat.len() > limit {
+                        println!("  ... {} more (--limit N to see more)", cat.len() - limit);
+                    }
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        CatalogCommand::Export { catalog, format, out } => {
+            let file = open_catalog(&catalog)?;
+            let cat = file.validate()?;
+            let mut sink: Box<dyn Write> = match &out {
+                Some(p) => Box::new(BufWriter::new(
+                    File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+                )),
+                None => Box::new(BufWriter::new(std::io::stdout().lock())),
+            };
+            match format {
+                ExportFormat::Csv => catalog_io::write_csv(&cat, &mut sink)?,
+                ExportFormat::Json => catalog_io::write_json(&cat, &mut sink)?,
+            }
+            sink.flush()?;
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CatalogSummary {
+    path: String,
+    version: u32,
+    entries: u64,
+    total_size: u64,
+    total_weight: f64,
+    top: Vec<catalog::Entry>,
+}
+
+fn open_catalog(path: &Path) -> Result<CatalogFile> {
+    Ok(CatalogFile::open(path)?)
+}
+
+/// Entries of a store's catalog with weights from a popularity CSV (`name,weight`).
+pub fn from_store(store: &Path, popularity: &Path, notes: bool) -> Result<CatalogBuilder> {
+    let s = open_store(store)?;
+    let file = s.catalog()?;
+    let cat = file.validate()?;
+    let f = File::open(popularity).with_context(|| format!("cannot open {}", popularity.display()))?;
+    let weights = catalog_io::read_popularity(f).with_context(|| format!("{}", popularity.display()))?;
+    let mut b = CatalogBuilder::with_capacity(cat.len(), 0);
+    let mut used = HashSet::new();
+    let mut unweighted = 0;
+    for i in 0..cat.len() {
+        let name = cat.name(i);
+        let w = match weights.get(name) {
+            Some(&w) => {
+                used.insert(name);
+                w
+            }
+            None => {
+                unweighted += 1;
+                0.0
+            }
+        };
+        b.push(cat.id(i), cat.size(i), w, name)
+            .with_context(|| format!("{}: name {name:?}", popularity.display()))?;
+    }
+    if notes && unweighted > 0 {
+        eprintln!("note: {unweighted} files of the store have no weight in {} (weight 0)", popularity.display());
+    }
+    let unknown = weights.len() - used.len();
+    if notes && unknown > 0 {
+        eprintln!("note: {unknown} names in {} are not in the store (ignored)", popularity.display());
+    }
+    Ok(b)
+}
+
+/// The delta as `fill delta --json` prints it (docs/delta-json.md).
+#[derive(Debug, Serialize)]
+pub struct DeltaReport {
+    capacity: u64,
+    target_files: u64,
+    target_bytes: u64,
+    placed_files: u64,
+    placed_bytes: u64,
+    bytes_held_before: u64,
+    bytes_to_fetch: u64,
+    bytes_to_evict: u64,
+    peak_usage: u64,
+    offload_before: f64,
+    offload_after: f64,
+    fetch: Vec<FetchJson>,
+    evict: Vec<fill_core::ContentId>,
+    evict_schedule: Vec<delta::Eviction>,
+    keep: Vec<fill_core::ContentId>,
+    resume: Vec<fill_core::ContentId>,
+}
+
+#[derive(Debug, Serialize)]
+struct FetchJson {
+    id: fill_core::ContentId,
+    offset: u64,
+    length: u64,
+}
+
+impl DeltaReport {
+    /// The report for a delta over `target`.
+    pub fn new(target: &Catalog<'_>, d: &Delta, capacity: u64) -> Self {
+        Self {
+            capacity,
+            target_files: target.len() as u64,
+            target_bytes: target.total_size(),
+            placed_files: d.placed_files,
+            placed_bytes: d.placed_bytes,
+            bytes_held_before: d.bytes_held_before,
+            bytes_to_fetch: d.bytes_to_fetch,
+            bytes_to_evict: d.bytes_to_evict,
+            peak_usage: d.peak_usage,
+            offload_before: d.offload_before,
+            offload_after: d.offload_after,
+            fetch: d
+                .fetch
+                .iter()
+                .map(|f| FetchJson {
+                    id: target.id(f.entry as usize),
+                    offset: f.offset,
+                    length: f.length,
+                })
+                .collect(),
+            evict: d.evict.iter().map(|e| e.id).collect(),
+            evict_schedule: d.evict.clone(),
+            keep: d.keep.iter().map(|&k| target.id(k as usize)).collect(),
+            resume: d.resume.iter().map(|&k| target.id(k as usize)).collect(),
+        }
+    }
+}
+
+/// Computes the delta of a store against a target.
+pub fn compute_delta(target: &Catalog<'_>, s: &Store, capacity: u64) -> Result<Delta> {
+    let inv_file = s.catalog()?;
+    let inv = inv_file.validate()?;
+    let partial: Vec<PartialFile> = s.partials()?.into_iter().map(|p| p.file).collect();
+    let d = delta::compute(
+        target,
+        &Inventory {
+            complete: inv,
+            partial: &partial,
+        },
+        capacity,
+    )?;
+    Ok(d)
+}
+
+fn delta_cmd(args: &DeltaArgs) -> Result<Outcome> {
+    let capacity = parse_size(&args.capacity).context("bad --capacity")?;
+    let target_file = open_catalog(&args.target)?;
+    let target = target_file.validate()?;
+    let s = open_store(&args.store)?;
+    let d = compute_delta(&target, &s, capacity)?;
+    if args.json {
+        print_json(&DeltaReport::new(&target, &d, capacity))?;
+    } else {
+        print!("{}", delta_table(&target, &d, capacity));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// The short human summary of a delta.
+pub fn delta_table(target: &Catalog<'_>, d: &Delta, capacity: u64) -> String {
+    let new_files = d.fetch.iter().filter(|f| f.offset == 0 && f.length == target.size(f.entry as usize)).count();
+    let not_in_target = d.evict.iter().filter(|e| e.reason == EvictReason::NotInTarget).count();
+    let row = |what: &str, files: String, bytes: u64, note: String| {
+        format!("{what:<8} {files:>9}  {:>12}  {note}\n", format_size(bytes))
+    };
+    let mut s = String::new();
+    s += &row("target", format!("{} files", target.len()), target.total_size(), String::new());
+    s += &row("placed", format!("{} files", d.placed_files), d.placed_bytes, format!("capacity {}", format_size(capacity)));
+    s += &row("held", String::new(), d.bytes_held_before, "before the fill".into());
+    let kept: u64 = d.keep.iter().map(|&k| target.size(k as usize)).sum();
+    s += &row("keep", format!("{} files", d.keep.len()), kept, String::new());
+    s += &row(
+        "fetch",
+        format!("{} ranges", d.fetch.len()),
+        d.bytes_to_fetch,
+        format!("{new_files} new files, {} partial files resumed", d.resume.len()),
+    );
+    s += &row(
+        "evict",
+        format!("{} files", d.evict.len()),
+        d.bytes_to_evict,
+        format!("{not_in_target} not in target, {} no longer fit", d.evict.len() - not_in_target),
+    );
+    s += &format!(
+        "offload  {:.1}% -> {:.1}% of the target's weight\n",
+        100.0 * d.offload_before,
+        100.0 * d.offload_after
+    );
+    s
+}
