@@ -7,13 +7,18 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use anyhow::{Context, Result, bail};
-use fill_core::catalog::{Catalog, CatalogBuilder, Entry};
 use fill_core::ContentId;
+use fill_core::catalog::{Catalog, CatalogBuilder, Entry};
 
 /// Reads CSV with the header `id,size,weight,name` into a builder.
 pub fn read_csv(input: impl Read) -> Result<CatalogBuilder> {
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
-    let headers = rdr.headers().context("line 1: cannot read the CSV header")?.clone();
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(input);
+    let headers = rdr
+        .headers()
+        .context("line 1: cannot read the CSV header")?
+        .clone();
     let expected = ["id", "size", "weight", "name"];
     if headers.iter().map(str::trim).ne(expected) {
         bail!(
@@ -33,17 +38,25 @@ pub fn read_csv(input: impl Read) -> Result<CatalogBuilder> {
         }
         let line = record.position().map_or(line, |p| p.line());
         if record.len() != 4 {
-            bail!("line {line}: expected 4 fields (id,size,weight,name), found {}", record.len());
+            bail!(
+                "line {line}: expected 4 fields (id,size,weight,name), found {}",
+                record.len()
+            );
         }
-        let id = ContentId::parse(record[0].trim()).with_context(|| format!("line {line}: bad id"))?;
-        let size: u64 = record[1]
-            .trim()
-            .parse()
-            .with_context(|| format!("line {line}: bad size {:?}: expected bytes as a whole number", &record[1]))?;
-        let weight: f64 = record[2]
-            .trim()
-            .parse()
-            .with_context(|| format!("line {line}: bad weight {:?}: expected a number", &record[2]))?;
+        let id =
+            ContentId::parse(record[0].trim()).with_context(|| format!("line {line}: bad id"))?;
+        let size: u64 = record[1].trim().parse().with_context(|| {
+            format!(
+                "line {line}: bad size {:?}: expected bytes as a whole number",
+                &record[1]
+            )
+        })?;
+        let weight: f64 = record[2].trim().parse().with_context(|| {
+            format!(
+                "line {line}: bad weight {:?}: expected a number",
+                &record[2]
+            )
+        })?;
         b.push(id, size, weight, &record[3])
             .map_err(|e| anyhow::anyhow!("line {line}: {}", strip_entry(&e.to_string())))?;
     }
@@ -72,8 +85,13 @@ fn strip_entry(msg: &str) -> &str {
 
 /// Reads a popularity CSV (`name,weight`) into a map.
 pub fn read_popularity(input: impl Read) -> Result<HashMap<String, f64>> {
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
-    let headers = rdr.headers().context("line 1: cannot read the CSV header")?.clone();
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(input);
+    let headers = rdr
+        .headers()
+        .context("line 1: cannot read the CSV header")?
+        .clone();
     if headers.iter().map(str::trim).ne(["name", "weight"]) {
         bail!(
             "line 1: popularity CSV header must be `name,weight`, found `{}`",
@@ -85,7 +103,10 @@ pub fn read_popularity(input: impl Read) -> Result<HashMap<String, f64>> {
         let rec = rec.context("malformed popularity CSV")?;
         let line = rec.position().map_or(0, |p| p.line());
         if rec.len() != 2 {
-            bail!("line {line}: expected 2 fields (name,weight), found {}", rec.len());
+            bail!(
+                "line {line}: expected 2 fields (name,weight), found {}",
+                rec.len()
+            );
         }
         let weight: f64 = rec[1]
             .trim()
@@ -103,7 +124,11 @@ pub fn write_csv(cat: &Catalog<'_>, out: impl Write) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(["id", "size", "weight", "name"])?;
     for i in 0..cat.len() {
-        let (id, size, weight) = (cat.id(i).to_hex(), cat.size(i).to_string(), cat.weight(i).to_string());
+        let (id, size, weight) = (
+            cat.id(i).to_hex(),
+            cat.size(i).to_string(),
+            cat.weight(i).to_string(),
+        );
         w.write_record([id.as_str(), &size, &weight, cat.name(i)])?;
     }
     w.flush()?;
@@ -133,7 +158,12 @@ mod tests {
     }
 
     fn csv_err(text: &str) -> String {
-        format!("{:#}", read_csv(text.as_bytes()).and_then(|b| Ok(b.finish()?)).unwrap_err())
+        format!(
+            "{:#}",
+            read_csv(text.as_bytes())
+                .and_then(|b| Ok(b.finish()?))
+                .unwrap_err()
+        )
     }
 
     #[test]
@@ -156,7 +186,10 @@ mod tests {
 
     #[test]
     fn csv_errors_name_the_line() {
-        assert_eq!(csv_err("name,size\n"), "line 1: CSV header must be `id,size,weight,name`, found `name,size`");
+        assert_eq!(
+            csv_err("name,size\n"),
+            "line 1: CSV header must be `id,size,weight,name`, found `name,size`"
+        );
         assert_eq!(
             csv_err(&format!("id,size,weight,name\n{},1,1,a\nzz,1,1,b\n", id(1))),
             "line 3: bad id: content id must be 64 lowercase hex characters, got 2 characters"
@@ -170,7 +203,10 @@ mod tests {
             "line 2: weight NaN is not a finite number >= 0"
         );
         assert_eq!(
-            csv_err(&format!("id,size,weight,name\n{},1,1,../etc/passwd\n", id(1))),
+            csv_err(&format!(
+                "id,size,weight,name\n{},1,1,../etc/passwd\n",
+                id(1)
+            )),
             "line 2: bad name: name contains a '..' component"
         );
         assert_eq!(
@@ -178,11 +214,18 @@ mod tests {
             "line 2: malformed CSV: CSV error: record 1 (line: 2, byte: 20): found record with 3 fields, but the previous record has 4 fields"
         );
         assert_eq!(
-            csv_err(&format!("id,size,weight,name\n{i},1,1,a\n{i},1,1,b\n", i = id(1))),
+            csv_err(&format!(
+                "id,size,weight,name\n{i},1,1,a\n{i},1,1,b\n",
+                i = id(1)
+            )),
             format!("entry 1: duplicate id {}", id(1))
         );
         assert_eq!(
-            csv_err(&format!("id,size,weight,name\n{},18446744073709551615,1,a\n{},1,1,b\n", id(1), id(2))),
+            csv_err(&format!(
+                "id,size,weight,name\n{},18446744073709551615,1,a\n{},1,1,b\n",
+                id(1),
+                id(2)
+            )),
             "entry 1: sizes overflow: the total passes 2^64-1 bytes"
         );
     }
@@ -191,9 +234,15 @@ mod tests {
     fn json_errors() {
         let msg = |t: &str| format!("{:#}", read_json(t.as_bytes()).unwrap_err());
         assert!(msg("{}").starts_with("bad JSON catalog: expected an array"));
-        assert!(msg(r#"[{"id":"zz","size":1,"weight":1,"name":"a"}]"#).contains("content id must be 64 lowercase hex characters"));
+        assert!(
+            msg(r#"[{"id":"zz","size":1,"weight":1,"name":"a"}]"#)
+                .contains("content id must be 64 lowercase hex characters")
+        );
         assert_eq!(
-            msg(&format!(r#"[{{"id":"{}","size":1,"weight":1,"name":"a\u0000b"}}]"#, id(1))),
+            msg(&format!(
+                r#"[{{"id":"{}","size":1,"weight":1,"name":"a\u0000b"}}]"#,
+                id(1)
+            )),
             "entry 0: bad name: name contains a NUL byte"
         );
     }
@@ -205,6 +254,9 @@ mod tests {
         let e = read_popularity("name,weight\na,1\na,2\n".as_bytes()).unwrap_err();
         assert_eq!(format!("{e:#}"), "line 3: name \"a\" appears twice");
         let e = read_popularity("id,weight\n".as_bytes()).unwrap_err();
-        assert_eq!(format!("{e:#}"), "line 1: popularity CSV header must be `name,weight`, found `id,weight`");
+        assert_eq!(
+            format!("{e:#}"),
+            "line 1: popularity CSV header must be `name,weight`, found `id,weight`"
+        );
     }
 }

@@ -6,11 +6,11 @@ use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use fill_core::PartialFile;
 use fill_core::catalog::{self, Catalog, CatalogBuilder};
 use fill_core::delta::{self, Delta, EvictReason, Inventory};
 use fill_core::outboard::BlockSize;
 use fill_core::size::{format_size, parse_size};
-use fill_core::PartialFile;
 use fill_server::store::{CatalogFile, Store, VerifyReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -39,9 +39,11 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message(what.to_owned());
     bar
@@ -106,7 +108,11 @@ fn store(cmd: StoreCommand) -> Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
-        StoreCommand::Verify { store, json, repair } => {
+        StoreCommand::Verify {
+            store,
+            json,
+            repair,
+        } => {
             let s = open_store(&store)?;
             let total = s.catalog()?.validate()?.total_size();
             let bar = progress_bar(total, "verifying");
@@ -143,7 +149,10 @@ fn print_verify(r: &VerifyReport) {
     for b in &r.bad_blocks {
         match &b.reason {
             Some(reason) => println!("BAD  {}  (partial): {reason}", b.id),
-            None => println!("BAD  {}  (partial): blocks {:?} fail verification", b.id, b.blocks),
+            None => println!(
+                "BAD  {}  (partial): blocks {:?} fail verification",
+                b.id, b.blocks
+            ),
         }
     }
     for s in &r.stray {
@@ -152,7 +161,11 @@ fn print_verify(r: &VerifyReport) {
     let verdict = if r.bad.is_empty() && r.bad_blocks.is_empty() {
         "all good".to_owned()
     } else if r.repaired {
-        format!("{} bad files dropped, {} partial files repaired", r.bad.len(), r.bad_blocks.len())
+        format!(
+            "{} bad files dropped, {} partial files repaired",
+            r.bad.len(),
+            r.bad_blocks.len()
+        )
     } else {
         format!(
             "{} bad files, {} partial files with bad blocks (run with --repair to drop them)",
@@ -160,7 +173,11 @@ fn print_verify(r: &VerifyReport) {
             r.bad_blocks.len()
         )
     };
-    println!("verified {} files, {}: {verdict}", r.checked, format_size(r.bytes));
+    println!(
+        "verified {} files, {}: {verdict}",
+        r.checked,
+        format_size(r.bytes)
+    );
 }
 
 /// One line of `fill store list --json`.
@@ -234,10 +251,12 @@ fn catalog(cmd: CatalogCommand) -> Result<Outcome> {
             out,
         } => {
             let builder = if let Some(path) = csv {
-                let f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                let f =
+                    File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
                 catalog_io::read_csv(f).with_context(|| format!("{}", path.display()))?
             } else if let Some(path) = json {
-                let f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                let f =
+                    File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
                 catalog_io::read_json(f).with_context(|| format!("{}", path.display()))?
             } else if let (Some(store), Some(pop)) = (store, popularity) {
                 from_store(&store, &pop, true)?
@@ -247,8 +266,13 @@ fn catalog(cmd: CatalogCommand) -> Result<Outcome> {
             let count = builder.len();
             let bytes = builder.finish().context("cannot build the catalog")?;
             let zst = out.extension().is_some_and(|e| e == "zst");
-            let written = if zst { catalog::wire::compress(&bytes, 9) } else { bytes };
-            std::fs::write(&out, &written).with_context(|| format!("cannot write {}", out.display()))?;
+            let written = if zst {
+                catalog::wire::compress(&bytes, 9)
+            } else {
+                bytes
+            };
+            std::fs::write(&out, &written)
+                .with_context(|| format!("cannot write {}", out.display()))?;
             println!(
                 "wrote {} ({count} entries, {}{})",
                 out.display(),
@@ -257,10 +281,15 @@ fn catalog(cmd: CatalogCommand) -> Result<Outcome> {
             );
             Ok(Outcome::Ok)
         }
-        CatalogCommand::Show { catalog, limit, json } => {
+        CatalogCommand::Show {
+            catalog,
+            limit,
+            json,
+        } => {
             let file = open_catalog(&catalog)?;
             let cat = file.validate()?;
-            let top: Vec<catalog::Entry> = cat.by_rank().take(limit).map(|i| cat.entry(i)).collect();
+            let top: Vec<catalog::Entry> =
+                cat.by_rank().take(limit).map(|i| cat.entry(i)).collect();
             let summary = CatalogSummary {
                 path: catalog.display().to_string(),
                 version: catalog::VERSION,
@@ -272,14 +301,31 @@ fn catalog(cmd: CatalogCommand) -> Result<Outcome> {
             if json {
                 print_json(&summary)?;
             } else {
-                println!("catalog   {} (format version {})", summary.path, summary.version);
+                println!(
+                    "catalog   {} (format version {})",
+                    summary.path, summary.version
+                );
                 println!("entries   {}", summary.entries);
-                println!("size      {} ({} bytes)", format_size(summary.total_size), summary.total_size);
+                println!(
+                    "size      {} ({} bytes)",
+                    format_size(summary.total_size),
+                    summary.total_size
+                );
                 println!("weight    {}", summary.total_weight);
                 if !summary.top.is_empty() {
-                    println!("\n{:>5}  {:<64}  {:>12}  {:>10}  name", "rank", "id", "size", "weight");
+                    println!(
+                        "\n{:>5}  {:<64}  {:>12}  {:>10}  name",
+                        "rank", "id", "size", "weight"
+                    );
                     for (rank, e) in summary.top.iter().enumerate() {
-                        println!("{:>5}  {}  {:>12}  {:>10.4}  {}", rank + 1, e.id, e.size, e.weight, e.name);
+                        println!(
+                            "{:>5}  {}  {:>12}  {:>10.4}  {}",
+                            rank + 1,
+                            e.id,
+                            e.size,
+                            e.weight,
+                            e.name
+                        );
                     }
                     if cat.len() > limit {
                         println!("  ... {} more (--limit N to see more)", cat.len() - limit);
@@ -288,7 +334,11 @@ fn catalog(cmd: CatalogCommand) -> Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
-        CatalogCommand::Export { catalog, format, out } => {
+        CatalogCommand::Export {
+            catalog,
+            format,
+            out,
+        } => {
             let file = open_catalog(&catalog)?;
             let cat = file.validate()?;
             let mut sink: Box<dyn Write> = match &out {
@@ -326,8 +376,10 @@ pub fn from_store(store: &Path, popularity: &Path, notes: bool) -> Result<Catalo
     let s = open_store(store)?;
     let file = s.catalog()?;
     let cat = file.validate()?;
-    let f = File::open(popularity).with_context(|| format!("cannot open {}", popularity.display()))?;
-    let weights = catalog_io::read_popularity(f).with_context(|| format!("{}", popularity.display()))?;
+    let f =
+        File::open(popularity).with_context(|| format!("cannot open {}", popularity.display()))?;
+    let weights =
+        catalog_io::read_popularity(f).with_context(|| format!("{}", popularity.display()))?;
     let mut b = CatalogBuilder::with_capacity(cat.len(), 0);
     let mut used = HashSet::new();
     let mut unweighted = 0;
@@ -347,11 +399,17 @@ pub fn from_store(store: &Path, popularity: &Path, notes: bool) -> Result<Catalo
             .with_context(|| format!("{}: name {name:?}", popularity.display()))?;
     }
     if notes && unweighted > 0 {
-        eprintln!("note: {unweighted} files of the store have no weight in {} (weight 0)", popularity.display());
+        eprintln!(
+            "note: {unweighted} files of the store have no weight in {} (weight 0)",
+            popularity.display()
+        );
     }
     let unknown = weights.len() - used.len();
     if notes && unknown > 0 {
-        eprintln!("note: {unknown} names in {} are not in the store (ignored)", popularity.display());
+        eprintln!(
+            "note: {unknown} names in {} are not in the store (ignored)",
+            popularity.display()
+        );
     }
     Ok(b)
 }
@@ -448,28 +506,62 @@ fn delta_cmd(args: &DeltaArgs) -> Result<Outcome> {
 
 /// The short human summary of a delta.
 pub fn delta_table(target: &Catalog<'_>, d: &Delta, capacity: u64) -> String {
-    let new_files = d.fetch.iter().filter(|f| f.offset == 0 && f.length == target.size(f.entry as usize)).count();
-    let not_in_target = d.evict.iter().filter(|e| e.reason == EvictReason::NotInTarget).count();
+    let new_files = d
+        .fetch
+        .iter()
+        .filter(|f| f.offset == 0 && f.length == target.size(f.entry as usize))
+        .count();
+    let not_in_target = d
+        .evict
+        .iter()
+        .filter(|e| e.reason == EvictReason::NotInTarget)
+        .count();
     let row = |what: &str, files: String, bytes: u64, note: String| {
         format!("{what:<8} {files:>9}  {:>12}  {note}\n", format_size(bytes))
     };
     let mut s = String::new();
-    s += &row("target", format!("{} files", target.len()), target.total_size(), String::new());
-    s += &row("placed", format!("{} files", d.placed_files), d.placed_bytes, format!("capacity {}", format_size(capacity)));
-    s += &row("held", String::new(), d.bytes_held_before, "before the fill".into());
+    s += &row(
+        "target",
+        format!("{} files", target.len()),
+        target.total_size(),
+        String::new(),
+    );
+    s += &row(
+        "placed",
+        format!("{} files", d.placed_files),
+        d.placed_bytes,
+        format!("capacity {}", format_size(capacity)),
+    );
+    s += &row(
+        "held",
+        String::new(),
+        d.bytes_held_before,
+        "before the fill".into(),
+    );
     let kept: u64 = d.keep.iter().map(|&k| target.size(k as usize)).sum();
-    s += &row("keep", format!("{} files", d.keep.len()), kept, String::new());
+    s += &row(
+        "keep",
+        format!("{} files", d.keep.len()),
+        kept,
+        String::new(),
+    );
     s += &row(
         "fetch",
         format!("{} ranges", d.fetch.len()),
         d.bytes_to_fetch,
-        format!("{new_files} new files, {} partial files resumed", d.resume.len()),
+        format!(
+            "{new_files} new files, {} partial files resumed",
+            d.resume.len()
+        ),
     );
     s += &row(
         "evict",
         format!("{} files", d.evict.len()),
         d.bytes_to_evict,
-        format!("{not_in_target} not in target, {} no longer fit", d.evict.len() - not_in_target),
+        format!(
+            "{not_in_target} not in target, {} no longer fit",
+            d.evict.len() - not_in_target
+        ),
     );
     s += &format!(
         "offload  {:.1}% -> {:.1}% of the target's weight\n",

@@ -10,14 +10,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use fill_core::size::format_size;
 use fill_core::outboard::BlockSize;
+use fill_core::size::format_size;
 use fill_server::store::Store;
 use serde::Serialize;
 
+use crate::Outcome;
 use crate::cli::DemoArgs;
 use crate::commands::{DeltaReport, compute_delta, delta_table};
-use crate::Outcome;
 
 /// splitmix64: a tiny seeded generator, enough to lay out a synthetic region.
 struct Rng(u64);
@@ -42,7 +42,9 @@ impl Rng {
 fn content(seed: u64, key: &str, size: u64) -> Vec<u8> {
     let k = blake3::hash(format!("fill demo {seed} {key}").as_bytes());
     let mut out = vec![0u8; size as usize];
-    blake3::Hasher::new_keyed(k.as_bytes()).finalize_xof().fill(&mut out);
+    blake3::Hasher::new_keyed(k.as_bytes())
+        .finalize_xof()
+        .fill(&mut out);
     out
 }
 
@@ -76,7 +78,10 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             d.clone()
         }
         None => {
-            tmp = tempfile::Builder::new().prefix("fill-demo-").tempdir().context("cannot create a temporary directory")?;
+            tmp = tempfile::Builder::new()
+                .prefix("fill-demo-")
+                .tempdir()
+                .context("cannot create a temporary directory")?;
             tmp.path().to_owned()
         }
     };
@@ -92,10 +97,18 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             fs::remove_dir_all(d).with_context(|| format!("cannot clear {}", d.display()))?;
         }
     }
-    say(&format!("fill demo: a synthetic region in {}", dir.display()));
+    say(&format!(
+        "fill demo: a synthetic region in {}",
+        dir.display()
+    ));
 
     // 1. The region: a target catalog, and a stale appliance.
-    let renditions = ["video_1080p.mp4", "video_720p.mp4", "video_480p.mp4", "audio_en.mp4"];
+    let renditions = [
+        "video_1080p.mp4",
+        "video_720p.mp4",
+        "video_480p.mp4",
+        "audio_en.mp4",
+    ];
     let sidecars = ["subs_en.dfxp", "boxart.jpg", "manifest.xml"];
     let (mut identical, mut reencoded, mut missing) = (0, 0, 0);
     let mut popularity = String::from("name,weight\n");
@@ -109,21 +122,38 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         let title = i / 3;
         let sidecar = rng.unit() < 0.2;
         let name = if sidecar {
-            format!("titles/t{title:04}/{}-{i}", sidecars[(rng.next() % 3) as usize])
+            format!(
+                "titles/t{title:04}/{}-{i}",
+                sidecars[(rng.next() % 3) as usize]
+            )
         } else {
-            format!("titles/t{title:04}/{}-{i}", renditions[(rng.next() % 4) as usize])
+            format!(
+                "titles/t{title:04}/{}-{i}",
+                renditions[(rng.next() % 4) as usize]
+            )
         };
-        let size = if sidecar { rng.log_uniform(1024.0, 65536.0) } else { rng.log_uniform(256.0 * 1024.0, 3.0 * 1048576.0) };
+        let size = if sidecar {
+            rng.log_uniform(1024.0, 65536.0)
+        } else {
+            rng.log_uniform(256.0 * 1024.0, 3.0 * 1048576.0)
+        };
         let data = content(args.seed, &format!("{name} v1"), size);
         write(&target_dir.join(&name), &data)?;
-        let _ = writeln!(popularity, "{name},{:.6}", 1.0 / f64::from(ranks[i as usize]).powf(0.9));
+        let _ = writeln!(
+            popularity,
+            "{name},{:.6}",
+            1.0 / f64::from(ranks[i as usize]).powf(0.9)
+        );
         let role = rng.unit();
         if role < 0.70 {
             write(&stale_dir.join(&name), &data)?;
             identical += 1;
         } else if role < 0.80 {
             let old = (size as f64 * (0.9 + 0.2 * rng.unit())) as u64;
-            write(&stale_dir.join(&name), &content(args.seed, &format!("{name} v0"), old))?;
+            write(
+                &stale_dir.join(&name),
+                &content(args.seed, &format!("{name} v0"), old),
+            )?;
             reencoded += 1;
         } else {
             missing += 1;
@@ -136,7 +166,10 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     for j in 0..retired {
         let name = format!("titles/r{j:04}/video_720p.mp4");
         let size = rng.log_uniform(256.0 * 1024.0, 2.0 * 1048576.0);
-        write(&stale_dir.join(&name), &content(args.seed, &format!("{name} retired"), size))?;
+        write(
+            &stale_dir.join(&name),
+            &content(args.seed, &format!("{name} retired"), size),
+        )?;
     }
     let pop_path = dir.join("region/popularity.csv");
     write(&pop_path, popularity.as_bytes())?;
@@ -150,46 +183,57 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     let origin = Store::new(dir.join("origin"))?;
     let appliance = Store::new(dir.join("appliance"))?;
     let block = BlockSize::DEFAULT;
-    origin.import(&[target_dir.clone()], block, &|_| {}).context("import into the origin")?;
-    appliance.import(&[stale_dir.clone()], block, &|_| {}).context("import into the appliance")?;
+    origin
+        .import(std::slice::from_ref(&target_dir), block, &|_| {})
+        .context("import into the origin")?;
+    appliance
+        .import(std::slice::from_ref(&stale_dir), block, &|_| {})
+        .context("import into the appliance")?;
     say("  imported: origin store (the target), appliance store (the stale copy)");
 
     // A fill was interrupted: the first blocks of one missing file are already verified.
     let origin_file = origin.catalog()?;
     let origin_cat = origin_file.validate()?;
-    if let Some(name) = &first_missing {
-        if let Some(i) = (0..origin_cat.len()).find(|&i| origin_cat.name(i) == name) {
-            let id = origin_cat.id(i);
-            let ob = origin.outboard(&id)?;
-            let data = fs::read(origin.content_path(&id))?;
-            let mut state = appliance.begin_partial(&ob, name)?;
-            let half = ob.block_count() / 2;
-            let mut part = fs::read(appliance.partial_data_path(&id))?;
-            for b in 0..half {
-                let (off, len) = ob.block_range(b);
-                let block_bytes = &data[off as usize..(off + len) as usize];
-                ob.verify_block(b, block_bytes)?;
-                part[off as usize..(off + len) as usize].copy_from_slice(block_bytes);
-                state.file.set_verified(b, true);
-            }
-            fs::write(appliance.partial_data_path(&id), &part)?;
-            appliance.save_partial(&state)?;
-            say(&format!("  interrupted fill: {half} of {} blocks of {name} already verified", ob.block_count()));
+    if let Some(name) = &first_missing
+        && let Some(i) = (0..origin_cat.len()).find(|&i| origin_cat.name(i) == name)
+    {
+        let id = origin_cat.id(i);
+        let ob = origin.outboard(&id)?;
+        let data = fs::read(origin.content_path(&id))?;
+        let mut state = appliance.begin_partial(&ob, name)?;
+        let half = ob.block_count() / 2;
+        let mut part = fs::read(appliance.partial_data_path(&id))?;
+        for b in 0..half {
+            let (off, len) = ob.block_range(b);
+            let block_bytes = &data[off as usize..(off + len) as usize];
+            ob.verify_block(b, block_bytes)?;
+            part[off as usize..(off + len) as usize].copy_from_slice(block_bytes);
+            state.file.set_verified(b, true);
         }
+        fs::write(appliance.partial_data_path(&id), &part)?;
+        appliance.save_partial(&state)?;
+        say(&format!(
+            "  interrupted fill: {half} of {} blocks of {name} already verified",
+            ob.block_count()
+        ));
     }
 
     // 3. The target catalog, ranked by popularity.
     let target_path = dir.join("target.catalog");
     let builder = crate::commands::from_store(&dir.join("origin"), &pop_path, false)?;
     let bytes = builder.finish().context("build the target catalog")?;
-    fs::write(&target_path, bytes).with_context(|| format!("cannot write {}", target_path.display()))?;
+    fs::write(&target_path, bytes)
+        .with_context(|| format!("cannot write {}", target_path.display()))?;
     let target_file = fill_server::store::CatalogFile::open(&target_path)?;
     let target = target_file.validate()?;
 
     // 4. The delta the burn-in fill must apply, with room for ~90% of the target.
     let capacity = target.total_size() / 10 * 9;
     let d = compute_delta(&target, &appliance, capacity)?;
-    say(&format!("\ndelta for a {} appliance:", format_size(capacity)));
+    say(&format!(
+        "\ndelta for a {} appliance:",
+        format_size(capacity)
+    ));
     if !args.json {
         print!("{}", delta_table(&target, &d, capacity));
         println!("\nfirst fetches, most popular first:");
@@ -210,7 +254,11 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     let mut verified_bytes = 0;
     for s in [&origin, &appliance] {
         let r = s.verify(false, &|_| {})?;
-        anyhow::ensure!(r.bad.is_empty() && r.bad_blocks.is_empty(), "store {} failed verification", s.root().display());
+        anyhow::ensure!(
+            r.bad.is_empty() && r.bad_blocks.is_empty(),
+            "store {} failed verification",
+            s.root().display()
+        );
         verified_files += r.checked;
         verified_bytes += r.bytes;
     }
@@ -218,7 +266,9 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         "\nverified {verified_files} stored files ({}) against their BLAKE3 ids: all good",
         format_size(verified_bytes)
     ));
-    say("next: `fill run` will fetch these ranges from peers, tiers and the origin (not built yet)");
+    say(
+        "next: `fill run` will fetch these ranges from peers, tiers and the origin (not built yet)",
+    );
     if args.json {
         let report = DemoReport {
             dir: dir.display().to_string(),

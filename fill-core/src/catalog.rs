@@ -122,7 +122,9 @@ pub enum CatalogError {
         reason: NameError,
     },
     /// The name offsets are inconsistent.
-    #[error("entry {index}: name end offset {end} is out of order or past the names section ({names_len} bytes)")]
+    #[error(
+        "entry {index}: name end offset {end} is out of order or past the names section ({names_len} bytes)"
+    )]
     BadNameOffset {
         /// The entry.
         index: u64,
@@ -181,7 +183,11 @@ pub fn check_name(name: &[u8]) -> Result<&str, NameError> {
         return Err(NameError::TooLong(name.len()));
     }
     if let Some(&c) = name.iter().find(|&&c| c < 0x20 || c == 0x7f) {
-        return Err(if c == 0 { NameError::Nul } else { NameError::Control(c) });
+        return Err(if c == 0 {
+            NameError::Nul
+        } else {
+            NameError::Control(c)
+        });
     }
     let s = std::str::from_utf8(name).map_err(|_| NameError::NotUtf8)?;
     if s.starts_with('/') {
@@ -341,8 +347,10 @@ impl<'a> CatalogView<'a> {
             .collect();
         // Records: each chunk reports its first error and its size total; chunk order keeps the
         // reported error the first in the file.
-        let results: Vec<Result<u128, CatalogError>> =
-            chunks.par_iter().map(|&(lo, hi)| self.check_records(lo, hi)).collect();
+        let results: Vec<Result<u128, CatalogError>> = chunks
+            .par_iter()
+            .map(|&(lo, hi)| self.check_records(lo, hi))
+            .collect();
         let mut total: u128 = 0;
         for (r, &(lo, hi)) in results.into_iter().zip(&chunks) {
             let chunk_total = r?;
@@ -438,15 +446,23 @@ impl<'a> CatalogView<'a> {
                 pos + 1 >= n || self.rank_in_order(r, self.rank_entry(pos + 1) as usize)
             })
         });
-        if ok { Ok(()) } else { Err(self.first_rank_error()) }
+        if ok {
+            Ok(())
+        } else {
+            Err(self.first_rank_error())
+        }
     }
 
     /// Whether record `b` may follow record `a` in the rank (`b` out of range counts as in
     /// order here; it is reported at its own position).
     fn rank_in_order(&self, a: usize, b: usize) -> bool {
         b >= self.count
-            || rank_cmp(self.weight(a), self.id_bytes(a), self.weight(b), self.id_bytes(b))
-                == Ordering::Less
+            || rank_cmp(
+                self.weight(a),
+                self.id_bytes(a),
+                self.weight(b),
+                self.id_bytes(b),
+            ) == Ordering::Less
     }
 
     fn first_rank_error(&self) -> CatalogError {
@@ -546,7 +562,11 @@ impl<'a> Catalog<'a> {
 
     /// Name of entry `i`.
     pub fn name(&self, i: usize) -> &'a str {
-        let start = if i == 0 { 0 } else { self.view.name_end(i - 1) as usize };
+        let start = if i == 0 {
+            0
+        } else {
+            self.view.name_end(i - 1) as usize
+        };
         let end = self.view.name_end(i) as usize;
         let names = &self.view.bytes[self.view.names_at()..];
         // Validated: each name is UTF-8 on its own.
@@ -636,7 +656,13 @@ impl CatalogBuilder {
 
     /// Adds an entry; the weight and the name are checked now (errors name the entry by the
     /// order it was added in, from 0).
-    pub fn push(&mut self, id: ContentId, size: u64, weight: f64, name: &str) -> Result<(), CatalogError> {
+    pub fn push(
+        &mut self,
+        id: ContentId,
+        size: u64,
+        weight: f64,
+        name: &str,
+    ) -> Result<(), CatalogError> {
         let index = self.records.len() as u64;
         check_weight(index, weight)?;
         check_name(name.as_bytes()).map_err(|reason| CatalogError::BadName { index, reason })?;
@@ -731,7 +757,8 @@ pub mod wire {
     /// Decompresses a catalog, refusing to produce more than `limit` bytes (a hostile frame
     /// can claim any size).
     pub fn decompress(bytes: &[u8], limit: u64) -> Result<Vec<u8>, CatalogError> {
-        let decoder = zstd::stream::Decoder::new(bytes).map_err(|e| CatalogError::Decompress(e.to_string()))?;
+        let decoder = zstd::stream::Decoder::new(bytes)
+            .map_err(|e| CatalogError::Decompress(e.to_string()))?;
         let mut out = Vec::new();
         decoder
             .take(limit.saturating_add(1))
@@ -758,8 +785,13 @@ mod tests {
     fn sample() -> Vec<u8> {
         let mut b = CatalogBuilder::new();
         for (i, w) in [3.0, 1.0, 3.0, 0.0, 7.5].into_iter().enumerate() {
-            b.push(id(i as u32), 1000 + i as u64, w, &format!("titles/t{i}/video.mp4"))
-                .unwrap();
+            b.push(
+                id(i as u32),
+                1000 + i as u64,
+                w,
+                &format!("titles/t{i}/video.mp4"),
+            )
+            .unwrap();
         }
         b.finish().unwrap()
     }
@@ -793,7 +825,11 @@ mod tests {
         let ranked: Vec<f64> = cat.by_rank().map(|i| cat.weight(i)).collect();
         assert_eq!(ranked, vec![7.5, 3.0, 3.0, 1.0, 0.0]);
         // Ties by id ascending.
-        let tied: Vec<ContentId> = cat.by_rank().filter(|&i| cat.weight(i) == 3.0).map(|i| cat.id(i)).collect();
+        let tied: Vec<ContentId> = cat
+            .by_rank()
+            .filter(|&i| cat.weight(i) == 3.0)
+            .map(|i| cat.id(i))
+            .collect();
         assert!(tied[0] < tied[1]);
         for i in 0..5u32 {
             let at = cat.find(&id(i)).unwrap();
@@ -810,28 +846,58 @@ mod tests {
     fn hostile_headers() {
         let good = sample();
         assert_eq!(err(&[]), "catalog is empty (0 bytes): not a catalog");
-        assert_eq!(err(&good[..20]), "catalog truncated: 20 bytes, header implies 64");
-        assert_eq!(err(b"GIF89a\0\0 and more"), "not a catalog: bad magic bytes (expected \"FILLCAT\\0\")");
+        assert_eq!(
+            err(&good[..20]),
+            "catalog truncated: 20 bytes, header implies 64"
+        );
+        assert_eq!(
+            err(b"GIF89a\0\0 and more"),
+            "not a catalog: bad magic bytes (expected \"FILLCAT\\0\")"
+        );
         let mut magic = good.clone();
         magic[0] = b'X';
-        assert_eq!(err(&magic), "not a catalog: bad magic bytes (expected \"FILLCAT\\0\")");
+        assert_eq!(
+            err(&magic),
+            "not a catalog: bad magic bytes (expected \"FILLCAT\\0\")"
+        );
         let mut version = good.clone();
         version[8] = 2;
-        assert_eq!(err(&version), "unsupported catalog version 2 (this build reads version 1)");
+        assert_eq!(
+            err(&version),
+            "unsupported catalog version 2 (this build reads version 1)"
+        );
         let mut flags = good.clone();
         flags[12] = 1;
-        assert_eq!(err(&flags), "catalog header: reserved bytes at offset 12 are not zero");
+        assert_eq!(
+            err(&flags),
+            "catalog header: reserved bytes at offset 12 are not zero"
+        );
         let mut reserved = good.clone();
         reserved[40] = 1;
-        assert_eq!(err(&reserved), "catalog header: reserved bytes at offset 40 are not zero");
+        assert_eq!(
+            err(&reserved),
+            "catalog header: reserved bytes at offset 40 are not zero"
+        );
         let len = good.len();
-        assert_eq!(err(&good[..len - 1]), format!("catalog truncated: {} bytes, header implies {len}", len - 1));
+        assert_eq!(
+            err(&good[..len - 1]),
+            format!("catalog truncated: {} bytes, header implies {len}", len - 1)
+        );
         let mut long = good.clone();
         long.extend_from_slice(b"xx");
-        assert_eq!(err(&long), format!("catalog has 2 trailing bytes after the {len} its header implies"));
+        assert_eq!(
+            err(&long),
+            format!("catalog has 2 trailing bytes after the {len} its header implies")
+        );
         let mut huge = good.clone();
         huge[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(err(&huge), format!("catalog has {} entries, more than the format allows (4294967295)", u64::MAX));
+        assert_eq!(
+            err(&huge),
+            format!(
+                "catalog has {} entries, more than the format allows (4294967295)",
+                u64::MAX
+            )
+        );
         let mut big = good.clone();
         big[16..24].copy_from_slice(&(1u64 << 31).to_le_bytes());
         assert!(err(&big).starts_with("catalog truncated"));
@@ -848,7 +914,10 @@ mod tests {
         let mut dup = good.clone();
         let id0: [u8; 32] = dup[at(n, "ids")..at(n, "ids") + 32].try_into().unwrap();
         dup[at(n, "ids") + 32..at(n, "ids") + 64].copy_from_slice(&id0);
-        assert_eq!(err(&dup), format!("entry 1: duplicate id {}", ContentId::from_bytes(id0)));
+        assert_eq!(
+            err(&dup),
+            format!("entry 1: duplicate id {}", ContentId::from_bytes(id0))
+        );
         // Unsorted: swap ids 2 and 3.
         let mut uns = good.clone();
         let (a, b) = (at(n, "ids") + 64, at(n, "ids") + 96);
@@ -856,20 +925,37 @@ mod tests {
         let id3: [u8; 32] = uns[b..b + 32].try_into().unwrap();
         uns[a..a + 32].copy_from_slice(&id3);
         uns[b..b + 32].copy_from_slice(&id2);
-        assert_eq!(err(&uns), format!("entry 3: ids not sorted ({} comes after a larger id)", ContentId::from_bytes(id2)));
+        assert_eq!(
+            err(&uns),
+            format!(
+                "entry 3: ids not sorted ({} comes after a larger id)",
+                ContentId::from_bytes(id2)
+            )
+        );
         // Sizes that overflow u64 when summed.
         let mut ovf = good.clone();
         for i in [1, 3] {
             let m = at(n, "meta") + 16 * i;
             ovf[m..m + 8].copy_from_slice(&(u64::MAX / 2 + 1).to_le_bytes());
         }
-        assert_eq!(err(&ovf), "entry 3: sizes overflow: the total passes 2^64-1 bytes");
+        assert_eq!(
+            err(&ovf),
+            "entry 3: sizes overflow: the total passes 2^64-1 bytes"
+        );
         // NaN and negative weights.
-        for (w, shown) in [(f64::NAN, "NaN"), (-1.0, "-1"), (f64::INFINITY, "inf"), (-0.0, "-0")] {
+        for (w, shown) in [
+            (f64::NAN, "NaN"),
+            (-1.0, "-1"),
+            (f64::INFINITY, "inf"),
+            (-0.0, "-0"),
+        ] {
             let mut bad = good.clone();
             let m = at(n, "meta") + 16 * 2 + 8;
             bad[m..m + 8].copy_from_slice(&w.to_bits().to_le_bytes());
-            assert_eq!(err(&bad), format!("entry 2: weight {shown} is not a finite number >= 0"));
+            assert_eq!(
+                err(&bad),
+                format!("entry 2: weight {shown} is not a finite number >= 0")
+            );
         }
         // Names: replace bytes of entry 0's name ("titles/t0/video.mp4", 19 bytes).
         let name_err = |patch: &[u8]| {
@@ -879,24 +965,51 @@ mod tests {
             err(&bad)
         };
         // Entry 0 is not necessarily name "t0": names follow id order. Patch whatever is first.
-        assert_eq!(name_err(b"a\0"), "entry 0: bad name: name contains a NUL byte");
-        assert_eq!(name_err(b"../"), "entry 0: bad name: name contains a '..' component");
-        assert_eq!(name_err(b"x/../"), "entry 0: bad name: name contains a '..' component");
-        assert_eq!(name_err(b"/etc"), "entry 0: bad name: name is an absolute path");
-        assert_eq!(name_err(b"\n"), "entry 0: bad name: name contains control character 0x0a");
-        assert_eq!(name_err(&[0xff, 0xfe]), "entry 0: bad name: name is not valid UTF-8");
+        assert_eq!(
+            name_err(b"a\0"),
+            "entry 0: bad name: name contains a NUL byte"
+        );
+        assert_eq!(
+            name_err(b"../"),
+            "entry 0: bad name: name contains a '..' component"
+        );
+        assert_eq!(
+            name_err(b"x/../"),
+            "entry 0: bad name: name contains a '..' component"
+        );
+        assert_eq!(
+            name_err(b"/etc"),
+            "entry 0: bad name: name is an absolute path"
+        );
+        assert_eq!(
+            name_err(b"\n"),
+            "entry 0: bad name: name contains control character 0x0a"
+        );
+        assert_eq!(
+            name_err(&[0xff, 0xfe]),
+            "entry 0: bad name: name is not valid UTF-8"
+        );
         // Name offsets: entry 1 ends before entry 0 does.
         let mut ends = good.clone();
         let e = at(n, "ends") + 8;
         ends[e..e + 8].copy_from_slice(&3u64.to_le_bytes());
-        assert_eq!(err(&ends), "entry 1: name end offset 3 is out of order or past the names section (95 bytes)");
+        assert_eq!(
+            err(&ends),
+            "entry 1: name end offset 3 is out of order or past the names section (95 bytes)"
+        );
         let mut past = good.clone();
         let e = at(n, "ends") + 8 * 4;
         past[e..e + 8].copy_from_slice(&96u64.to_le_bytes());
-        assert_eq!(err(&past), "entry 4: name end offset 96 is out of order or past the names section (95 bytes)");
+        assert_eq!(
+            err(&past),
+            "entry 4: name end offset 96 is out of order or past the names section (95 bytes)"
+        );
         let mut short = good.clone();
         short[e..e + 8].copy_from_slice(&94u64.to_le_bytes());
-        assert_eq!(err(&short), "entry 4: name end offset 94 is out of order or past the names section (95 bytes)");
+        assert_eq!(
+            err(&short),
+            "entry 4: name end offset 94 is out of order or past the names section (95 bytes)"
+        );
         // Empty names: entry 1 ends where entry 0 ends.
         let mut empty = good.clone();
         let end0 = empty[at(n, "ends")..at(n, "ends") + 8].to_vec();
@@ -913,15 +1026,25 @@ mod tests {
         let (first, second) = (swapped[r..r + 4].to_vec(), swapped[r + 4..r + 8].to_vec());
         swapped[r..r + 4].copy_from_slice(&second);
         swapped[r + 4..r + 8].copy_from_slice(&first);
-        assert!(err(&swapped).starts_with("rank position 1: record "), "{}", err(&swapped));
+        assert!(
+            err(&swapped).starts_with("rank position 1: record "),
+            "{}",
+            err(&swapped)
+        );
         let mut out = good.clone();
         out[r + 8..r + 12].copy_from_slice(&77u32.to_le_bytes());
-        assert_eq!(err(&out), "rank position 2: record index 77 is out of range (5 entries)");
+        assert_eq!(
+            err(&out),
+            "rank position 2: record index 77 is out of range (5 entries)"
+        );
         let mut twice = good.clone();
         let first = twice[r..r + 4].to_vec();
         twice[r + 16..r + 20].copy_from_slice(&first);
         let twice_id = u32::from_le_bytes(first.try_into().unwrap());
-        assert_eq!(err(&twice), format!("rank position 4: record index {twice_id} appears twice"));
+        assert_eq!(
+            err(&twice),
+            format!("rank position 4: record index {twice_id} appears twice")
+        );
     }
 
     #[test]
@@ -937,15 +1060,25 @@ mod tests {
             "entry 1: bad name: name contains a '..' component"
         );
         assert_eq!(
-            b.push(id(2), 1, 1.0, &"x".repeat(5000)).unwrap_err().to_string(),
+            b.push(id(2), 1, 1.0, &"x".repeat(5000))
+                .unwrap_err()
+                .to_string(),
             "entry 1: bad name: name is 5000 bytes, longer than 4096"
         );
         b.push(id(1), 2, 1.0, "again").unwrap();
-        assert_eq!(b.finish().unwrap_err().to_string(), format!("entry 1: duplicate id {}", id(1)));
+        assert_eq!(
+            b.finish().unwrap_err().to_string(),
+            format!("entry 1: duplicate id {}", id(1))
+        );
         let mut o = CatalogBuilder::new();
         o.push(id(1), u64::MAX, 1.0, "a").unwrap();
         o.push(id(2), 1, 1.0, "b").unwrap();
-        assert!(o.finish().unwrap_err().to_string().ends_with("sizes overflow: the total passes 2^64-1 bytes"));
+        assert!(
+            o.finish()
+                .unwrap_err()
+                .to_string()
+                .ends_with("sizes overflow: the total passes 2^64-1 bytes")
+        );
     }
 
     #[test]

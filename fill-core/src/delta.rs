@@ -72,7 +72,9 @@ impl PartialFile {
 
     /// Number of verified blocks.
     pub fn verified_count(&self) -> u64 {
-        (0..self.block_count()).filter(|&i| self.is_verified(i)).count() as u64
+        (0..self.block_count())
+            .filter(|&i| self.is_verified(i))
+            .count() as u64
     }
 
     /// Runs of blocks not yet verified, as `(offset, length)` byte ranges in file order.
@@ -198,7 +200,11 @@ enum Held {
 }
 
 /// Computes the delta. Deterministic: the same inputs give the same delta.
-pub fn compute(target: &Catalog<'_>, inv: &Inventory<'_>, capacity: u64) -> Result<Delta, DeltaError> {
+pub fn compute(
+    target: &Catalog<'_>,
+    inv: &Inventory<'_>,
+    capacity: u64,
+) -> Result<Delta, DeltaError> {
     let n = target.len();
     for w in inv.partial.windows(2) {
         if w[0].id >= w[1].id {
@@ -215,7 +221,11 @@ pub fn compute(target: &Catalog<'_>, inv: &Inventory<'_>, capacity: u64) -> Resu
     let c = &inv.complete;
     let (mut i, mut j) = (0, 0);
     while j < c.len() {
-        let ord = if i < n { target.id_bytes(i).cmp(c.id_bytes(j)) } else { Ordering::Greater };
+        let ord = if i < n {
+            target.id_bytes(i).cmp(c.id_bytes(j))
+        } else {
+            Ordering::Greater
+        };
         match ord {
             Ordering::Less => i += 1,
             Ordering::Greater => {
@@ -268,7 +278,7 @@ pub fn compute(target: &Catalog<'_>, inv: &Inventory<'_>, capacity: u64) -> Resu
             }),
         }
     }
-    not_in_target.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    not_in_target.sort_unstable_by_key(|e| e.id);
 
     // Walk the target by rank: place, and sort what is held into keep / resume / evict.
     let mut d = Delta {
@@ -306,7 +316,11 @@ pub fn compute(target: &Catalog<'_>, inv: &Inventory<'_>, capacity: u64) -> Resu
             (Held::Partial(k), true) => {
                 d.resume.push(entry);
                 for (offset, length) in inv.partial[k as usize].missing_ranges() {
-                    d.fetch.push(FetchRange { entry, offset, length });
+                    d.fetch.push(FetchRange {
+                        entry,
+                        offset,
+                        length,
+                    });
                     d.bytes_to_fetch += length;
                 }
             }
@@ -447,7 +461,7 @@ mod tests {
                         2 => {
                             let mut p = PartialFile::empty(id(k), size, BLOCK);
                             for b in 0..p.block_count() {
-                                p.set_verified(b, (k as u64 + b) % 3 == 0);
+                                p.set_verified(b, (k as u64 + b).is_multiple_of(3));
                             }
                             c.partial.push(p);
                         }
@@ -537,17 +551,34 @@ mod tests {
         p.set_verified(0, true);
         let partial = [p];
         let target = Catalog::parse(&target).unwrap();
-        let inv = Inventory { complete: Catalog::parse(&inv).unwrap(), partial: &partial };
+        let inv = Inventory {
+            complete: Catalog::parse(&inv).unwrap(),
+            partial: &partial,
+        };
         // Capacity 800: a(400)+b(300) = 700; c (200) does not fit; d (100) does.
         let d = compute(&target, &inv, 800).unwrap();
         let name = |e: u32| target.name(e as usize).to_owned();
-        assert_eq!(d.fetch.iter().map(|f| (name(f.entry), f.offset, f.length)).collect::<Vec<_>>(),
-            vec![("f1".into(), 0, 400)]);
-        assert_eq!(d.keep.iter().map(|&e| name(e)).collect::<Vec<_>>(), vec!["f2"]);
-        assert_eq!(d.resume.iter().map(|&e| name(e)).collect::<Vec<_>>(), vec!["f4"]);
+        assert_eq!(
+            d.fetch
+                .iter()
+                .map(|f| (name(f.entry), f.offset, f.length))
+                .collect::<Vec<_>>(),
+            vec![("f1".into(), 0, 400)]
+        );
+        assert_eq!(
+            d.keep.iter().map(|&e| name(e)).collect::<Vec<_>>(),
+            vec!["f2"]
+        );
+        assert_eq!(
+            d.resume.iter().map(|&e| name(e)).collect::<Vec<_>>(),
+            vec!["f4"]
+        );
         // Block 0 (1 KiB) covers all 100 bytes of d: nothing left to fetch for it.
         assert_eq!(d.evict.len(), 1);
-        assert_eq!((d.evict[0].id, d.evict[0].before_fetch, d.evict[0].reason), (id(9), 0, EvictReason::NotInTarget));
+        assert_eq!(
+            (d.evict[0].id, d.evict[0].before_fetch, d.evict[0].reason),
+            (id(9), 0, EvictReason::NotInTarget)
+        );
         assert_eq!(d.bytes_held_before, 900);
         assert_eq!(d.peak_usage, 800);
         assert!((d.offload_before - 0.3).abs() < 1e-12);
@@ -559,17 +590,29 @@ mod tests {
         let target = build(&[(1, 400, 5.0)]);
         let target = Catalog::parse(&target).unwrap();
         let inv = build(&[(1, 401, 1.0)]);
-        let inv = Inventory { complete: Catalog::parse(&inv).unwrap(), partial: &[] };
+        let inv = Inventory {
+            complete: Catalog::parse(&inv).unwrap(),
+            partial: &[],
+        };
         assert_eq!(
             compute(&target, &inv, 1000).unwrap_err().to_string(),
-            format!("size mismatch for {}: target says 400 bytes, inventory holds 401", id(1))
+            format!(
+                "size mismatch for {}: target says 400 bytes, inventory holds 401",
+                id(1)
+            )
         );
         let both = build(&[(1, 400, 1.0)]);
         let partial = [PartialFile::empty(id(1), 400, BLOCK)];
-        let inv = Inventory { complete: Catalog::parse(&both).unwrap(), partial: &partial };
+        let inv = Inventory {
+            complete: Catalog::parse(&both).unwrap(),
+            partial: &partial,
+        };
         assert_eq!(
             compute(&target, &inv, 1000).unwrap_err().to_string(),
-            format!("inventory is inconsistent at {}: listed both as complete and as partial", id(1))
+            format!(
+                "inventory is inconsistent at {}: listed both as complete and as partial",
+                id(1)
+            )
         );
     }
 }

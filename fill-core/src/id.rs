@@ -51,7 +51,9 @@ impl ContentId {
         let mut out = [0u8; 32];
         for (i, pair) in b.chunks_exact(2).enumerate() {
             let hi = hex_val(pair[0]).ok_or(IdError::NotHex { position: 2 * i })?;
-            let lo = hex_val(pair[1]).ok_or(IdError::NotHex { position: 2 * i + 1 })?;
+            let lo = hex_val(pair[1]).ok_or(IdError::NotHex {
+                position: 2 * i + 1,
+            })?;
             out[i] = (hi << 4) | lo;
         }
         Ok(Self(out))
@@ -153,13 +155,22 @@ mod tests {
             "content id has a character that is not lowercase hex at position 0"
         );
         assert_eq!(ContentId::parse(&good[..63]), Err(IdError::Length(63)));
-        assert_eq!(ContentId::parse(&format!("{good}0")), Err(IdError::Length(65)));
+        assert_eq!(
+            ContentId::parse(&format!("{good}0")),
+            Err(IdError::Length(65))
+        );
         assert_eq!(ContentId::parse(""), Err(IdError::Length(0)));
         let mut spaced = good.clone();
         spaced.replace_range(10..11, " ");
-        assert_eq!(ContentId::parse(&spaced), Err(IdError::NotHex { position: 10 }));
+        assert_eq!(
+            ContentId::parse(&spaced),
+            Err(IdError::NotHex { position: 10 })
+        );
         let dotted = format!("../{}", &good[3..]);
-        assert_eq!(ContentId::parse(&dotted), Err(IdError::NotHex { position: 0 }));
+        assert_eq!(
+            ContentId::parse(&dotted),
+            Err(IdError::NotHex { position: 0 })
+        );
         // Multi-byte characters count as characters in the message, and never panic.
         let uni = "é".repeat(32);
         assert_eq!(ContentId::parse(&uni), Err(IdError::NotHex { position: 0 }));

@@ -52,7 +52,9 @@ impl BlockSize {
         if (u32::from(Self::MIN.0)..=u32::from(Self::MAX.0)).contains(&log2) {
             Ok(Self(log2 as u8))
         } else {
-            Err(OutboardError::BadBlockSize(1u64.checked_shl(log2).unwrap_or(0)))
+            Err(OutboardError::BadBlockSize(
+                1u64.checked_shl(log2).unwrap_or(0),
+            ))
         }
     }
 
@@ -68,7 +70,11 @@ impl BlockSize {
 
     /// How many blocks a file of `size` bytes has (at least one, even when empty).
     pub const fn count(self, size: u64) -> u64 {
-        if size == 0 { 1 } else { size.div_ceil(self.bytes()) }
+        if size == 0 {
+            1
+        } else {
+            size.div_ceil(self.bytes())
+        }
     }
 
     /// Offset and length of block `index` in a file of `size` bytes.
@@ -193,7 +199,12 @@ impl Outboard {
                 .collect()
         };
         let id = root_of(&cvs);
-        Self { id, size, block, cvs }
+        Self {
+            id,
+            size,
+            block,
+            cvs,
+        }
     }
 
     /// Parses an outboard and checks it against `id`: the header, its length, and that the
@@ -349,7 +360,9 @@ fn root_of(cvs: &[[u8; CV_LEN]]) -> ContentId {
             let split = left_len(cvs.len());
             let left = subtree(&cvs[..split]);
             let right = subtree(&cvs[split..]);
-            ContentId::from_bytes(*hazmat::merge_subtrees_root(&left, &right, Mode::Hash).as_bytes())
+            ContentId::from_bytes(
+                *hazmat::merge_subtrees_root(&left, &right, Mode::Hash).as_bytes(),
+            )
         }
     }
 }
@@ -406,7 +419,19 @@ mod tests {
     fn matches_blake3_at_the_edges() {
         let kb = BlockSize::MIN;
         let b4 = BlockSize::from_bytes(4096).unwrap();
-        for len in [0, 1, 1023, 1024, 1025, 2048, 4095, 4096, 4097, 3 * 4096 + 5, 17 * 4096] {
+        for len in [
+            0,
+            1,
+            1023,
+            1024,
+            1025,
+            2048,
+            4095,
+            4096,
+            4097,
+            3 * 4096 + 5,
+            17 * 4096,
+        ] {
             check(len, kb);
             check(len, b4);
             check(len, BlockSize::DEFAULT);
@@ -435,7 +460,10 @@ mod tests {
         for bit in 0..bytes.len() * 8 {
             let mut bad = bytes.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(Outboard::parse(&bad, ob.id()).is_err(), "outboard bit {bit} not caught");
+            assert!(
+                Outboard::parse(&bad, ob.id()).is_err(),
+                "outboard bit {bit} not caught"
+            );
         }
         for bit in 0..d.len() * 8 {
             let mut bad = d.clone();
@@ -458,7 +486,10 @@ mod tests {
         for bit in 0..bytes.len() * 8 {
             let mut bad = bytes.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(Outboard::parse(&bad, ob.id()).is_err(), "outboard bit {bit} not caught");
+            assert!(
+                Outboard::parse(&bad, ob.id()).is_err(),
+                "outboard bit {bit} not caught"
+            );
         }
         for bit in 0..d.len() * 8 {
             let mut bad = d.clone();
@@ -473,17 +504,29 @@ mod tests {
         let ob = Outboard::compute(&d, BlockSize::MIN);
         let bytes = ob.to_bytes();
         let msg = |b: &[u8]| Outboard::parse(b, ob.id()).unwrap_err().to_string();
-        assert_eq!(msg(&bytes[..10]), "outboard truncated: 10 bytes, expected 32");
-        assert_eq!(msg(&bytes[..bytes.len() - 1]), "outboard truncated: 159 bytes, expected 160");
+        assert_eq!(
+            msg(&bytes[..10]),
+            "outboard truncated: 10 bytes, expected 32"
+        );
+        assert_eq!(
+            msg(&bytes[..bytes.len() - 1]),
+            "outboard truncated: 159 bytes, expected 160"
+        );
         let mut long = bytes.clone();
         long.push(0);
-        assert_eq!(msg(&long), "outboard has 1 trailing bytes after 160 expected");
+        assert_eq!(
+            msg(&long),
+            "outboard has 1 trailing bytes after 160 expected"
+        );
         let mut magic = bytes.clone();
         magic[0] = b'X';
         assert_eq!(msg(&magic), "not an outboard: bad magic bytes");
         let mut version = bytes.clone();
         version[8] = 9;
-        assert_eq!(msg(&version), "unsupported outboard version 9 (this build reads version 1)");
+        assert_eq!(
+            msg(&version),
+            "unsupported outboard version 9 (this build reads version 1)"
+        );
         let other = ContentId::of(b"other");
         assert_eq!(
             Outboard::parse(&bytes, other).unwrap_err().to_string(),

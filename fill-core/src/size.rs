@@ -15,7 +15,9 @@ pub enum SizeError {
     #[error("bad size {0:?}: expected a number with an optional unit, like 40TB or 512GiB")]
     Malformed(String),
     /// The unit is not one of the known ones.
-    #[error("bad size {input:?}: unknown unit {unit:?} (use B, KB, MB, GB, TB, PB, KiB, MiB, GiB, TiB, PiB)")]
+    #[error(
+        "bad size {input:?}: unknown unit {unit:?} (use B, KB, MB, GB, TB, PB, KiB, MiB, GiB, TiB, PiB)"
+    )]
     UnknownUnit {
         /// The whole input.
         input: String,
@@ -69,15 +71,26 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
         Some((i, f)) => (i, f),
         None => (num.as_str(), ""),
     };
-    if (int.is_empty() && frac.is_empty()) || frac.contains('.') || frac.len() > 18 || int.len() > 20 {
+    if (int.is_empty() && frac.is_empty())
+        || frac.contains('.')
+        || frac.len() > 18
+        || int.len() > 20
+    {
         return Err(SizeError::Malformed(input.to_owned()));
     }
     let overflow = || SizeError::Overflow(input.to_owned());
-    let int: u128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| SizeError::Malformed(input.to_owned()))? };
+    let int: u128 = if int.is_empty() {
+        0
+    } else {
+        int.parse()
+            .map_err(|_| SizeError::Malformed(input.to_owned()))?
+    };
     let mut bytes = int.checked_mul(mult).ok_or_else(overflow)?;
     if !frac.is_empty() {
         let scale = 10u128.pow(frac.len() as u32);
-        let f: u128 = frac.parse().map_err(|_| SizeError::Malformed(input.to_owned()))?;
+        let f: u128 = frac
+            .parse()
+            .map_err(|_| SizeError::Malformed(input.to_owned()))?;
         let part = f.checked_mul(mult).ok_or_else(overflow)?;
         if part % scale != 0 {
             return Err(SizeError::Fractional(input.to_owned()));
@@ -113,7 +126,10 @@ mod tests {
         assert_eq!(parse_size("1.5 KiB"), Ok(1536));
         assert_eq!(parse_size("1_000"), Ok(1000));
         assert_eq!(parse_size("0"), Ok(0));
-        assert_eq!(parse_size("16eib"), Err(SizeError::Overflow("16eib".into())));
+        assert_eq!(
+            parse_size("16eib"),
+            Err(SizeError::Overflow("16eib".into()))
+        );
         assert_eq!(parse_size("15EiB"), Ok(15 << 60));
         assert_eq!(parse_size(".5KB"), Ok(500));
     }
@@ -133,10 +149,19 @@ mod tests {
             parse_size("-5GB").unwrap_err().to_string(),
             "bad size \"-5GB\": expected a number with an optional unit, like 40TB or 512GiB"
         );
-        assert!(matches!(parse_size("1.2.3GB"), Err(SizeError::Malformed(_))));
+        assert!(matches!(
+            parse_size("1.2.3GB"),
+            Err(SizeError::Malformed(_))
+        ));
         assert!(matches!(parse_size("."), Err(SizeError::Malformed(_))));
-        assert!(matches!(parse_size("99999999999999999999999"), Err(SizeError::Malformed(_))));
-        assert!(matches!(parse_size("18446744073709551616"), Err(SizeError::Overflow(_))));
+        assert!(matches!(
+            parse_size("99999999999999999999999"),
+            Err(SizeError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_size("18446744073709551616"),
+            Err(SizeError::Overflow(_))
+        ));
     }
 
     #[test]

@@ -40,7 +40,7 @@ const BLOCKS_HEADER: usize = 32;
 #[non_exhaustive]
 pub enum StoreError {
     /// A local file system operation failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -50,7 +50,7 @@ pub enum StoreError {
         source: io::Error,
     },
     /// The store's catalog (or another catalog file) is not valid.
-    #[error("catalog {}: {source}", path.display())]
+    #[error("catalog {}", path.display())]
     Catalog {
         /// The catalog file.
         path: PathBuf,
@@ -66,7 +66,7 @@ pub enum StoreError {
         reason: String,
     },
     /// An outboard does not verify.
-    #[error("outboard {}: {source}", path.display())]
+    #[error("outboard {}", path.display())]
     Outboard {
         /// The outboard file.
         path: PathBuf,
@@ -84,6 +84,18 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+}
+
+/// An error and its sources, joined by `: ` (what `{:#}` of anyhow prints).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        out.push_str(": ");
+        out.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    out
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -179,12 +191,14 @@ impl CatalogFile {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let bytes = Mapped::open(path)?;
         let bytes = if catalog::wire::is_zstd(&bytes) {
-            Mapped::Owned(catalog::wire::decompress(&bytes, MAX_CATALOG_BYTES).map_err(|source| {
-                StoreError::Catalog {
-                    path: path.to_owned(),
-                    source,
-                }
-            })?)
+            Mapped::Owned(
+                catalog::wire::decompress(&bytes, MAX_CATALOG_BYTES).map_err(|source| {
+                    StoreError::Catalog {
+                        path: path.to_owned(),
+                        source,
+                    }
+                })?,
+            )
         } else {
             bytes
         };
@@ -329,7 +343,7 @@ impl Store {
             };
             out.push(self.read_partial(&id)?);
         }
-        out.sort_by(|a, b| a.file.id.cmp(&b.file.id));
+        out.sort_by_key(|p| p.file.id);
         Ok(out)
     }
 
@@ -351,7 +365,11 @@ impl Store {
 
     /// Starts filling a file: writes its outboard and an empty verified-block map, and
     /// preallocates its data at full size. Idempotent for the same id.
-    pub fn begin_partial(&self, outboard: &Outboard, name: &str) -> Result<PartialState, StoreError> {
+    pub fn begin_partial(
+        &self,
+        outboard: &Outboard,
+        name: &str,
+    ) -> Result<PartialState, StoreError> {
         self.create()?;
         let id = outboard.id();
         let (data, ob, _) = self.partial_paths(&id);
@@ -365,7 +383,8 @@ impl Store {
             .truncate(false)
             .open(&data)
             .map_err(io_err("create", &data))?;
-        f.set_len(outboard.size()).map_err(io_err("preallocate", &data))?;
+        f.set_len(outboard.size())
+            .map_err(io_err("preallocate", &data))?;
         f.sync_all().map_err(io_err("sync", &data))?;
         let state = PartialState {
             file: PartialFile::empty(id, outboard.size(), outboard.block_size()),
@@ -410,7 +429,12 @@ impl Store {
         for (path, name) in files {
             let (id, size) = self.import_one(&path, block)?;
             let added = existing_cat.find(&id).is_none() && seen.insert(id);
-            let imported = Imported { id, size, name, added };
+            let imported = Imported {
+                id,
+                size,
+                name,
+                added,
+            };
             progress(&imported);
             if added {
                 new_entries.push(Entry {
@@ -468,13 +492,22 @@ impl Store {
     }
 
     /// Writes a new catalog: `old` without `drop`, plus `add`.
-    fn rewrite_catalog(&self, old: &Catalog<'_>, drop: &HashSet<ContentId>, add: Vec<Entry>) -> Result<(), StoreError> {
+    fn rewrite_catalog(
+        &self,
+        old: &Catalog<'_>,
+        drop: &HashSet<ContentId>,
+        add: Vec<Entry>,
+    ) -> Result<(), StoreError> {
         let mut b = CatalogBuilder::with_capacity(old.len() + add.len(), 0);
         let path = self.catalog_path();
-        let bad = |source| StoreError::Catalog { path: path.clone(), source };
+        let bad = |source| StoreError::Catalog {
+            path: path.clone(),
+            source,
+        };
         for i in 0..old.len() {
             if !drop.contains(&old.id(i)) {
-                b.push(old.id(i), old.size(i), old.weight(i), old.name(i)).map_err(bad)?;
+                b.push(old.id(i), old.size(i), old.weight(i), old.name(i))
+                    .map_err(bad)?;
             }
         }
         for e in add {
@@ -487,7 +520,11 @@ impl Store {
     /// Re-hashes every complete file against its id and outboard, and every verified block of
     /// every partial file. With `repair`, bad files leave the catalog (content and outboard
     /// removed) and bad blocks are marked missing, so the next fill fetches them again.
-    pub fn verify(&self, repair: bool, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyReport, StoreError> {
+    pub fn verify(
+        &self,
+        repair: bool,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<VerifyReport, StoreError> {
         let _lock = if repair { Some(self.lock()?) } else { None };
         let cat_file = self.catalog()?;
         let cat = cat_file.validate()?;
@@ -544,7 +581,9 @@ impl Store {
             for id in &drop {
                 for path in [self.content_path(id), self.outboard_path(id)] {
                     match fs::remove_file(&path) {
-                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &path)(e)),
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                            return Err(io_err("remove", &path)(e));
+                        }
                         _ => {}
                     }
                 }
@@ -556,11 +595,11 @@ impl Store {
 
     fn check_complete(&self, id: &ContentId, size: u64) -> Result<(), String> {
         let path = self.content_path(id);
-        let data = Mapped::open(&path).map_err(|e| e.to_string())?;
+        let data = Mapped::open(&path).map_err(|e| chain(&e))?;
         if data.len() as u64 != size {
             return Err(format!("size is {} bytes, catalog says {size}", data.len()));
         }
-        let ob = self.outboard(id).map_err(|e| e.to_string())?;
+        let ob = self.outboard(id).map_err(|e| chain(&e))?;
         let actual = Outboard::compute(&data, ob.block_size());
         if actual.id() != *id {
             return Err(format!("content hashes to {}", actual.id()));
@@ -580,18 +619,31 @@ impl Store {
             Err(e) => return (Vec::new(), Some(format!("outboard: {e}"))),
         };
         if ob.size() != state.file.size || ob.block_size() != state.file.block {
-            return (Vec::new(), Some("outboard and block map disagree on size or block size".into()));
+            return (
+                Vec::new(),
+                Some("outboard and block map disagree on size or block size".into()),
+            );
         }
         let data = match Mapped::open(&data) {
             Ok(d) if d.len() as u64 == state.file.size => d,
-            Ok(d) => return (Vec::new(), Some(format!("data is {} bytes, expected {}", d.len(), state.file.size))),
-            Err(e) => return (Vec::new(), Some(e.to_string())),
+            Ok(d) => {
+                return (
+                    Vec::new(),
+                    Some(format!(
+                        "data is {} bytes, expected {}",
+                        d.len(),
+                        state.file.size
+                    )),
+                );
+            }
+            Err(e) => return (Vec::new(), Some(chain(&e))),
         };
         let bad = (0..state.file.block_count())
             .filter(|&b| state.file.is_verified(b))
             .filter(|&b| {
                 let (off, len) = ob.block_range(b);
-                ob.verify_block(b, &data[off as usize..(off + len) as usize]).is_err()
+                ob.verify_block(b, &data[off as usize..(off + len) as usize])
+                    .is_err()
             })
             .collect();
         (bad, None)
@@ -601,7 +653,9 @@ impl Store {
         let (a, b, c) = self.partial_paths(id);
         for path in [c, b, a] {
             match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &path)(e)),
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_err("remove", &path)(e));
+                }
                 _ => {}
             }
         }
@@ -613,13 +667,14 @@ impl Store {
 fn collect_inputs(input: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<(), StoreError> {
     let meta = fs::metadata(input).map_err(io_err("stat", input))?;
     if meta.is_file() {
-        let name = input
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| StoreError::BadInput {
-                path: input.to_owned(),
-                reason: "file name is not UTF-8".into(),
-            })?;
+        let name =
+            input
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| StoreError::BadInput {
+                    path: input.to_owned(),
+                    reason: "file name is not UTF-8".into(),
+                })?;
         out.push((input.to_owned(), checked_name(input, name)?));
         return Ok(());
     }
@@ -715,7 +770,10 @@ fn encode_blocks(state: &PartialState) -> Vec<u8> {
 
 fn decode_blocks(bytes: &[u8], id: ContentId) -> Result<PartialState, String> {
     if bytes.len() < BLOCKS_HEADER {
-        return Err(format!("block map truncated: {} bytes, header is {BLOCKS_HEADER}", bytes.len()));
+        return Err(format!(
+            "block map truncated: {} bytes, header is {BLOCKS_HEADER}",
+            bytes.len()
+        ));
     }
     if bytes[..8] != BLOCKS_MAGIC {
         return Err("not a block map: bad magic bytes".into());
@@ -734,7 +792,10 @@ fn decode_blocks(bytes: &[u8], id: ContentId) -> Result<PartialState, String> {
     let words = block.count(size).div_ceil(64);
     let expected = BLOCKS_HEADER as u128 + name_len as u128 + 8 * u128::from(words);
     if bytes.len() as u128 != expected {
-        return Err(format!("block map is {} bytes, header implies {expected}", bytes.len()));
+        return Err(format!(
+            "block map is {} bytes, header implies {expected}",
+            bytes.len()
+        ));
     }
     let name_end = BLOCKS_HEADER + name_len;
     let name = check_name(&bytes[BLOCKS_HEADER..name_end]).map_err(|e| format!("bad name: {e}"))?;

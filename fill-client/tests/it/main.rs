@@ -1,0 +1,420 @@
+//! End-to-end tests of the `fill` binary, in temp dirs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Run {
+    out: Output,
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    fn code(&self) -> i32 {
+        self.out.status.code().unwrap_or(-1)
+    }
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code(),
+            0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout()))
+    }
+}
+
+fn fill(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_fill"))
+        .args(args)
+        .output()
+        .expect("run fill");
+    Run { out }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new_keyed(blake3::hash(&seed.to_le_bytes()).as_bytes())
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+/// Writes files of seeded sizes under `dir`; returns their relative names.
+fn random_tree(dir: &Path, n: u64, seed: u64) -> Vec<String> {
+    let mut names = Vec::new();
+    for i in 0..n {
+        let size = [0, 1, 1023, 1024, 1025, 1 << 20, (1 << 20) + 1, 3 << 20][(i % 8) as usize]
+            + (seed * 31 + i * 7919) as usize % 5000 * usize::from(i % 8 > 4);
+        let name = format!("titles/t{}/file{i}.bin", i % 3);
+        let path = dir.join(&name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, data(size, seed + i)).unwrap();
+        names.push(name);
+    }
+    names
+}
+
+/// Ids must be exactly what `b3sum` prints. CI installs b3sum (see README); where it is
+/// missing outside CI, the ids are still checked against the blake3 crate.
+#[test]
+fn ids_match_b3sum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let names = random_tree(&src, 16, 7);
+    let store = tmp.path().join("store");
+    let run = fill(&["store", "import", "--store", p(&store), "--json", p(&src)]).ok();
+    let imported = run.json();
+    let imported = imported.as_array().unwrap();
+    assert_eq!(imported.len(), names.len());
+    let b3sum = Command::new("b3sum")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !b3sum {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install b3sum (cargo install b3sum)"
+        );
+        eprintln!("b3sum not installed: comparing with the blake3 crate only");
+    }
+    for entry in imported {
+        let name = entry["name"].as_str().unwrap();
+        let id = entry["id"].as_str().unwrap();
+        let path = src.join(name);
+        assert_eq!(
+            id,
+            blake3::hash(&fs::read(&path).unwrap()).to_hex().as_str()
+        );
+        if b3sum {
+            let out = Command::new("b3sum")
+                .arg("--no-names")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id, "{name}");
+            // The stored copy is named by the same id.
+            let out = Command::new("b3sum")
+                .arg("--no-names")
+                .arg(store.join("content").join(id))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id);
+        }
+    }
+}
+
+#[test]
+fn store_list_verify_repair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    random_tree(&src, 6, 1);
+    let store = tmp.path().join("store");
+    fill(&["store", "import", "--store", p(&store), p(&src)]).ok();
+    let listed = fill(&["store", "list", "--store", p(&store), "--json"])
+        .ok()
+        .json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 6);
+    assert!(
+        listed
+            .iter()
+            .all(|e| e["partial"] == false && e["id"].as_str().unwrap().len() == 64)
+    );
+    assert!(listed.iter().any(|e| e["name"] == "titles/t0/file0.bin"));
+
+    let clean = fill(&["store", "verify", "--store", p(&store)]).ok();
+    assert!(
+        clean.stdout().contains("verified 6 files"),
+        "{}",
+        clean.stdout()
+    );
+
+    // Rot one file: verify exits 3 and names it; --repair drops it.
+    let victim = listed
+        .iter()
+        .find(|e| e["size"].as_u64().unwrap() > 1000)
+        .unwrap();
+    let id = victim["id"].as_str().unwrap();
+    let path = store.join("content").join(id);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[1000] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    let bad = fill(&["store", "verify", "--store", p(&store), "--json"]);
+    assert_eq!(bad.code(), 3);
+    assert_eq!(bad.json()["bad"][0]["id"], id);
+    let repaired = fill(&["store", "verify", "--store", p(&store), "--repair"]);
+    assert_eq!(
+        repaired.code(),
+        3,
+        "the run that finds bad data still says so"
+    );
+    assert!(
+        repaired.stdout().contains("1 bad files dropped"),
+        "{}",
+        repaired.stdout()
+    );
+    fill(&["store", "verify", "--store", p(&store)]).ok();
+    let after = fill(&["store", "list", "--store", p(&store), "--json"])
+        .ok()
+        .json();
+    assert_eq!(after.as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn catalogs_build_show_export_and_delta() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("target");
+    let names = random_tree(&src, 8, 3);
+    let origin = tmp.path().join("origin");
+    fill(&["store", "import", "--store", p(&origin), p(&src)]).ok();
+    // Popularity: file i gets weight 8 - i.
+    let mut pop = String::from("name,weight\n");
+    for (i, n) in names.iter().enumerate() {
+        pop += &format!("{n},{}\n", 8 - i);
+    }
+    let pop_path = tmp.path().join("popularity.csv");
+    fs::write(&pop_path, pop).unwrap();
+    let target = tmp.path().join("target.cat.zst");
+    fill(&[
+        "catalog",
+        "build",
+        "--store",
+        p(&origin),
+        "--popularity",
+        p(&pop_path),
+        "--out",
+        p(&target),
+    ])
+    .ok();
+    assert_eq!(
+        &fs::read(&target).unwrap()[..4],
+        &[0x28, 0xb5, 0x2f, 0xfd],
+        "zstd on .zst"
+    );
+
+    let shown = fill(&["catalog", "show", p(&target), "--json", "--limit", "3"])
+        .ok()
+        .json();
+    assert_eq!(shown["entries"], 8);
+    assert_eq!(shown["top"][0]["name"], names[0]);
+    assert_eq!(shown["top"][2]["weight"], 6.0);
+
+    // Export to CSV, rebuild from it: the same catalog.
+    let csv = tmp.path().join("t.csv");
+    fill(&["catalog", "export", p(&target), "--out", p(&csv)]).ok();
+    let rebuilt = tmp.path().join("rebuilt.cat");
+    fill(&["catalog", "build", "--csv", p(&csv), "--out", p(&rebuilt)]).ok();
+    let json = tmp.path().join("t.json");
+    fill(&[
+        "catalog",
+        "export",
+        p(&rebuilt),
+        "--format",
+        "json",
+        "--out",
+        p(&json),
+    ])
+    .ok();
+    let from_json = tmp.path().join("from-json.cat");
+    fill(&[
+        "catalog",
+        "build",
+        "--json",
+        p(&json),
+        "--out",
+        p(&from_json),
+    ])
+    .ok();
+    assert_eq!(fs::read(&rebuilt).unwrap(), fs::read(&from_json).unwrap());
+    let raw = fill_core::catalog::wire::decompress(&fs::read(&target).unwrap(), 1 << 20).unwrap();
+    assert_eq!(raw, fs::read(&rebuilt).unwrap());
+
+    // An appliance holding the first half: the delta fetches the rest, most popular first.
+    let half = tmp.path().join("half");
+    for n in &names[..4] {
+        let dst = half.join(n);
+        fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        fs::copy(src.join(n), dst).unwrap();
+    }
+    let appliance = tmp.path().join("appliance");
+    fill(&["store", "import", "--store", p(&appliance), p(&half)]).ok();
+    let d = fill(&[
+        "delta",
+        "--target",
+        p(&target),
+        "--store",
+        p(&appliance),
+        "--capacity",
+        "1TB",
+        "--json",
+    ])
+    .ok()
+    .json();
+    let total: u64 = names
+        .iter()
+        .map(|n| fs::metadata(src.join(n)).unwrap().len())
+        .sum();
+    let held: u64 = names[..4]
+        .iter()
+        .map(|n| fs::metadata(src.join(n)).unwrap().len())
+        .sum();
+    assert_eq!(d["bytes_to_fetch"].as_u64().unwrap(), total - held);
+    assert_eq!(d["keep"].as_array().unwrap().len(), 4);
+    assert_eq!(d["evict"].as_array().unwrap().len(), 0);
+    let fetch = d["fetch"].as_array().unwrap();
+    let id_of = |name: &str| {
+        blake3::hash(&fs::read(src.join(name)).unwrap())
+            .to_hex()
+            .to_string()
+    };
+    assert_eq!(fetch[0]["id"], id_of(&names[4]));
+    assert!(d["offload_before"].as_f64().unwrap() < d["offload_after"].as_f64().unwrap());
+    assert_eq!(d["offload_after"], 1.0);
+    let table = fill(&[
+        "delta",
+        "--target",
+        p(&target),
+        "--store",
+        p(&appliance),
+        "--capacity",
+        "1TB",
+    ])
+    .ok();
+    assert!(table.stdout().contains("offload"), "{}", table.stdout());
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.cat");
+    fs::write(
+        &bad,
+        b"PK\x03\x04 definitely a zip file, not a catalog at all, long enough to pass the header",
+    )
+    .unwrap();
+    let run = fill(&["catalog", "show", p(&bad)]);
+    assert_eq!(run.code(), 1);
+    assert_eq!(
+        run.stderr().trim(),
+        format!(
+            "error: catalog {}: not a catalog: bad magic bytes (expected \"FILLCAT\\0\")",
+            bad.display()
+        )
+    );
+    let empty = tmp.path().join("empty.cat");
+    fs::write(&empty, b"").unwrap();
+    let run = fill(&[
+        "delta",
+        "--target",
+        p(&empty),
+        "--store",
+        p(tmp.path()),
+        "--capacity",
+        "1TB",
+    ]);
+    assert_eq!(
+        run.stderr().trim(),
+        format!(
+            "error: catalog {}: catalog is empty (0 bytes): not a catalog",
+            empty.display()
+        )
+    );
+    let run = fill(&[
+        "delta",
+        "--target",
+        p(&empty),
+        "--store",
+        p(tmp.path()),
+        "--capacity",
+        "12 parsecs",
+    ]);
+    assert_eq!(
+        run.stderr().trim(),
+        "error: bad --capacity: bad size \"12 parsecs\": unknown unit \"parsecs\" (use B, KB, MB, GB, TB, PB, KiB, MiB, GiB, TiB, PiB)"
+    );
+    let csv = tmp.path().join("bad.csv");
+    fs::write(&csv, "id,size,weight,name\nnot-an-id,1,1,a\n").unwrap();
+    let run = fill(&[
+        "catalog",
+        "build",
+        "--csv",
+        p(&csv),
+        "--out",
+        p(&tmp.path().join("x")),
+    ]);
+    assert_eq!(
+        run.stderr().trim(),
+        format!(
+            "error: {}: line 2: bad id: content id must be 64 lowercase hex characters, got 9 characters",
+            csv.display()
+        )
+    );
+    let run = fill(&[
+        "store",
+        "import",
+        "--store",
+        p(&tmp.path().join("s")),
+        "--block-size",
+        "3000",
+        p(&csv),
+    ]);
+    assert_eq!(
+        run.stderr().trim(),
+        "error: bad --block-size: block size 3000 is not a power of two between 1 KiB and 16 MiB"
+    );
+    let run = fill(&["store", "list", "--store", p(&csv)]);
+    assert_eq!(
+        run.stderr().trim(),
+        format!(
+            "error: cannot use store {}: store {} is not a directory",
+            csv.display(),
+            csv.display()
+        )
+    );
+    // clap's own usage errors exit 2.
+    assert_eq!(fill(&["delta"]).code(), 2);
+}
+
+#[test]
+fn demo_runs_and_keeps_its_promises() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("demo");
+    let run = fill(&["demo", "--dir", p(&dir), "--files", "24", "--json"]).ok();
+    let r = run.json();
+    assert_eq!(r["target_files"], 24);
+    let d = &r["delta"];
+    assert!(d["bytes_to_fetch"].as_u64().unwrap() > 0);
+    assert!(d["peak_usage"].as_u64().unwrap() <= d["capacity"].as_u64().unwrap());
+    assert!(r["verified_files"].as_u64().unwrap() > 24);
+    // The demo's delta equals `fill delta` on what it left behind.
+    let again = fill(&[
+        "delta",
+        "--target",
+        p(&dir.join("target.catalog")),
+        "--store",
+        p(&dir.join("appliance")),
+        "--capacity",
+        &d["capacity"].to_string(),
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(&again, d);
+    let human = fill(&["demo", "--files", "12"]).ok();
+    assert!(human.stdout().contains("all good"), "{}", human.stdout());
+}

@@ -1,0 +1,242 @@
+use std::fs;
+use std::path::Path;
+
+use fill_core::ContentId;
+use fill_core::outboard::{BlockSize, Outboard};
+use fill_server::store::{Store, StoreError, chain};
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new_keyed(&[seed; 32])
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+}
+
+fn kib4() -> BlockSize {
+    BlockSize::from_bytes(4096).unwrap()
+}
+
+#[test]
+fn missing_or_empty_directory_is_an_empty_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = Store::new(tmp.path().join("nope")).unwrap();
+    assert!(missing.catalog().unwrap().validate().unwrap().is_empty());
+    assert!(missing.partials().unwrap().is_empty());
+    let report = missing.verify(false, &|_| {}).unwrap();
+    assert_eq!(report.checked, 0);
+    assert!(
+        !tmp.path().join("nope").exists(),
+        "reading must not create the store"
+    );
+    let file = tmp.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    let err = Store::new(&file).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("store {} is not a directory", file.display())
+    );
+}
+
+#[test]
+fn import_keeps_names_and_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let files = [
+        ("a/one.mp4", 10_000),
+        ("a/b/two.mp4", 0),
+        ("three.xml", 4096),
+        ("dup.mp4", 10_000),
+    ];
+    for (i, (name, len)) in files.iter().enumerate() {
+        // dup.mp4 has the same bytes as a/one.mp4.
+        let seed = if *name == "dup.mp4" { 0 } else { i as u8 };
+        write(&src.join(name), &data(*len, seed));
+    }
+    let store = Store::new(tmp.path().join("store")).unwrap();
+    let first = store
+        .import(std::slice::from_ref(&src), kib4(), &|_| {})
+        .unwrap();
+    assert_eq!(first.len(), 4);
+    assert_eq!(first.iter().filter(|i| i.added).count(), 3);
+    let cat_file = store.catalog().unwrap();
+    let cat = cat_file.validate().unwrap();
+    let mut names: Vec<&str> = (0..cat.len()).map(|i| cat.name(i)).collect();
+    names.sort();
+    // dup.mp4 sorts before a/one.mp4? No: paths are imported in sorted order, "a/..." first.
+    assert_eq!(names, vec!["a/b/two.mp4", "a/one.mp4", "three.xml"]);
+    for i in 0..cat.len() {
+        let id = cat.id(i);
+        let bytes = fs::read(store.content_path(&id)).unwrap();
+        assert_eq!(ContentId::of(&bytes), id);
+        assert_eq!(store.outboard(&id).unwrap().size(), bytes.len() as u64);
+    }
+    let before = fs::read(store.catalog_path()).unwrap();
+    let again = store
+        .import(std::slice::from_ref(&src), kib4(), &|_| {})
+        .unwrap();
+    assert!(again.iter().all(|i| !i.added));
+    assert_eq!(
+        fs::read(store.catalog_path()).unwrap(),
+        before,
+        "idempotent"
+    );
+    // A single file is named by its file name.
+    let single = tmp.path().join("solo.bin");
+    fs::write(&single, data(5000, 9)).unwrap();
+    let got = store.import(&[single], kib4(), &|_| {}).unwrap();
+    assert_eq!(got[0].name, "solo.bin");
+    assert!(
+        fs::read_dir(store.root().join(".fill/tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no staging left behind"
+    );
+}
+
+#[test]
+fn import_rejects_bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("store")).unwrap();
+    let missing = tmp.path().join("missing");
+    let err = store
+        .import(std::slice::from_ref(&missing), kib4(), &|_| {})
+        .unwrap_err();
+    assert!(
+        chain(&err).starts_with(&format!("stat {}: ", missing.display())),
+        "{err}"
+    );
+    let src = tmp.path().join("src");
+    write(&src.join("bad\nname"), b"x");
+    let err = store
+        .import(std::slice::from_ref(&src), kib4(), &|_| {})
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot import {}: name contains control character 0x0a",
+            src.join("bad\nname").display()
+        )
+    );
+}
+
+#[test]
+fn verify_finds_and_repairs_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write(&src.join("good"), &data(20_000, 1));
+    write(&src.join("bad"), &data(20_000, 2));
+    write(&src.join("gone"), &data(300, 3));
+    let store = Store::new(tmp.path().join("store")).unwrap();
+    let imported = store.import(&[src], kib4(), &|_| {}).unwrap();
+    let id = |n: &str| imported.iter().find(|i| i.name == n).unwrap().id;
+    assert!(store.verify(false, &|_| {}).unwrap().bad.is_empty());
+
+    // Flip one bit of "bad" (in place, as disk rot would) and remove "gone".
+    let path = store.content_path(&id("bad"));
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[12_345] ^= 0x10;
+    fs::write(&path, &bytes).unwrap();
+    fs::remove_file(store.content_path(&id("gone"))).unwrap();
+    fs::write(store.root().join("content/not-an-id"), b"?").unwrap();
+
+    let report = store.verify(false, &|_| {}).unwrap();
+    let mut bad: Vec<(String, String)> = report
+        .bad
+        .iter()
+        .map(|b| (b.name.clone(), b.reason.clone()))
+        .collect();
+    bad.sort();
+    assert_eq!(bad[0].0, "bad");
+    assert!(bad[0].1.starts_with("content hashes to "), "{}", bad[0].1);
+    assert_eq!(bad[1].0, "gone");
+    assert!(bad[1].1.starts_with("open "), "{}", bad[1].1);
+    assert_eq!(report.stray, vec!["not-an-id".to_owned()]);
+    // Without --repair nothing changes.
+    assert_eq!(store.catalog().unwrap().validate().unwrap().len(), 3);
+
+    let repaired = store.verify(true, &|_| {}).unwrap();
+    assert_eq!(repaired.bad.len(), 2);
+    let cat_file = store.catalog().unwrap();
+    let cat = cat_file.validate().unwrap();
+    assert_eq!(cat.len(), 1);
+    assert_eq!(cat.name(0), "good");
+    assert!(!store.content_path(&id("bad")).exists());
+    assert!(store.verify(false, &|_| {}).unwrap().bad.is_empty());
+}
+
+#[test]
+fn partial_files_round_trip_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("store")).unwrap();
+    let bytes = data(5 * 4096 + 100, 4);
+    let ob = Outboard::compute(&bytes, kib4());
+    let mut state = store.begin_partial(&ob, "titles/x.mp4").unwrap();
+    assert_eq!(state.file.block_count(), 6);
+    let data_path = store.partial_data_path(&ob.id());
+    assert_eq!(
+        fs::metadata(&data_path).unwrap().len(),
+        bytes.len() as u64,
+        "preallocated"
+    );
+    // Write blocks 0 and 2, mark them verified.
+    let mut disk = fs::read(&data_path).unwrap();
+    for b in [0u64, 2] {
+        let (off, len) = ob.block_range(b);
+        disk[off as usize..(off + len) as usize]
+            .copy_from_slice(&bytes[off as usize..(off + len) as usize]);
+        state.file.set_verified(b, true);
+    }
+    fs::write(&data_path, &disk).unwrap();
+    store.save_partial(&state).unwrap();
+    let listed = store.partials().unwrap();
+    assert_eq!(listed, vec![state.clone()]);
+    assert_eq!(store.verify(false, &|_| {}).unwrap().bad_blocks.len(), 0);
+
+    // Claim block 3 is verified though it holds zeros: verify catches it, repair clears it.
+    state.file.set_verified(3, true);
+    store.save_partial(&state).unwrap();
+    let report = store.verify(false, &|_| {}).unwrap();
+    assert_eq!(report.bad_blocks[0].blocks, vec![3]);
+    store.verify(true, &|_| {}).unwrap();
+    let after = &store.partials().unwrap()[0];
+    assert!(after.file.is_verified(0) && after.file.is_verified(2) && !after.file.is_verified(3));
+
+    // A corrupt block map is an error naming the file.
+    let map = store
+        .root()
+        .join(format!(".fill/partial/{}.blocks", ob.id()));
+    let mut raw = fs::read(&map).unwrap();
+    raw.truncate(raw.len() - 1);
+    fs::write(&map, &raw).unwrap();
+    match store.partials() {
+        Err(e @ StoreError::CorruptState { .. }) => {
+            assert!(
+                chain(&e).ends_with("block map is 51 bytes, header implies 52"),
+                "{e}"
+            )
+        }
+        other => panic!("expected a corrupt state error, got {other:?}"),
+    }
+}
+
+#[test]
+fn corrupt_catalog_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path()).unwrap();
+    fs::write(store.catalog_path(), b"FILLCAT\0garbage").unwrap();
+    let err = store.catalog().unwrap_err();
+    assert_eq!(
+        chain(&err),
+        format!(
+            "catalog {}: catalog truncated: 15 bytes, header implies 64",
+            store.catalog_path().display()
+        )
+    );
+}
