@@ -25,7 +25,11 @@ fn entries() -> u64 {
 
 fn benches(c: &mut Criterion) {
     let n = entries();
-    let label = if n == 10_000_000 { "10M".to_owned() } else { n.to_string() };
+    let label = if n == 10_000_000 {
+        "10M".to_owned()
+    } else {
+        n.to_string()
+    };
     eprintln!("building two seeded catalogs of {n} entries...");
     let target_bytes = synthetic_catalog(0..n, 1);
     let inventory_bytes = synthetic_catalog(n / 2..n + n / 2, 2);
@@ -47,7 +51,9 @@ fn benches(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.bench_function(format!("validate_{label}"), |b| {
         b.iter(|| {
-            let cat = CatalogView::open(&mapped).and_then(CatalogView::validate).expect("valid");
+            let cat = CatalogView::open(&mapped)
+                .and_then(CatalogView::validate)
+                .expect("valid");
             black_box(cat.len())
         })
     });

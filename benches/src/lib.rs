@@ -1,7 +1,7 @@
 //! Seeded inputs shared by the benchmarks in `benches/benches/`.
 
-use fill_core::catalog::CatalogBuilder;
 use fill_core::ContentId;
+use fill_core::catalog::CatalogBuilder;
 
 /// splitmix64, seeded: the same inputs on every run.
 #[derive(Debug)]

@@ -430,9 +430,17 @@ pub struct DeltaReport {
     offload_after: f64,
     fetch: Vec<FetchJson>,
     evict: Vec<fill_core::ContentId>,
-    evict_schedule: Vec<delta::Eviction>,
+    evict_schedule: Vec<EvictionJson>,
     keep: Vec<fill_core::ContentId>,
     resume: Vec<fill_core::ContentId>,
+}
+
+#[derive(Debug, Serialize)]
+struct EvictionJson {
+    id: fill_core::ContentId,
+    size: u64,
+    before_fetch: u64,
+    reason: EvictReason,
 }
 
 #[derive(Debug, Serialize)]
@@ -444,7 +452,8 @@ struct FetchJson {
 
 impl DeltaReport {
     /// The report for a delta over `target`.
-    pub fn new(target: &Catalog<'_>, d: &Delta, capacity: u64) -> Self {
+    pub fn new(target: &Catalog<'_>, sd: &StoreDelta, capacity: u64) -> Self {
+        let d = &sd.delta;
         Self {
             capacity,
             target_files: target.len() as u64,
@@ -466,28 +475,45 @@ impl DeltaReport {
                     length: f.length,
                 })
                 .collect(),
-            evict: d.evict.iter().map(|e| e.id).collect(),
-            evict_schedule: d.evict.clone(),
+            evict: sd.evict_ids.clone(),
+            evict_schedule: d
+                .evict
+                .iter()
+                .zip(&sd.evict_ids)
+                .map(|(e, &id)| EvictionJson {
+                    id,
+                    size: e.size,
+                    before_fetch: e.before_fetch,
+                    reason: e.reason,
+                })
+                .collect(),
             keep: d.keep.iter().map(|&k| target.id(k as usize)).collect(),
             resume: d.resume.iter().map(|&k| target.id(k as usize)).collect(),
         }
     }
 }
 
+/// A delta, with the ids of the files it evicts resolved while the inventory is open.
+#[derive(Debug)]
+pub struct StoreDelta {
+    /// The delta.
+    pub delta: Delta,
+    /// `delta.evict[i]`'s id.
+    pub evict_ids: Vec<fill_core::ContentId>,
+}
+
 /// Computes the delta of a store against a target.
-pub fn compute_delta(target: &Catalog<'_>, s: &Store, capacity: u64) -> Result<Delta> {
+pub fn compute_delta(target: &Catalog<'_>, s: &Store, capacity: u64) -> Result<StoreDelta> {
     let inv_file = s.catalog()?;
     let inv = inv_file.validate()?;
     let partial: Vec<PartialFile> = s.partials()?.into_iter().map(|p| p.file).collect();
-    let d = delta::compute(
-        target,
-        &Inventory {
-            complete: inv,
-            partial: &partial,
-        },
-        capacity,
-    )?;
-    Ok(d)
+    let inv = Inventory {
+        complete: inv,
+        partial: &partial,
+    };
+    let delta = delta::compute(target, &inv, capacity)?;
+    let evict_ids = delta.evict.iter().map(|e| e.id(target, &inv)).collect();
+    Ok(StoreDelta { delta, evict_ids })
 }
 
 fn delta_cmd(args: &DeltaArgs) -> Result<Outcome> {
@@ -495,11 +521,11 @@ fn delta_cmd(args: &DeltaArgs) -> Result<Outcome> {
     let target_file = open_catalog(&args.target)?;
     let target = target_file.validate()?;
     let s = open_store(&args.store)?;
-    let d = compute_delta(&target, &s, capacity)?;
+    let sd = compute_delta(&target, &s, capacity)?;
     if args.json {
-        print_json(&DeltaReport::new(&target, &d, capacity))?;
+        print_json(&DeltaReport::new(&target, &sd, capacity))?;
     } else {
-        print!("{}", delta_table(&target, &d, capacity));
+        print!("{}", delta_table(&target, &sd.delta, capacity));
     }
     Ok(Outcome::Ok)
 }

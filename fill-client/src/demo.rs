@@ -229,13 +229,14 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
 
     // 4. The delta the burn-in fill must apply, with room for ~90% of the target.
     let capacity = target.total_size() / 10 * 9;
-    let d = compute_delta(&target, &appliance, capacity)?;
+    let sd = compute_delta(&target, &appliance, capacity)?;
+    let d = &sd.delta;
     say(&format!(
         "\ndelta for a {} appliance:",
         format_size(capacity)
     ));
     if !args.json {
-        print!("{}", delta_table(&target, &d, capacity));
+        print!("{}", delta_table(&target, d, capacity));
         println!("\nfirst fetches, most popular first:");
         for f in d.fetch.iter().take(5) {
             let e = f.entry as usize;
@@ -278,7 +279,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             missing,
             retired,
             capacity,
-            delta: DeltaReport::new(&target, &d, capacity),
+            delta: DeltaReport::new(&target, &sd, capacity),
             verified_files,
             verified_bytes,
         };

@@ -10,11 +10,10 @@
 //! zstd for transport.
 
 use std::cmp::Ordering;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use rayon::prelude::*;
 
-use crate::id::ContentId;
+use crate::id::{ContentId, cmp_id_bytes};
 
 /// First eight bytes of every catalog.
 pub const MAGIC: [u8; 8] = *b"FILLCAT\0";
@@ -22,8 +21,11 @@ pub const MAGIC: [u8; 8] = *b"FILLCAT\0";
 pub const VERSION: u32 = 1;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 64;
-/// Bytes per record across the fixed-size sections (id 32, size 8, weight 8, name end 8, rank 4).
-pub const RECORD_LEN: usize = 60;
+/// Bytes per record across the fixed-size sections: id 32, size and weight 16, name end 8,
+/// rank entry 20 (record index, and a copy of its size and weight so the rank walk reads
+/// memory in order).
+pub const RECORD_LEN: usize = 76;
+const RANK_ENTRY: usize = 20;
 /// Longest name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 4096;
 /// Most entries a catalog may hold (rank entries are 32-bit).
@@ -209,7 +211,7 @@ fn check_weight(index: u64, weight: f64) -> Result<(), CatalogError> {
 
 /// Popularity order: weight descending, then id ascending.
 fn rank_cmp(wa: f64, ida: &[u8; 32], wb: f64, idb: &[u8; 32]) -> Ordering {
-    wb.total_cmp(&wa).then_with(|| ida.cmp(idb))
+    wb.total_cmp(&wa).then_with(|| cmp_id_bytes(ida, idb))
 }
 
 fn le_u64(b: &[u8], at: usize) -> u64 {
@@ -316,7 +318,7 @@ impl<'a> CatalogView<'a> {
         HEADER_LEN + 56 * self.count
     }
     fn names_at(&self) -> usize {
-        HEADER_LEN + 60 * self.count
+        HEADER_LEN + RECORD_LEN * self.count
     }
 
     fn id_bytes(&self, i: usize) -> &'a [u8; 32] {
@@ -333,7 +335,20 @@ impl<'a> CatalogView<'a> {
         le_u64(self.bytes, self.ends_at() + 8 * i)
     }
     fn rank_entry(&self, pos: usize) -> u32 {
-        le_u32(self.bytes, self.rank_at() + 4 * pos)
+        le_u32(self.bytes, self.rank_at() + RANK_ENTRY * pos)
+    }
+    /// Record index, size and weight bits of rank position `pos`.
+    fn rank_meta(&self, pos: usize) -> (usize, u64, u64) {
+        let at = self.rank_at() + RANK_ENTRY * pos;
+        (
+            le_u32(self.bytes, at) as usize,
+            le_u64(self.bytes, at + 4),
+            le_u64(self.bytes, at + 12),
+        )
+    }
+    /// Whether the rank entry's copy of size and weight matches record `r`.
+    fn rank_copy_matches(&self, r: usize, size: u64, weight_bits: u64) -> bool {
+        self.size(r) == size && self.weight(r).to_bits() == weight_bits
     }
 
     /// Checks every record: ids sorted and unique, sizes summing within u64, weights finite and
@@ -378,15 +393,63 @@ impl<'a> CatalogView<'a> {
                 expected: HEADER_LEN as u64,
             });
         }
-        self.check_rank(&chunks)?;
+        self.check_rank()?;
         Ok(Catalog {
             view: self,
             total_size: total as u64,
         })
     }
 
-    /// Checks records `lo..hi`; returns the sum of their sizes.
+    /// Checks records `lo..hi`; returns the sum of their sizes. A fast pass checks the whole
+    /// range at once (names as one UTF-8 run); only when it finds something does the exact
+    /// pass run, entry by entry, to name the first problem.
     fn check_records(&self, lo: usize, hi: usize) -> Result<u128, CatalogError> {
+        match self.records_ok(lo, hi) {
+            Some(total) => Ok(total),
+            None => self.first_record_error(lo, hi),
+        }
+    }
+
+    /// The fast pass: `Some(total size)` when every record in `lo..hi` is certainly valid.
+    fn records_ok(&self, lo: usize, hi: usize) -> Option<u128> {
+        let first_start = if lo == 0 { 0 } else { self.name_end(lo - 1) };
+        let names_len = self.names_len as u64;
+        let names = &self.bytes[self.names_at()..];
+        let mut total = 0u128;
+        let mut ok = true;
+        let mut start = first_start;
+        for i in lo..hi {
+            if i > 0 {
+                ok &= cmp_id_bytes(self.id_bytes(i - 1), self.id_bytes(i)) == Ordering::Less;
+            }
+            total += u128::from(self.size(i));
+            let w = le_u64(self.bytes, self.meta_at() + 16 * i + 8);
+            // Sign bit clear and exponent not all ones: finite and not negative.
+            ok &= w >> 63 == 0 && (w >> 52) & 0x7ff != 0x7ff;
+            let end = self.name_end(i);
+            ok &= end > start && end - start <= MAX_NAME_LEN as u64 && end <= names_len;
+            if !ok {
+                return None;
+            }
+            // A name starts at a character boundary, and not with '/'.
+            let c = names[start as usize];
+            ok &= !(0x80..0xc0).contains(&c) && c != b'/';
+            start = end;
+        }
+        if !ok {
+            return None;
+        }
+        let run = &names[first_start as usize..start as usize];
+        let clean = run
+            .iter()
+            .fold(true, |acc, &c| acc & (c >= 0x20) & (c != 0x7f));
+        // Any ".." sends the range to the exact pass, which knows component boundaries.
+        let dots = run.windows(2).any(|w| w == b"..");
+        (clean && !dots && std::str::from_utf8(run).is_ok()).then_some(total)
+    }
+
+    /// The exact pass: checks records `lo..hi` one by one and reports the first problem.
+    fn first_record_error(&self, lo: usize, hi: usize) -> Result<u128, CatalogError> {
         let mut total = 0u128;
         let names = &self.bytes[self.names_at()..];
         let mut start = if lo == 0 { 0 } else { self.name_end(lo - 1) };
@@ -394,7 +457,7 @@ impl<'a> CatalogView<'a> {
             let idx = i as u64;
             let id = self.id_bytes(i);
             if i > 0 {
-                match self.id_bytes(i - 1).cmp(id) {
+                match cmp_id_bytes(self.id_bytes(i - 1), id) {
                     Ordering::Less => {}
                     Ordering::Equal => {
                         return Err(CatalogError::DuplicateId {
@@ -427,30 +490,61 @@ impl<'a> CatalogView<'a> {
         Ok(total)
     }
 
-    /// Checks that the rank section is a permutation in popularity order. The parallel pass
-    /// only says yes or no; on no, a sequential pass finds the first bad position, so the
+    /// Checks that the rank section is a permutation in popularity order. Runs after the
+    /// records are validated, so record index order is id order and ties need no id reads.
+    /// The parallel pass only says yes or no (each task marks its own bitmap, and the bitmaps
+    /// must not overlap); on no, a sequential pass finds the first bad position, so the
     /// message does not depend on thread timing.
-    fn check_rank(&self, chunks: &[(usize, usize)]) -> Result<(), CatalogError> {
+    fn check_rank(&self) -> Result<(), CatalogError> {
         let n = self.count;
-        let seen: Vec<AtomicU64> = (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
-        let ok = chunks.par_iter().all(|&(lo, hi)| {
-            (lo..hi).all(|pos| {
-                let r = self.rank_entry(pos) as usize;
-                if r >= n {
-                    return false;
+        let words = n.div_ceil(64);
+        let tasks = rayon::current_num_threads().max(1);
+        let per_task = n.div_ceil(tasks).max(1);
+        let marks: Vec<Option<Vec<u64>>> = (0..n)
+            .step_by(per_task)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|lo| {
+                let hi = (lo + per_task).min(n);
+                let mut seen = vec![0u64; words];
+                let mut prev = (lo > 0).then(|| self.rank_entry(lo - 1) as usize);
+                let mut prev_w =
+                    prev.map_or(f64::INFINITY, |p| if p < n { self.weight(p) } else { 0.0 });
+                for pos in lo..hi {
+                    let (r, size, w_bits) = self.rank_meta(pos);
+                    if r >= n
+                        || seen[r / 64] & (1 << (r % 64)) != 0
+                        || !self.rank_copy_matches(r, size, w_bits)
+                    {
+                        return None;
+                    }
+                    seen[r / 64] |= 1 << (r % 64);
+                    let w = f64::from_bits(w_bits);
+                    let in_order = match prev {
+                        None => true,
+                        Some(p) => prev_w > w || (prev_w == w && p < r),
+                    };
+                    if !in_order {
+                        return None;
+                    }
+                    (prev, prev_w) = (Some(r), w);
                 }
-                let bit = 1u64 << (r % 64);
-                if seen[r / 64].fetch_or(bit, AtomicOrdering::Relaxed) & bit != 0 {
-                    return false;
-                }
-                pos + 1 >= n || self.rank_in_order(r, self.rank_entry(pos + 1) as usize)
+                Some(seen)
             })
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(self.first_rank_error())
+            .collect();
+        let mut all = vec![0u64; words];
+        for m in &marks {
+            let Some(m) = m else {
+                return Err(self.first_rank_error());
+            };
+            for (a, b) in all.iter_mut().zip(m) {
+                if *a & *b != 0 {
+                    return Err(self.first_rank_error());
+                }
+                *a |= *b;
+            }
         }
+        Ok(())
     }
 
     /// Whether record `b` may follow record `a` in the rank (`b` out of range counts as in
@@ -470,11 +564,13 @@ impl<'a> CatalogView<'a> {
         let mut seen = vec![0u64; n.div_ceil(64)];
         let mut prev: Option<usize> = None;
         for pos in 0..n {
-            let r = self.rank_entry(pos) as usize;
+            let (r, size, w_bits) = self.rank_meta(pos);
             let reason = if r >= n {
                 format!("record index {r} is out of range ({n} entries)")
             } else if seen[r / 64] & (1 << (r % 64)) != 0 {
                 format!("record index {r} appears twice")
+            } else if !self.rank_copy_matches(r, size, w_bits) {
+                format!("size or weight differs from record {r}'s")
             } else if prev.is_some_and(|p| !self.rank_in_order(p, r)) {
                 format!(
                     "record {r} is ranked after record {} but is not less popular \
@@ -594,12 +690,22 @@ impl<'a> Catalog<'a> {
         (0..view.count).map(move |pos| view.rank_entry(pos) as usize)
     }
 
+    /// `(record index, size, weight)` from most to least popular, read in file order (the
+    /// rank section carries the sizes and weights, so this walk never jumps around memory).
+    pub fn by_rank_with_meta(&self) -> impl ExactSizeIterator<Item = (usize, u64, f64)> + 'a {
+        let view = self.view;
+        (0..view.count).map(move |pos| {
+            let (r, size, w) = view.rank_meta(pos);
+            (r, size, f64::from_bits(w))
+        })
+    }
+
     /// The index of `id`, by binary search.
     pub fn find(&self, id: &ContentId) -> Option<usize> {
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.view.id_bytes(mid).cmp(id.as_bytes()) {
+            match cmp_id_bytes(self.view.id_bytes(mid), id.as_bytes()) {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
                 Ordering::Equal => return Some(mid),
@@ -685,7 +791,8 @@ impl CatalogBuilder {
         if n as u64 > MAX_ENTRIES {
             return Err(CatalogError::TooManyEntries(n as u64));
         }
-        self.records.par_sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.records
+            .par_sort_unstable_by(|a, b| cmp_id_bytes(&a.id, &b.id));
         let mut total: u64 = 0;
         for (i, r) in self.records.iter().enumerate() {
             if i > 0 && self.records[i - 1].id == r.id {
@@ -724,8 +831,10 @@ impl CatalogBuilder {
             end += r.name_len as u64;
             out.extend_from_slice(&end.to_le_bytes());
         }
-        for pos in &rank {
-            out.extend_from_slice(&pos.to_le_bytes());
+        for &r in &rank {
+            out.extend_from_slice(&r.to_le_bytes());
+            out.extend_from_slice(&recs[r as usize].size.to_le_bytes());
+            out.extend_from_slice(&recs[r as usize].weight.to_bits().to_le_bytes());
         }
         for r in recs {
             out.extend_from_slice(&self.names.as_bytes()[r.name_start..r.name_start + r.name_len]);
@@ -808,7 +917,7 @@ mod tests {
                 "meta" => 32,
                 "ends" => 48,
                 "rank" => 56,
-                "names" => 60,
+                "names" => 76,
                 _ => unreachable!(),
             }
     }
@@ -1021,30 +1130,51 @@ mod tests {
     fn hostile_rank() {
         let good = sample();
         let n = 5;
-        let r = at(n, "rank");
+        let entry = |pos: usize| at(n, "rank") + RANK_ENTRY * pos;
+        let swap = |bytes: &mut Vec<u8>, a: usize, b: usize| {
+            let (ea, eb) = (
+                bytes[entry(a)..entry(a) + 20].to_vec(),
+                bytes[entry(b)..entry(b) + 20].to_vec(),
+            );
+            bytes[entry(a)..entry(a) + 20].copy_from_slice(&eb);
+            bytes[entry(b)..entry(b) + 20].copy_from_slice(&ea);
+        };
         let mut swapped = good.clone();
-        let (first, second) = (swapped[r..r + 4].to_vec(), swapped[r + 4..r + 8].to_vec());
-        swapped[r..r + 4].copy_from_slice(&second);
-        swapped[r + 4..r + 8].copy_from_slice(&first);
+        swap(&mut swapped, 0, 1);
         assert!(
-            err(&swapped).starts_with("rank position 1: record "),
+            err(&swapped).starts_with("rank position 1: record ")
+                && err(&swapped).ends_with(
+                    "is not less popular (rank must be weight descending, then id ascending)"
+                ),
             "{}",
             err(&swapped)
         );
         let mut out = good.clone();
-        out[r + 8..r + 12].copy_from_slice(&77u32.to_le_bytes());
+        out[entry(2)..entry(2) + 4].copy_from_slice(&77u32.to_le_bytes());
         assert_eq!(
             err(&out),
             "rank position 2: record index 77 is out of range (5 entries)"
         );
         let mut twice = good.clone();
-        let first = twice[r..r + 4].to_vec();
-        twice[r + 16..r + 20].copy_from_slice(&first);
-        let twice_id = u32::from_le_bytes(first.try_into().unwrap());
+        let first = twice[entry(0)..entry(0) + 20].to_vec();
+        twice[entry(4)..entry(4) + 20].copy_from_slice(&first);
+        let twice_id = u32::from_le_bytes(first[..4].try_into().unwrap());
         assert_eq!(
             err(&twice),
             format!("rank position 4: record index {twice_id} appears twice")
         );
+        let mut copy = good.clone();
+        copy[entry(3) + 4] ^= 1;
+        let r3 = u32::from_le_bytes(good[entry(3)..entry(3) + 4].try_into().unwrap());
+        assert_eq!(
+            err(&copy),
+            format!("rank position 3: size or weight differs from record {r3}'s")
+        );
+        // The rank walk with sizes and weights agrees with the records.
+        let cat = Catalog::parse(&good).unwrap();
+        for (r, size, w) in cat.by_rank_with_meta() {
+            assert_eq!((size, w), (cat.size(r), cat.weight(r)));
+        }
     }
 
     #[test]
@@ -1096,6 +1226,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = Catalog::parse(&bytes);
@@ -1107,6 +1238,12 @@ mod tests {
             for (at, v) in edits {
                 let i = at.index(bytes.len());
                 bytes[i] = v;
+            }
+            if let Ok(view) = CatalogView::open(&bytes) {
+                // The fast pass never accepts what the exact pass rejects.
+                if view.records_ok(0, view.len()).is_some() {
+                    prop_assert!(view.first_record_error(0, view.len()).is_ok());
+                }
             }
             if let Ok(cat) = Catalog::parse(&bytes) {
                 // Whatever validates is fully usable.

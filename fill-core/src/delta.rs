@@ -19,7 +19,9 @@
 use std::cmp::Ordering;
 
 use crate::catalog::Catalog;
-use crate::id::ContentId;
+use rayon::prelude::*;
+
+use crate::id::{ContentId, cmp_id_bytes};
 use crate::outboard::BlockSize;
 
 /// A partially filled file: its size and which blocks are verified on disk.
@@ -124,17 +126,40 @@ pub enum EvictReason {
     DoesNotFit,
 }
 
+/// Which held file an eviction names. Indices keep an eviction small (a delta may evict
+/// millions of files); [`Eviction::id`] resolves the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictFile {
+    /// Entry of `Inventory::complete`.
+    Complete(u32),
+    /// Entry of `Inventory::partial`.
+    Partial(u32),
+    /// Entry of the target (a held file that no longer fits).
+    Target(u32),
+}
+
 /// One file to evict, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Eviction {
     /// The file.
-    pub id: ContentId,
+    pub file: EvictFile,
     /// Bytes it frees.
     pub size: u64,
     /// Evict before starting fetch range number `before_fetch` (`fetch.len()`: after all).
     pub before_fetch: u64,
     /// Why.
     pub reason: EvictReason,
+}
+
+impl Eviction {
+    /// The evicted file's id.
+    pub fn id(&self, target: &Catalog<'_>, inv: &Inventory<'_>) -> ContentId {
+        match self.file {
+            EvictFile::Complete(j) => inv.complete.id(j as usize),
+            EvictFile::Partial(k) => inv.partial[k as usize].id,
+            EvictFile::Target(t) => target.id(t as usize),
+        }
+    }
 }
 
 /// The delta between an inventory and its target.
@@ -192,11 +217,128 @@ pub enum DeltaError {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Held {
-    No,
-    Complete,
-    Partial(u32),
+/// What the inventory holds of each target entry: two bitmaps over target indices (1.25 MB
+/// for 10M entries, so the rank walk's lookups stay in cache) and the few partial files.
+struct Held {
+    complete: Vec<u64>,
+    partial: Vec<u64>,
+    /// `(target index, index in inventory.partial)`, sorted by target index.
+    partial_at: Vec<(u32, u32)>,
+}
+
+impl Held {
+    fn new(n: usize) -> Self {
+        Self {
+            complete: vec![0; n.div_ceil(64)],
+            partial: vec![0; n.div_ceil(64)],
+            partial_at: Vec::new(),
+        }
+    }
+    fn bit(bits: &[u64], i: usize) -> bool {
+        bits[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn is_complete(&self, i: usize) -> bool {
+        Self::bit(&self.complete, i)
+    }
+    fn is_held(&self, i: usize) -> bool {
+        Self::bit(&self.complete, i) || Self::bit(&self.partial, i)
+    }
+    fn partial_index(&self, i: usize) -> Option<usize> {
+        if !Self::bit(&self.partial, i) {
+            return None;
+        }
+        let at = self
+            .partial_at
+            .binary_search_by_key(&(i as u32), |p| p.0)
+            .ok()?;
+        Some(self.partial_at[at].1 as usize)
+    }
+}
+
+/// Target entries per parallel merge task (a multiple of 64: each task owns whole words of
+/// the bitmap). Small in tests, so the property tests cross task boundaries.
+const MERGE_CHUNK: usize = if cfg!(test) { 64 } else { 1 << 16 };
+
+/// Merges the target with the complete files: the bitmap of target entries held complete,
+/// and the inventory indices of files absent from the target, in id order. Both lists are
+/// sorted by id, so each task takes a target range and the inventory range between the same
+/// ids (found by binary search), and the tasks run in parallel.
+fn merge_complete(
+    target: &Catalog<'_>,
+    c: &Catalog<'_>,
+) -> Result<(Vec<u64>, Vec<u32>), DeltaError> {
+    let n = target.len();
+    if n == 0 {
+        return Ok((Vec::new(), (0..c.len() as u32).collect()));
+    }
+    let lower_bound = |id: &[u8; 32]| {
+        let (mut lo, mut hi) = (0, c.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if cmp_id_bytes(c.id_bytes(mid), id) == Ordering::Less {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    };
+    let parts: Vec<Result<(Vec<u64>, Vec<u32>), DeltaError>> = (0..n)
+        .step_by(MERGE_CHUNK)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|lo| {
+            let hi = (lo + MERGE_CHUNK).min(n);
+            let jlo = if lo == 0 {
+                0
+            } else {
+                lower_bound(target.id_bytes(lo))
+            };
+            let jhi = if hi == n {
+                c.len()
+            } else {
+                lower_bound(target.id_bytes(hi))
+            };
+            let mut bits = vec![0u64; (hi - lo).div_ceil(64)];
+            let mut absent = Vec::new();
+            let (mut i, mut j) = (lo, jlo);
+            while j < jhi {
+                let ord = if i < hi {
+                    cmp_id_bytes(target.id_bytes(i), c.id_bytes(j))
+                } else {
+                    Ordering::Greater
+                };
+                match ord {
+                    Ordering::Less => i += 1,
+                    Ordering::Greater => {
+                        absent.push(j as u32);
+                        j += 1;
+                    }
+                    Ordering::Equal => {
+                        if target.size(i) != c.size(j) {
+                            return Err(DeltaError::SizeMismatch {
+                                id: c.id(j),
+                                target: target.size(i),
+                                held: c.size(j),
+                            });
+                        }
+                        bits[(i - lo) / 64] |= 1 << ((i - lo) % 64);
+                        i += 1;
+                        j += 1;
+                    }
+                }
+            }
+            Ok((bits, absent))
+        })
+        .collect();
+    let mut bits = Vec::with_capacity(n.div_ceil(64));
+    let mut absent = Vec::new();
+    for part in parts {
+        let (b, a) = part?;
+        bits.extend_from_slice(&b);
+        absent.extend_from_slice(&a);
+    }
+    Ok((bits, absent))
 }
 
 /// Computes the delta. Deterministic: the same inputs give the same delta.
@@ -214,44 +356,21 @@ pub fn compute(
             });
         }
     }
-    let mut held = vec![Held::No; n];
-    let mut not_in_target: Vec<Eviction> = Vec::new();
-
-    // Merge the complete files with the target.
     let c = &inv.complete;
-    let (mut i, mut j) = (0, 0);
-    while j < c.len() {
-        let ord = if i < n {
-            target.id_bytes(i).cmp(c.id_bytes(j))
-        } else {
-            Ordering::Greater
-        };
-        match ord {
-            Ordering::Less => i += 1,
-            Ordering::Greater => {
-                not_in_target.push(Eviction {
-                    id: c.id(j),
-                    size: c.size(j),
-                    before_fetch: 0,
-                    reason: EvictReason::NotInTarget,
-                });
-                j += 1;
-            }
-            Ordering::Equal => {
-                if target.size(i) != c.size(j) {
-                    return Err(DeltaError::SizeMismatch {
-                        id: c.id(j),
-                        target: target.size(i),
-                        held: c.size(j),
-                    });
-                }
-                held[i] = Held::Complete;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
+    let (complete_bits, absent) = merge_complete(target, c)?;
+    let mut held = Held::new(n);
+    held.complete = complete_bits;
+    // Evictions of files absent from the target come first, in id order.
+    let mut evict: Vec<Eviction> = Vec::with_capacity(absent.len() + inv.partial.len());
+    evict.extend(absent.iter().map(|&j| Eviction {
+        file: EvictFile::Complete(j),
+        size: c.size(j as usize),
+        before_fetch: 0,
+        reason: EvictReason::NotInTarget,
+    }));
+    drop(absent);
     // Partial files: few, so binary search each.
+    let mut partial_out = false;
     for (k, p) in inv.partial.iter().enumerate() {
         if c.find(&p.id).is_some() {
             return Err(DeltaError::Inventory {
@@ -268,23 +387,30 @@ pub fn compute(
                         held: p.size,
                     });
                 }
-                held[t] = Held::Partial(k as u32);
+                held.partial[t / 64] |= 1 << (t % 64);
+                held.partial_at.push((t as u32, k as u32));
             }
-            None => not_in_target.push(Eviction {
-                id: p.id,
-                size: p.size,
-                before_fetch: 0,
-                reason: EvictReason::NotInTarget,
-            }),
+            None => {
+                evict.push(Eviction {
+                    file: EvictFile::Partial(k as u32),
+                    size: p.size,
+                    before_fetch: 0,
+                    reason: EvictReason::NotInTarget,
+                });
+                partial_out = true;
+            }
         }
     }
-    not_in_target.sort_unstable_by_key(|e| e.id);
+    if partial_out {
+        evict.sort_by_cached_key(|e| e.id(target, inv));
+    }
+    held.partial_at.sort_unstable();
 
     // Walk the target by rank: place, and sort what is held into keep / resume / evict.
     let mut d = Delta {
-        fetch: Vec::new(),
+        fetch: Vec::with_capacity(n.saturating_sub(c.len()) + inv.partial.len()),
         evict: Vec::new(),
-        keep: Vec::new(),
+        keep: Vec::with_capacity(n.min(c.len())),
         resume: Vec::new(),
         placed_files: 0,
         placed_bytes: 0,
@@ -295,61 +421,59 @@ pub fn compute(
         offload_before: 0.0,
         offload_after: 0.0,
     };
-    let mut does_not_fit: Vec<Eviction> = Vec::new();
+    let mut does_not_fit: Vec<(u32, u64)> = Vec::new();
     let (mut total_w, mut before_w, mut after_w) = (0.0f64, 0.0f64, 0.0f64);
-    for idx in target.by_rank() {
-        let (size, w) = (target.size(idx), target.weight(idx));
+    for (idx, size, w) in target.by_rank_with_meta() {
+        let entry = idx as u32;
         total_w += w;
-        if held[idx] == Held::Complete {
+        let complete = held.is_complete(idx);
+        if complete {
             before_w += w;
         }
         // Sizes are validated to sum within u64, so this cannot overflow.
-        let fits = d.placed_bytes + size <= capacity;
-        if fits {
-            d.placed_bytes += size;
-            d.placed_files += 1;
-            after_w += w;
-        }
-        let entry = idx as u32;
-        match (held[idx], fits) {
-            (Held::Complete, true) => d.keep.push(entry),
-            (Held::Partial(k), true) => {
-                d.resume.push(entry);
-                for (offset, length) in inv.partial[k as usize].missing_ranges() {
-                    d.fetch.push(FetchRange {
-                        entry,
-                        offset,
-                        length,
-                    });
-                    d.bytes_to_fetch += length;
-                }
+        if d.placed_bytes + size > capacity {
+            if held.is_held(idx) {
+                does_not_fit.push((entry, size));
             }
-            (Held::No, true) => {
+            continue;
+        }
+        d.placed_bytes += size;
+        d.placed_files += 1;
+        after_w += w;
+        if complete {
+            d.keep.push(entry);
+        } else if let Some(k) = held.partial_index(idx) {
+            d.resume.push(entry);
+            for (offset, length) in inv.partial[k].missing_ranges() {
                 d.fetch.push(FetchRange {
                     entry,
-                    offset: 0,
-                    length: size,
+                    offset,
+                    length,
                 });
-                d.bytes_to_fetch += size;
+                d.bytes_to_fetch += length;
             }
-            (Held::Complete | Held::Partial(_), false) => does_not_fit.push(Eviction {
-                id: target.id(idx),
-                size,
-                before_fetch: 0,
-                reason: EvictReason::DoesNotFit,
-            }),
-            (Held::No, false) => {}
+        } else {
+            d.fetch.push(FetchRange {
+                entry,
+                offset: 0,
+                length: size,
+            });
+            d.bytes_to_fetch += size;
         }
     }
     let share = |w: f64| if total_w > 0.0 { w / total_w } else { 1.0 };
     d.offload_before = share(before_w);
     d.offload_after = share(after_w);
 
-    // Least popular first among the files that no longer fit.
-    does_not_fit.reverse();
-    d.evict = not_in_target;
-    d.evict.extend(does_not_fit);
-    d.bytes_to_evict = d.evict.iter().map(|e| e.size).sum();
+    // Then the files that no longer fit, least popular first.
+    evict.extend(does_not_fit.iter().rev().map(|&(e, size)| Eviction {
+        file: EvictFile::Target(e),
+        size,
+        before_fetch: 0,
+        reason: EvictReason::DoesNotFit,
+    }));
+    d.bytes_to_evict = evict.iter().map(|e| e.size).sum();
+    d.evict = evict;
     schedule_evictions(&mut d, &held, capacity);
     Ok(d)
 }
@@ -358,7 +482,7 @@ pub fn compute(
 /// evicted only when the next new file would not fit otherwise. Placed bytes never pass the
 /// capacity and every held file that is not placed is in the list, so evicting down always
 /// makes room.
-fn schedule_evictions(d: &mut Delta, held: &[Held], capacity: u64) {
+fn schedule_evictions(d: &mut Delta, held: &Held, capacity: u64) {
     let mut usage = d.bytes_held_before;
     let mut next = 0;
     let evict = &mut d.evict;
@@ -373,7 +497,7 @@ fn schedule_evictions(d: &mut Delta, held: &[Held], capacity: u64) {
     evict_down_to(&mut usage, capacity, 0);
     let mut peak = usage;
     for (k, f) in d.fetch.iter().enumerate() {
-        if held[f.entry as usize] == Held::No {
+        if !held.is_held(f.entry as usize) {
             // A new file is allocated at its full size when its first range starts.
             evict_down_to(&mut usage, capacity.saturating_sub(f.length), k as u64);
             usage += f.length;
@@ -440,8 +564,8 @@ mod tests {
 
     fn case() -> impl Strategy<Value = Case> {
         (
-            proptest::collection::btree_map(0u16..200, (0u8..4, 0u8..3), 0..60),
-            0u64..40_000,
+            proptest::collection::btree_map(0u16..1000, (0u8..4, 0u8..3), 0..300),
+            0u64..200_000,
         )
             .prop_map(|(files, capacity)| {
                 let mut c = Case {
@@ -452,7 +576,7 @@ mod tests {
                 };
                 for (k, (w, role)) in files {
                     let size = size_of(k);
-                    let in_target = k < 150;
+                    let in_target = k < 750;
                     if in_target {
                         c.target.push((k, size, f64::from(w)));
                     }
@@ -489,16 +613,16 @@ mod tests {
             // scheduled up front are done.
             let mut held: BTreeSet<ContentId> = c.complete.iter().map(|e| id(e.0)).collect();
             held.extend(c.partial.iter().map(|p| p.id));
-            let size = |x: &ContentId| -> u64 {
-                (0..200u16).find(|&k| id(k) == *x).map(size_of).unwrap()
-            };
+            let sizes: std::collections::HashMap<ContentId, u64> =
+                (0..1000u16).map(|k| (id(k), size_of(k))).collect();
+            let size = |x: &ContentId| -> u64 { sizes[x] };
             let mut usage: u64 = held.iter().map(size).sum();
             prop_assert_eq!(usage, d.bytes_held_before);
             let mut ev = d.evict.iter().peekable();
             let mut got: std::collections::BTreeMap<ContentId, Vec<(u64, u64)>> = Default::default();
             for k in 0..=d.fetch.len() as u64 {
                 while let Some(e) = ev.next_if(|e| e.before_fetch == k) {
-                    prop_assert!(held.remove(&e.id), "evicts what it does not hold");
+                    prop_assert!(held.remove(&e.id(&target, &inv)), "evicts what it does not hold");
                     usage -= e.size;
                 }
                 prop_assert!(usage <= c.capacity, "usage {} over capacity {} before fetch {}", usage, c.capacity, k);
@@ -576,7 +700,11 @@ mod tests {
         // Block 0 (1 KiB) covers all 100 bytes of d: nothing left to fetch for it.
         assert_eq!(d.evict.len(), 1);
         assert_eq!(
-            (d.evict[0].id, d.evict[0].before_fetch, d.evict[0].reason),
+            (
+                d.evict[0].id(&target, &inv),
+                d.evict[0].before_fetch,
+                d.evict[0].reason
+            ),
             (id(9), 0, EvictReason::NotInTarget)
         );
         assert_eq!(d.bytes_held_before, 900);
