@@ -259,14 +259,15 @@ impl Held {
 /// the bitmap). Small in tests, so the property tests cross task boundaries.
 const MERGE_CHUNK: usize = if cfg!(test) { 64 } else { 1 << 16 };
 
+/// The bitmap of target entries held complete, and the inventory indices absent from the
+/// target.
+type Merged = (Vec<u64>, Vec<u32>);
+
 /// Merges the target with the complete files: the bitmap of target entries held complete,
 /// and the inventory indices of files absent from the target, in id order. Both lists are
 /// sorted by id, so each task takes a target range and the inventory range between the same
 /// ids (found by binary search), and the tasks run in parallel.
-fn merge_complete(
-    target: &Catalog<'_>,
-    c: &Catalog<'_>,
-) -> Result<(Vec<u64>, Vec<u32>), DeltaError> {
+fn merge_complete(target: &Catalog<'_>, c: &Catalog<'_>) -> Result<Merged, DeltaError> {
     let n = target.len();
     if n == 0 {
         return Ok((Vec::new(), (0..c.len() as u32).collect()));
@@ -283,7 +284,7 @@ fn merge_complete(
         }
         lo
     };
-    let parts: Vec<Result<(Vec<u64>, Vec<u32>), DeltaError>> = (0..n)
+    let parts: Vec<Result<Merged, DeltaError>> = (0..n)
         .step_by(MERGE_CHUNK)
         .collect::<Vec<_>>()
         .into_par_iter()
