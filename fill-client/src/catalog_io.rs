@@ -10,22 +10,27 @@ use anyhow::{Context, Result, bail};
 use fill_core::ContentId;
 use fill_core::catalog::{Catalog, CatalogBuilder, Entry};
 
-/// Reads CSV with the header `id,size,weight,name` into a builder.
-pub fn read_csv(input: impl Read) -> Result<CatalogBuilder> {
+/// A CSV reader whose header line is exactly `expected` (spaces around names allowed).
+fn csv_with_header<R: Read>(input: R, what: &str, expected: &[&str]) -> Result<csv::Reader<R>> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(input);
     let headers = rdr
         .headers()
-        .context("line 1: cannot read the CSV header")?
-        .clone();
-    let expected = ["id", "size", "weight", "name"];
-    if headers.iter().map(str::trim).ne(expected) {
+        .context("line 1: cannot read the CSV header")?;
+    if headers.iter().map(str::trim).ne(expected.iter().copied()) {
         bail!(
-            "line 1: CSV header must be `id,size,weight,name`, found `{}`",
+            "line 1: {what} header must be `{}`, found `{}`",
+            expected.join(","),
             headers.iter().collect::<Vec<_>>().join(",")
         );
     }
+    Ok(rdr)
+}
+
+/// Reads CSV with the header `id,size,weight,name` into a builder.
+pub fn read_csv(input: impl Read) -> Result<CatalogBuilder> {
+    let mut rdr = csv_with_header(input, "CSV", &["id", "size", "weight", "name"])?;
     let mut b = CatalogBuilder::new();
     let mut record = csv::StringRecord::new();
     loop {
@@ -85,19 +90,7 @@ fn strip_entry(msg: &str) -> &str {
 
 /// Reads a popularity CSV (`name,weight`) into a map.
 pub fn read_popularity(input: impl Read) -> Result<HashMap<String, f64>> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(input);
-    let headers = rdr
-        .headers()
-        .context("line 1: cannot read the CSV header")?
-        .clone();
-    if headers.iter().map(str::trim).ne(["name", "weight"]) {
-        bail!(
-            "line 1: popularity CSV header must be `name,weight`, found `{}`",
-            headers.iter().collect::<Vec<_>>().join(",")
-        );
-    }
+    let mut rdr = csv_with_header(input, "popularity CSV", &["name", "weight"])?;
     let mut out = HashMap::new();
     for rec in rdr.records() {
         let rec = rec.context("malformed popularity CSV")?;

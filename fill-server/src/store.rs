@@ -577,17 +577,14 @@ impl Store {
         }
         if repair && !report.bad.is_empty() {
             let drop: HashSet<ContentId> = report.bad.iter().map(|b| b.id).collect();
-            self.rewrite_catalog(&cat, &drop, Vec::new())?;
+            // Bad content goes first, so no static server keeps serving it; a crash before
+            // the catalog is rewritten leaves entries whose content is missing, which the next
+            // verify reports and drops. Content before outboard: never content without one.
             for id in &drop {
-                for path in [self.content_path(id), self.outboard_path(id)] {
-                    match fs::remove_file(&path) {
-                        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                            return Err(io_err("remove", &path)(e));
-                        }
-                        _ => {}
-                    }
-                }
+                remove_if_present(&self.content_path(id))?;
+                remove_if_present(&self.outboard_path(id))?;
             }
+            self.rewrite_catalog(&cat, &drop, Vec::new())?;
         }
         report.repaired = repair;
         Ok(report)
@@ -650,14 +647,10 @@ impl Store {
     }
 
     fn remove_partial(&self, id: &ContentId) -> Result<(), StoreError> {
-        let (a, b, c) = self.partial_paths(id);
-        for path in [c, b, a] {
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_err("remove", &path)(e));
-                }
-                _ => {}
-            }
+        let (data, outboard, blocks) = self.partial_paths(id);
+        // The block map first: without it the other two are not a partial file any more.
+        for path in [blocks, outboard, data] {
+            remove_if_present(&path)?;
         }
         Ok(())
     }
@@ -724,6 +717,14 @@ fn checked_name(path: &Path, name: &str) -> Result<String, StoreError> {
             path: path.to_owned(),
             reason: e.to_string(),
         })
+}
+
+/// Removes a file; one that is already gone is fine.
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+        _ => Ok(()),
+    }
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
