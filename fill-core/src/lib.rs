@@ -8,7 +8,7 @@
 //! - [`outboard`]: per-block chaining values that verify any block against the id.
 //! - [`catalog`]: the binary catalog format, validated once, then read in place.
 //! - [`delta`]: target + inventory + capacity → fetch, evict, keep.
-//! - [`size`]: byte sizes as people write them.
+//! - [`size`]: byte sizes as people write them; [`duration`]: durations likewise.
 //!
 //! Data flows: bytes of a catalog → [`catalog::CatalogView::open`] (header) →
 //! [`catalog::CatalogView::validate`] → [`catalog::Catalog`] → [`delta::compute`] with an
@@ -16,6 +16,7 @@
 
 pub mod catalog;
 pub mod delta;
+pub mod duration;
 pub mod id;
 pub mod outboard;
 pub mod size;

@@ -51,9 +51,16 @@ fn fill_core_does_no_io() {
             }
         }
     }
-    assert!(found.is_empty(), "fill-core must stay pure:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "fill-core must stay pure:\n{}",
+        found.join("\n")
+    );
     let manifest = fs::read_to_string(root.join("Cargo.toml")).expect("read manifest");
-    let deps = manifest.split("[dev-dependencies]").next().unwrap_or_default();
+    let deps = manifest
+        .split("[dev-dependencies]")
+        .next()
+        .unwrap_or_default();
     for dep in ["tokio", "hyper", "memmap2", "rand"] {
         assert!(!deps.contains(dep), "fill-core must not depend on {dep}");
     }

@@ -58,3 +58,58 @@ impl Deref for Mapped {
         }
     }
 }
+
+/// What identifies a version of a file: if any of these change, a cached mapping is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        }
+    }
+}
+
+/// The stamp of the file at `path`, or `None` when it does not exist.
+pub fn stamp(path: &Path) -> std::io::Result<Option<FileStamp>> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(Some(FileStamp::of(&m))),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Maps a whole file as shareable [`bytes::Bytes`] (slices of it are zero-copy response
+/// bodies), with the stamp of the file that was mapped. `None` when the file does not exist.
+pub fn map_bytes(path: &Path) -> std::io::Result<Option<(bytes::Bytes, FileStamp)>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // Stamp the opened file, not the path, so the mapping and its stamp always agree.
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let stamp = FileStamp::of(&meta);
+    if meta.len() == 0 {
+        return Ok(Some((bytes::Bytes::new(), stamp)));
+    }
+    // SAFETY: only files under `content/`, `outboard/` and the catalog are mapped here; the
+    // store never changes them in place (they are renamed into place and unlinked, never
+    // truncated or rewritten), so the mapping stays valid for as long as it lives.
+    let map = unsafe { memmap2::Mmap::map(&file) }?;
+    Ok(Some((bytes::Bytes::from_owner(map), stamp)))
+}

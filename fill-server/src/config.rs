@@ -1,0 +1,303 @@
+//! Server configuration: a TOML file (every field optional, every field documented), command
+//! line flags over it, validated once into a [`ServerConfig`].
+//!
+//! ```toml
+//! listen = "127.0.0.1:7878"       # address to listen on
+//! store = "/srv/fill/store"       # the store directory to serve
+//! admin_token = "…"               # enables POST /admin/*; or env FILL_ADMIN_TOKEN
+//! log_format = "text"             # "text" or "json"
+//!
+//! [limits]
+//! max_connections = 1024          # connections served at once; more wait in the backlog
+//! header_read_timeout = "10s"     # a request's headers must arrive within this (slowloris)
+//! idle_timeout = "60s"            # a connection with no byte read or written is closed
+//! max_header_bytes = 16384        # request head larger than this is refused (>= 8192)
+//! shutdown_grace = "10s"          # on SIGTERM/ctrl-c, in-flight requests get this long
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fill_core::duration::parse_duration;
+use serde::Deserialize;
+
+/// The configuration file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Address to listen on, e.g. `127.0.0.1:7878` or `[::1]:7878`.
+    pub listen: Option<String>,
+    /// The store directory to serve.
+    pub store: Option<PathBuf>,
+    /// Bearer token for `POST /admin/*` (at least 16 characters); without one admin is off.
+    /// The environment variable `FILL_ADMIN_TOKEN` is used when this is absent.
+    pub admin_token: Option<String>,
+    /// `text` (default) or `json` log lines on standard error.
+    pub log_format: Option<LogFormat>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// `[limits]`, as written. Durations are strings like `10s`, `500ms`, `2m`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Connections served at once (default 1024); more wait in the kernel's backlog.
+    pub max_connections: Option<usize>,
+    /// Time allowed for a request's headers to arrive (default `10s`).
+    pub header_read_timeout: Option<String>,
+    /// A connection with no byte read or written for this long is closed (default `60s`).
+    pub idle_timeout: Option<String>,
+    /// Largest request head accepted, in bytes (default 16384, at least 8192).
+    pub max_header_bytes: Option<usize>,
+    /// How long in-flight requests get to finish on shutdown (default `10s`).
+    pub shutdown_grace: Option<String>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Store directory.
+    pub store: PathBuf,
+    /// Admin bearer token, if admin is on.
+    pub admin_token: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Header read timeout.
+    pub header_read_timeout: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+}
+
+/// What is wrong with the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, with line and column.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("config: {field}: {reason}")]
+    Invalid {
+        /// The field, e.g. `limits.idle_timeout`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ConfigFile {
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text (`path` only names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// Applies defaults and flags (`listen`, `store` from the command line win), and validates.
+    /// `env_token` is `FILL_ADMIN_TOKEN`, used when the file has no `admin_token`.
+    pub fn resolve(
+        self,
+        listen: Option<&str>,
+        store: Option<&Path>,
+        env_token: Option<String>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let invalid = |field, reason: String| ConfigError::Invalid { field, reason };
+        let listen_text = listen.map(str::to_owned).or(self.listen).ok_or_else(|| {
+            invalid(
+                "listen",
+                "missing: give --listen ADDR or `listen` in the config".into(),
+            )
+        })?;
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{listen_text:?} is not an address like 127.0.0.1:7878 or [::1]:7878"),
+            )
+        })?;
+        let store = store.map(Path::to_owned).or(self.store).ok_or_else(|| {
+            invalid(
+                "store",
+                "missing: give --store DIR or `store` in the config".into(),
+            )
+        })?;
+        if store.exists() && !store.is_dir() {
+            return Err(invalid(
+                "store",
+                format!("{} is not a directory", store.display()),
+            ));
+        }
+        let admin_token = self.admin_token.or(env_token).filter(|t| !t.is_empty());
+        if let Some(t) = &admin_token {
+            if t.len() < 16 {
+                return Err(invalid(
+                    "admin_token",
+                    format!("too short ({} characters): use at least 16", t.len()),
+                ));
+            }
+            if t.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+                return Err(invalid(
+                    "admin_token",
+                    "must be printable ASCII without spaces".into(),
+                ));
+            }
+        }
+        let duration =
+            |field, value: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+                match value {
+                    None => Ok(default),
+                    Some(v) => {
+                        let d = parse_duration(&v).map_err(|e| invalid(field, e.to_string()))?;
+                        if d.is_zero() {
+                            return Err(invalid(field, "must be more than zero".into()));
+                        }
+                        Ok(d)
+                    }
+                }
+            };
+        let l = self.limits;
+        let max_connections = l.max_connections.unwrap_or(1024);
+        if !(1..=1_000_000).contains(&max_connections) {
+            return Err(invalid(
+                "limits.max_connections",
+                format!("{max_connections} is not between 1 and 1000000"),
+            ));
+        }
+        let max_header_bytes = l.max_header_bytes.unwrap_or(16 * 1024);
+        if !(8192..=1 << 20).contains(&max_header_bytes) {
+            return Err(invalid(
+                "limits.max_header_bytes",
+                format!("{max_header_bytes} is not between 8192 and 1048576"),
+            ));
+        }
+        Ok(ServerConfig {
+            listen,
+            store,
+            admin_token,
+            log_format: self.log_format.unwrap_or_default(),
+            max_connections,
+            header_read_timeout: duration(
+                "limits.header_read_timeout",
+                l.header_read_timeout,
+                Duration::from_secs(10),
+            )?,
+            idle_timeout: duration(
+                "limits.idle_timeout",
+                l.idle_timeout,
+                Duration::from_secs(60),
+            )?,
+            max_header_bytes,
+            shutdown_grace: duration(
+                "limits.shutdown_grace",
+                l.shutdown_grace,
+                Duration::from_secs(10),
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<ServerConfig, String> {
+        ConfigFile::parse(text, Path::new("test.toml"))
+            .and_then(|f| f.resolve(None, None, None))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let c = resolve("listen = \"127.0.0.1:0\"\nstore = \"/nonexistent\"\n").unwrap();
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert!(c.admin_token.is_none());
+        let c = resolve(
+            "listen = \"[::1]:9\"\nstore = \"/x\"\nadmin_token = \"0123456789abcdef\"\nlog_format = \"json\"\n\
+             [limits]\nmax_connections = 5\nidle_timeout = \"2s\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.max_connections, c.idle_timeout, c.log_format),
+            (5, Duration::from_secs(2), LogFormat::Json)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(
+            resolve("store = \"/x\"").unwrap_err(),
+            "config: listen: missing: give --listen ADDR or `listen` in the config"
+        );
+        assert_eq!(
+            resolve("listen = \"localhost\"\nstore = \"/x\"").unwrap_err(),
+            "config: listen: \"localhost\" is not an address like 127.0.0.1:7878 or [::1]:7878"
+        );
+        assert_eq!(
+            resolve("listen = \"127.0.0.1:1\"\nstore = \"/x\"\nadmin_token = \"short\"")
+                .unwrap_err(),
+            "config: admin_token: too short (5 characters): use at least 16"
+        );
+        assert_eq!(
+            resolve("listen = \"127.0.0.1:1\"\nstore = \"/x\"\n[limits]\nidle_timeout = \"30\"")
+                .unwrap_err(),
+            "config: limits.idle_timeout: bad duration \"30\": expected a number and a unit (ms, s, m, h, d), like 10s, 48h or 1h30m"
+        );
+        assert_eq!(
+            resolve("listen = \"127.0.0.1:1\"\nstore = \"/x\"\n[limits]\nmax_header_bytes = 100")
+                .unwrap_err(),
+            "config: limits.max_header_bytes: 100 is not between 8192 and 1048576"
+        );
+        let unknown =
+            resolve("listen = \"127.0.0.1:1\"\nstore = \"/x\"\nlisten_port = 3").unwrap_err();
+        assert!(
+            unknown.starts_with("config test.toml: ")
+                && unknown.contains("unknown field `listen_port`"),
+            "{unknown}"
+        );
+    }
+}

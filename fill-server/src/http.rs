@@ -1,0 +1,683 @@
+//! The HTTP server: a store's paths over HTTP/1.1 (docs/protocol.md).
+//!
+//! [`bind`] validates the store and opens the listener; [`serve`] accepts connections until
+//! its shutdown future completes, then stops accepting and lets in-flight requests finish
+//! within the grace period. Each connection is a hyper HTTP/1.1 connection with a header
+//! read timeout (slowloris), a head size limit, and an idle timeout enforced here: a
+//! connection on which no byte is read or written for `idle_timeout` is closed, whether it
+//! never sent a request or stopped reading its response. At most `max_connections` are
+//! served at once; the rest wait in the kernel's backlog.
+//!
+//! Bodies are slices of read-only memory maps of the store's files ([`crate::mapped`]), so
+//! a response is never copied into the heap; hyper writes them straight to the socket.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fill_core::ContentId;
+use http_body_util::Full;
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::config::ServerConfig;
+use crate::mapped::{self, FileStamp};
+use crate::metrics::{EndpointLabels, Metrics, RequestLabels};
+use crate::store::Store;
+
+/// Response bodies: one contiguous chunk (a slice of a mapped file, or a short message).
+pub type Body = Full<Bytes>;
+
+/// Mapped files kept open between requests, at most this many.
+const MAP_CACHE: usize = 4096;
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    store: Store,
+    config: ServerConfig,
+    /// The server's metrics.
+    pub metrics: Metrics,
+    maps: Mutex<MapCache>,
+    catalog: Mutex<Option<CachedCatalog>>,
+    token: Option<blake3::Hash>,
+}
+
+#[derive(Debug, Default)]
+struct MapCache {
+    tick: u64,
+    entries: HashMap<(Kind, ContentId), (Bytes, FileStamp, u64)>,
+}
+
+#[derive(Debug)]
+struct CachedCatalog {
+    stamp: Option<FileStamp>,
+    raw: Bytes,
+    zstd: Option<Bytes>,
+    etag: HeaderValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Content,
+    Outboard,
+}
+
+/// Opens the listener for `config`. Errors name the address.
+pub async fn bind(config: ServerConfig) -> anyhow::Result<(TcpListener, Arc<AppState>)> {
+    use anyhow::Context as _;
+    let store = Store::new(&config.store)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let token = config
+        .admin_token
+        .as_deref()
+        .map(|t| blake3::hash(t.as_bytes()));
+    let state = AppState {
+        store,
+        config,
+        metrics: Metrics::new(),
+        maps: Mutex::new(MapCache::default()),
+        catalog: Mutex::new(None),
+        token,
+    };
+    Ok((listener, Arc::new(state)))
+}
+
+/// Serves connections until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        state.metrics.connections_total.inc();
+        let activity = Arc::new(Activity::new());
+        let io = TokioIo::new(Tracked {
+            inner: stream,
+            activity: activity.clone(),
+        });
+        let st = state.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let st = st.clone();
+            async move { Ok::<_, Infallible>(handle(&st, req)) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(state.config.header_read_timeout)
+            .max_buf_size(state.config.max_header_bytes)
+            .serve_connection(io, svc);
+        let conn = graceful.watch(conn);
+        let st = state.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            st.metrics.connections_open.inc();
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                },
+                () = activity.idle(st.config.idle_timeout) => {
+                    st.metrics.idle_closed.inc();
+                    tracing::debug!(%peer, "connection idle: closed");
+                }
+            }
+            st.metrics.connections_open.dec();
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(state.config.shutdown_grace) => {
+            tracing::warn!("shutdown grace period over: closing the remaining connections");
+        }
+    }
+}
+
+fn clock_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// When a connection last moved a byte.
+#[derive(Debug)]
+struct Activity(AtomicU64);
+
+impl Activity {
+    fn new() -> Self {
+        Self(AtomicU64::new(clock_ms()))
+    }
+    fn touch(&self) {
+        self.0.store(clock_ms(), Ordering::Relaxed);
+    }
+    /// Completes once no byte has moved for `timeout`.
+    async fn idle(&self, timeout: Duration) {
+        let limit = timeout.as_millis() as u64;
+        loop {
+            let quiet = clock_ms().saturating_sub(self.0.load(Ordering::Relaxed));
+            if quiet >= limit {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(limit - quiet)).await;
+        }
+    }
+}
+
+/// A socket that records when bytes move.
+#[derive(Debug)]
+struct Tracked {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Answers one request and records its metrics.
+fn handle(st: &AppState, req: Request<Incoming>) -> Response<Body> {
+    let start = Instant::now();
+    st.metrics.in_flight.inc();
+    let (endpoint, resp) = route(st, &req);
+    let status = resp.status().as_u16();
+    let labels = RequestLabels { endpoint, status };
+    st.metrics.requests.get_or_create(&labels).inc();
+    if req.method() != Method::HEAD {
+        let bytes = resp.body().size_hint().exact().unwrap_or(0);
+        st.metrics.body_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+    if resp.status().is_server_error() {
+        st.metrics
+            .errors
+            .get_or_create(&EndpointLabels { endpoint })
+            .inc();
+    }
+    st.metrics
+        .latency
+        .get_or_create(&EndpointLabels { endpoint })
+        .observe(start.elapsed().as_secs_f64());
+    st.metrics.in_flight.dec();
+    resp
+}
+
+fn route(st: &AppState, req: &Request<Incoming>) -> (&'static str, Response<Body>) {
+    let path = req.uri().path();
+    let method = req.method();
+    let get_or_head = method == Method::GET || method == Method::HEAD;
+    if let Some(rest) = path.strip_prefix("/content/") {
+        return (
+            "content",
+            guard_get(get_or_head, || serve_blob(st, Kind::Content, rest, req)),
+        );
+    }
+    if let Some(rest) = path.strip_prefix("/outboard/") {
+        return (
+            "outboard",
+            guard_get(get_or_head, || serve_blob(st, Kind::Outboard, rest, req)),
+        );
+    }
+    if let Some(rest) = path.strip_prefix("/admin/") {
+        return ("admin", admin(st, rest, req));
+    }
+    match path {
+        "/catalog" => ("catalog", guard_get(get_or_head, || serve_catalog(st, req))),
+        "/metrics" => (
+            "metrics",
+            guard_get(get_or_head, || {
+                let mut r = text(StatusCode::OK, st.metrics.encode());
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                head_only(method, r)
+            }),
+        ),
+        "/healthz" => (
+            "healthz",
+            guard_get(get_or_head, || {
+                head_only(method, text(StatusCode::OK, "ok\n".into()))
+            }),
+        ),
+        _ => ("other", text(StatusCode::NOT_FOUND, "not found\n".into())),
+    }
+}
+
+fn guard_get(allowed: bool, f: impl FnOnce() -> Response<Body>) -> Response<Body> {
+    if allowed {
+        f()
+    } else {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use GET or HEAD\n".into(),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        r
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// For HEAD: the same head with its Content-Length, and no body.
+fn head_only(method: &Method, mut r: Response<Body>) -> Response<Body> {
+    if method == Method::HEAD {
+        let len = r.body().size_hint().exact().unwrap_or(0);
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        *r.body_mut() = Full::new(Bytes::new());
+    }
+    r
+}
+
+fn internal(what: &str, e: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::error!("{what}: {e}");
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("internal error: {what}\n"),
+    )
+}
+
+/// What a `Range` header asks of a body of `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAsk {
+    /// No usable range: send the whole body (no header, another unit, several ranges, or a
+    /// malformed one, all of which RFC 9110 lets a server ignore).
+    Whole,
+    /// Bytes `first..=last`.
+    Part(u64, u64),
+    /// Nothing in the body matches: 416.
+    Unsatisfiable,
+}
+
+/// Parses a single `bytes=` range (`a-b`, `a-`, `-n`) against a body of `len` bytes.
+pub fn parse_range(value: &[u8], len: u64) -> RangeAsk {
+    let Ok(value) = std::str::from_utf8(value) else {
+        return RangeAsk::Whole;
+    };
+    let value = value.trim();
+    let Some(spec) = value
+        .get(..6)
+        .filter(|u| u.eq_ignore_ascii_case("bytes="))
+        .map(|_| &value[6..])
+    else {
+        return RangeAsk::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    // Digits that overflow u64 are a position past any body: unsatisfiable, not malformed.
+    let num = |s: &str| s.parse::<u64>().unwrap_or(u64::MAX);
+    match (digits(a), digits(b), a.is_empty(), b.is_empty()) {
+        (true, true, _, _) => {
+            let (first, last) = (num(a), num(b));
+            if first > last {
+                RangeAsk::Whole
+            } else if first >= len {
+                RangeAsk::Unsatisfiable
+            } else {
+                RangeAsk::Part(first, last.min(len - 1))
+            }
+        }
+        (true, false, _, true) => {
+            let first = num(a);
+            if first >= len {
+                RangeAsk::Unsatisfiable
+            } else {
+                RangeAsk::Part(first, len - 1)
+            }
+        }
+        (false, true, true, _) => {
+            let n = num(b);
+            if n == 0 || len == 0 {
+                RangeAsk::Unsatisfiable
+            } else {
+                RangeAsk::Part(len - n.min(len), len - 1)
+            }
+        }
+        _ => RangeAsk::Whole,
+    }
+}
+
+fn serve_blob(st: &AppState, kind: Kind, rest: &str, req: &Request<Incoming>) -> Response<Body> {
+    let id = match ContentId::parse(rest) {
+        Ok(id) => id,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("malformed id: {e}\n")),
+    };
+    let path = match kind {
+        Kind::Content => st.store.content_path(&id),
+        Kind::Outboard => st.store.outboard_path(&id),
+    };
+    let body = match st.mapped(kind, id, &path) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("{id} is not in this store\n"),
+            );
+        }
+        Err(e) => return internal("cannot read the store", &e),
+    };
+    let etag = match kind {
+        Kind::Content => format!("\"{id}\""),
+        Kind::Outboard => format!("\"{id}.outboard\""),
+    };
+    let mut resp = ranged(req.method(), req.headers(), body, &etag_value(&etag));
+    // Content never changes under its id.
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    resp
+}
+
+/// A 200, 206, 304 or 416 answer for `body`, following the request's conditional and
+/// `Range` headers.
+fn ranged(method: &Method, headers: &HeaderMap, body: Bytes, etag: &HeaderValue) -> Response<Body> {
+    let len = body.len() as u64;
+    let mut builder = Response::builder()
+        .header(header::ETAG, etag.clone())
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_TYPE, "application/octet-stream");
+    if headers.get(header::IF_NONE_MATCH).is_some_and(|v| {
+        v.as_bytes() == b"*"
+            || v.as_bytes()
+                .split(|&c| c == b',')
+                .any(|t| t.trim_ascii() == etag.as_bytes())
+    }) {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default();
+    }
+    // If-Range with another validator: the client's copy is stale, send everything.
+    let if_range_ok = headers.get(header::IF_RANGE).is_none_or(|v| v == etag);
+    let ask = match headers.get(header::RANGE) {
+        Some(v) if if_range_ok => parse_range(v.as_bytes(), len),
+        _ => RangeAsk::Whole,
+    };
+    let (status, part) = match ask {
+        RangeAsk::Whole => (StatusCode::OK, body),
+        RangeAsk::Part(first, last) => {
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{len}"));
+            (
+                StatusCode::PARTIAL_CONTENT,
+                body.slice(first as usize..=last as usize),
+            )
+        }
+        RangeAsk::Unsatisfiable => {
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes */{len}"));
+            (StatusCode::RANGE_NOT_SATISFIABLE, Bytes::new())
+        }
+    };
+    builder = builder.header(header::CONTENT_LENGTH, part.len());
+    let part = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        part
+    };
+    builder
+        .status(status)
+        .body(Full::new(part))
+        .unwrap_or_default()
+}
+
+impl AppState {
+    /// The store's file as mapped bytes, from the cache when the file is unchanged.
+    fn mapped(&self, kind: Kind, id: ContentId, path: &Path) -> std::io::Result<Option<Bytes>> {
+        let now = mapped::stamp(path)?;
+        let key = (kind, id);
+        {
+            let mut cache = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+            cache.tick += 1;
+            let tick = cache.tick;
+            match (cache.entries.get_mut(&key), now) {
+                (Some((bytes, stamp, used)), Some(now)) if *stamp == now => {
+                    *used = tick;
+                    return Ok(Some(bytes.clone()));
+                }
+                (Some(_), _) => {
+                    cache.entries.remove(&key);
+                }
+                (None, _) => {}
+            }
+            if now.is_none() {
+                return Ok(None);
+            }
+        }
+        let Some((bytes, stamp)) = mapped::map_bytes(path)? else {
+            return Ok(None);
+        };
+        let mut cache = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.entries.len() >= MAP_CACHE {
+            // Evict the least recently used; a scan of a few thousand entries, rarely.
+            if let Some(old) = cache.entries.iter().min_by_key(|e| e.1.2).map(|e| *e.0) {
+                cache.entries.remove(&old);
+            }
+        }
+        let tick = cache.tick;
+        cache.entries.insert(key, (bytes.clone(), stamp, tick));
+        Ok(Some(bytes))
+    }
+
+    /// The store's catalog, raw or zstd-compressed, with its validator. Read again when the
+    /// file changes; compressed once per version, on first demand.
+    fn catalog_body(&self, zstd: bool) -> std::io::Result<(Bytes, HeaderValue)> {
+        let path: PathBuf = self.store.catalog_path();
+        let now = mapped::stamp(&path)?;
+        let mut cached = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = match cached.take() {
+            Some(c) if c.stamp == now => c,
+            _ => {
+                let raw = match mapped::map_bytes(&path)? {
+                    Some((bytes, _)) => bytes,
+                    // No catalog yet: an empty store.
+                    None => Bytes::from(
+                        fill_core::CatalogBuilder::new()
+                            .finish()
+                            .unwrap_or_default(),
+                    ),
+                };
+                let hash = blake3::hash(&raw).to_hex();
+                CachedCatalog {
+                    stamp: now,
+                    raw,
+                    zstd: None,
+                    etag: etag_value(&format!("\"catalog-{}\"", &hash[..32])),
+                }
+            }
+        };
+        let c = cached.insert(fresh);
+        if !zstd {
+            return Ok((c.raw.clone(), c.etag.clone()));
+        }
+        let z = c
+            .zstd
+            .get_or_insert_with(|| Bytes::from(fill_core::catalog::wire::compress(&c.raw, 3)))
+            .clone();
+        let etag = etag_value(&format!(
+            "{}-zstd\"",
+            c.etag
+                .to_str()
+                .unwrap_or("\"catalog\"")
+                .trim_end_matches('"')
+        ));
+        Ok((z, etag))
+    }
+}
+
+fn etag_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+fn accepts_zstd(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().any(|v| {
+        v.to_str().unwrap_or("").split(',').any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+            });
+            name.eq_ignore_ascii_case("zstd") && !refused
+        })
+    })
+}
+
+fn serve_catalog(st: &AppState, req: &Request<Incoming>) -> Response<Body> {
+    let zstd = accepts_zstd(req.headers());
+    let (bytes, etag) = match st.catalog_body(zstd) {
+        Ok(c) => c,
+        Err(e) => return internal("cannot read the catalog", &e),
+    };
+    let mut resp = ranged(req.method(), req.headers(), bytes, &etag);
+    let h = resp.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if zstd {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+    }
+    resp
+}
+
+fn admin(st: &AppState, rest: &str, req: &Request<Incoming>) -> Response<Body> {
+    let Some(token) = st.token else {
+        return text(
+            StatusCode::FORBIDDEN,
+            "admin is off: set admin_token in the config or FILL_ADMIN_TOKEN\n".into(),
+        );
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compare hashes: blake3::Hash equality is constant-time.
+    if given.is_none_or(|g| blake3::hash(g.trim().as_bytes()) != token) {
+        let mut r = text(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token\n".into(),
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    if req.method() != Method::POST {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "admin endpoints take POST\n".into(),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    match rest {
+        "ping" => text(StatusCode::OK, "pong\n".into()),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            format!("no admin endpoint {rest:?}\n"),
+        ),
+    }
+}
+
+/// The address a server bound to (for logs and tests).
+pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}

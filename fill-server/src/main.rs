@@ -1,0 +1,97 @@
+//! The `fill-server` binary: serves a store over HTTP until SIGTERM or ctrl-c.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use fill_server::config::{ConfigFile, LogFormat};
+use fill_server::http;
+
+/// Serves a fill store to peers and appliances over HTTP/1.1.
+///
+/// GET/HEAD /content/<id> and /outboard/<id> (with single byte ranges), /catalog (zstd when
+/// accepted), /metrics (Prometheus), /healthz; POST /admin/* with a bearer token.
+/// The protocol is specified in docs/protocol.md. Stops on SIGTERM or ctrl-c, letting
+/// in-flight requests finish.
+#[derive(Debug, Parser)]
+#[command(name = "fill-server", version, max_term_width = 100)]
+struct Args {
+    /// The store directory to serve (overrides `store` in the config).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:7878 (overrides `listen` in the config).
+    #[arg(long)]
+    listen: Option<String>,
+    /// TOML configuration file (every field documented in docs/protocol.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let env_token = std::env::var("FILL_ADMIN_TOKEN").ok();
+    let config = file.resolve(args.listen.as_deref(), args.store.as_deref(), env_token)?;
+    init_logging(config.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let store = config.store.clone();
+        let (listener, state) = http::bind(config).await?;
+        let addr = http::local_addr(&listener);
+        eprintln!(
+            "fill-server: serving {} on http://{}",
+            store.display(),
+            addr.map_or_else(|| "?".into(), |a| a.to_string())
+        );
+        http::serve(listener, state, shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("signal received: shutting down");
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FILL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
