@@ -1,3 +1,4 @@
 //! Integration tests of fill-server: the store on a real file system (temp dirs).
 
+mod http;
 mod store;

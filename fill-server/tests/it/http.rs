@@ -1,0 +1,541 @@
+//! The HTTP server over loopback: every status, hostile clients, curl.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fill_core::outboard::BlockSize;
+use fill_server::config::{ConfigFile, ServerConfig};
+use fill_server::http::{self, AppState};
+use fill_server::store::Store;
+
+struct TestServer {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn config(store: &Path) -> ServerConfig {
+    let mut c = ConfigFile::default()
+        .resolve(Some("127.0.0.1:0"), Some(store), None)
+        .unwrap();
+    c.shutdown_grace = Duration::from_secs(2);
+    c
+}
+
+fn start(cfg: ServerConfig) -> TestServer {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (listener, state) = http::bind(cfg).await.unwrap();
+            tx.send((listener.local_addr().unwrap(), state.clone()))
+                .unwrap();
+            http::serve(listener, state, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        });
+    });
+    let (addr, state) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server started");
+    TestServer {
+        addr,
+        state,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends raw request bytes on a fresh connection (the request should say
+/// `Connection: close`) and reads the whole answer.
+fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    parse_reply(&out)
+}
+
+fn parse_reply(out: &[u8]) -> Reply {
+    let end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(out)));
+    let head = String::from_utf8_lossy(&out[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: out[end + 4..].to_vec(),
+    }
+}
+
+fn get(addr: SocketAddr, path: &str, extra: &str) -> Reply {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// A store with a few files; returns (store dir, [(id, bytes)]).
+fn store_with_files(dir: &Path, sizes: &[usize]) -> Vec<(String, Vec<u8>)> {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut files = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let mut data = vec![0u8; size];
+        blake3::Hasher::new_keyed(&[i as u8 + 1; 32])
+            .finalize_xof()
+            .fill(&mut data);
+        std::fs::write(src.join(format!("f{i}")), &data).unwrap();
+        files.push((blake3::hash(&data).to_hex().to_string(), data));
+    }
+    Store::new(dir.join("store"))
+        .unwrap()
+        .import(&[src], BlockSize::DEFAULT, &|_| {})
+        .unwrap();
+    files
+}
+
+#[test]
+fn every_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = store_with_files(tmp.path(), &[3 << 20, 0, 1000]);
+    let srv = start(config(&tmp.path().join("store")));
+    let a = srv.addr;
+    let (id, data) = &files[0];
+    let len = data.len();
+
+    let whole = get(a, &format!("/content/{id}"), "");
+    assert_eq!(whole.status, 200);
+    assert_eq!(&whole.body, data);
+    assert_eq!(whole.header("etag"), Some(format!("\"{id}\"").as_str()));
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    assert_eq!(
+        whole.header("content-length"),
+        Some(len.to_string().as_str())
+    );
+
+    for (range, first, last) in [
+        ("bytes=0-99", 0, 99),
+        ("bytes=1048576-", 1 << 20, len - 1),
+        ("bytes=-10", len - 10, len - 1),
+        ("bytes=100-99999999999", 100, len - 1),
+        ("bytes=5-9", 5, 9),
+    ] {
+        let r = get(a, &format!("/content/{id}"), &format!("Range: {range}\r\n"));
+        assert_eq!(r.status, 206, "{range}");
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes {first}-{last}/{len}").as_str())
+        );
+        assert_eq!(&r.body[..], &data[first..=last], "{range}");
+    }
+    for range in [
+        "bytes=99999999-",
+        "bytes=-0",
+        "bytes=18446744073709551616-",
+        "bytes=99999999999999999999999-99999999999999999999999",
+    ] {
+        let r = get(a, &format!("/content/{id}"), &format!("Range: {range}\r\n"));
+        assert_eq!(r.status, 416, "{range}");
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes */{len}").as_str())
+        );
+    }
+    // Several ranges, other units, nonsense: ignored (RFC 9110 allows it): the whole body.
+    for range in [
+        "bytes=0-1,5-9",
+        "items=0-1",
+        "bytes=abc",
+        "bytes=9-5",
+        "bytes = 5-9",
+    ] {
+        let r = get(a, &format!("/content/{id}"), &format!("Range: {range}\r\n"));
+        assert_eq!((r.status, r.body.len()), (200, len), "{range}");
+    }
+    // If-Range with another validator: whole body; If-None-Match with ours: 304.
+    let r = get(
+        a,
+        &format!("/content/{id}"),
+        "Range: bytes=0-9\r\nIf-Range: \"other\"\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let r = get(
+        a,
+        &format!("/content/{id}"),
+        &format!("If-None-Match: \"{id}\"\r\n"),
+    );
+    assert_eq!((r.status, r.body.len()), (304, 0));
+
+    // HEAD: the head, no body.
+    let head = raw(
+        a,
+        format!("HEAD /content/{id} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(
+        head.header("content-length"),
+        Some(len.to_string().as_str())
+    );
+
+    // The empty file: 200 with nothing; any range is unsatisfiable.
+    let (empty, _) = &files[1];
+    assert_eq!(get(a, &format!("/content/{empty}"), "").status, 200);
+    assert_eq!(
+        get(a, &format!("/content/{empty}"), "Range: bytes=0-\r\n").status,
+        416
+    );
+
+    // Outboards are served the same way, and verify the content.
+    let ob = get(a, &format!("/outboard/{id}"), "");
+    assert_eq!(ob.status, 200);
+    let parsed =
+        fill_core::Outboard::parse(&ob.body, fill_core::ContentId::parse(id).unwrap()).unwrap();
+    assert_eq!(parsed.size(), len as u64);
+    assert_eq!(
+        ob.header("etag"),
+        Some(format!("\"{id}.outboard\"").as_str())
+    );
+
+    // Malformed and unknown ids.
+    assert_eq!(get(a, "/content/xyz", "").status, 400);
+    assert_eq!(
+        get(a, &format!("/content/{}", id.to_uppercase()), "").status,
+        400
+    );
+    let unknown = blake3::hash(b"not here").to_hex();
+    assert_eq!(get(a, &format!("/content/{unknown}"), "").status, 404);
+    assert_eq!(get(a, &format!("/outboard/{unknown}"), "").status, 404);
+    assert_eq!(get(a, "/nothing", "").status, 404);
+
+    // Methods.
+    let post = raw(a, format!("POST /content/{id} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+
+    // Catalog, raw and zstd.
+    let cat = get(a, "/catalog", "");
+    assert_eq!(cat.status, 200);
+    let parsed = fill_core::Catalog::parse(&cat.body).unwrap();
+    assert_eq!(parsed.len(), 3);
+    let z = get(a, "/catalog", "Accept-Encoding: gzip, zstd\r\n");
+    assert_eq!(z.header("content-encoding"), Some("zstd"));
+    assert_eq!(
+        fill_core::catalog::wire::decompress(&z.body, 1 << 20).unwrap(),
+        cat.body
+    );
+    assert_ne!(z.header("etag"), cat.header("etag"));
+    let refused = get(a, "/catalog", "Accept-Encoding: zstd;q=0\r\n");
+    assert_eq!(refused.header("content-encoding"), None);
+
+    // Health and metrics.
+    assert_eq!(get(a, "/healthz", "").body, b"ok\n");
+    let m = String::from_utf8(get(a, "/metrics", "").body).unwrap();
+    for name in [
+        "fill_http_requests_total{endpoint=\"content\",status=\"206\"} 5",
+        "fill_http_requests_total{endpoint=\"content\",status=\"416\"}",
+        "fill_http_response_body_bytes_total",
+        "fill_http_request_duration_seconds_bucket",
+        "fill_http_requests_in_flight",
+        "fill_http_connections_open",
+    ] {
+        assert!(m.contains(name), "metrics lack {name}:\n{m}");
+    }
+}
+
+#[test]
+fn admin_needs_the_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let off = start(config(tmp.path()));
+    let post = |a, path: &str, auth: &str| {
+        raw(a, format!("POST {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+    };
+    assert_eq!(post(off.addr, "/admin/ping", "").status, 403);
+    drop(off);
+    let mut cfg = config(tmp.path());
+    cfg.admin_token = Some("correct-horse-battery-staple".into());
+    let on = start(cfg);
+    let a = on.addr;
+    let r = post(a, "/admin/ping", "");
+    assert_eq!(
+        (r.status, r.header("www-authenticate")),
+        (401, Some("Bearer"))
+    );
+    assert_eq!(
+        post(
+            a,
+            "/admin/ping",
+            "Authorization: Bearer wrong-token-wrong-token\r\n"
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        post(a, "/admin/ping", "Authorization: Basic Y29ycmVjdA==\r\n").status,
+        401
+    );
+    let ok = post(
+        a,
+        "/admin/ping",
+        "Authorization: Bearer correct-horse-battery-staple\r\n",
+    );
+    assert_eq!((ok.status, ok.body.as_slice()), (200, &b"pong\n"[..]));
+    assert_eq!(
+        post(
+            a,
+            "/admin/nope",
+            "Authorization: Bearer correct-horse-battery-staple\r\n"
+        )
+        .status,
+        404
+    );
+    // Unknown admin paths without the token learn nothing.
+    assert_eq!(post(a, "/admin/nope", "").status, 401);
+}
+
+#[test]
+fn hostile_paths_and_headers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = store_with_files(tmp.path(), &[5000]);
+    std::fs::write(tmp.path().join("secret"), b"top secret").unwrap();
+    let srv = start(config(&tmp.path().join("store")));
+    let a = srv.addr;
+    let id = &files[0].0;
+    for path in [
+        "/content/../catalog".to_owned(),
+        "/content/..%2fcatalog".to_owned(),
+        "/content/%2e%2e/%2e%2e/secret".to_owned(),
+        "/content/..%2F..%2Fsecret".to_owned(),
+        "/../secret".to_owned(),
+        "/content/%00".to_owned(),
+        format!("/content/{id}/../../secret"),
+        format!("/content/{id}%00"),
+        format!("/content/{}", "a".repeat(5000)),
+        "/content/".to_owned(),
+    ] {
+        let r = get(a, &path, "");
+        assert!(matches!(r.status, 400 | 404), "{path}: {}", r.status);
+        assert!(
+            !r.body.windows(10).any(|w| w == b"top secret"),
+            "{path} leaked"
+        );
+    }
+    // A head larger than the limit: refused, and the server goes on.
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "x".repeat(100_000)
+    );
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(huge.as_bytes());
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(
+        out.is_empty() || String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&out[..out.len().min(200)])
+    );
+    // Garbage instead of HTTP.
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"\x16\x03\x01\x02\x00 definitely not http\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(out.is_empty() || out.starts_with(b"HTTP/1.1 400"));
+    assert_eq!(get(a, "/healthz", "").status, 200, "still serving");
+}
+
+#[test]
+fn idle_connections_are_closed_and_others_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    store_with_files(tmp.path(), &[1000]);
+    let mut cfg = config(&tmp.path().join("store"));
+    cfg.idle_timeout = Duration::from_millis(1500);
+    cfg.header_read_timeout = Duration::from_millis(1500);
+    let srv = start(cfg);
+    let a = srv.addr;
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(a).expect("connect"))
+        .collect();
+    // Others are still served while 1,000 connections sit silent.
+    let t = Instant::now();
+    assert_eq!(get(a, "/healthz", "").status, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    let closed = idle.iter().filter(|&s| is_closed(s)).count();
+    assert_eq!(closed, 1000, "idle connections left open");
+    assert_eq!(get(a, "/healthz", "").status, 200);
+}
+
+/// Whether the server closed this connection: EOF (perhaps after a 408 it wrote) or a reset,
+/// rather than a read that times out on an open socket.
+fn is_closed(mut s: &TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn slow_and_vanishing_readers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = store_with_files(tmp.path(), &[32 << 20]);
+    let mut cfg = config(&tmp.path().join("store"));
+    cfg.idle_timeout = Duration::from_millis(1500);
+    let srv = start(cfg);
+    let a = srv.addr;
+    let (id, data) = &files[0];
+    let request = format!("GET /content/{id} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+
+    // A client that reads very slowly gets correct bytes while others are served.
+    let slow = {
+        let request = request.clone();
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(a).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            for _ in 0..100 {
+                let n = s.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            got
+        })
+    };
+    // One that disconnects mid-body, and one that stops reading altogether.
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(a).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut buf = vec![0u8; 100_000];
+        let _ = s.read(&mut buf);
+    }
+    let mut stalled = TcpStream::connect(a).unwrap();
+    stalled.write_all(request.as_bytes()).unwrap();
+    for _ in 0..5 {
+        let r = get(a, &format!("/content/{id}"), "Range: bytes=0-1048575\r\n");
+        assert_eq!(r.body, &data[..1 << 20]);
+    }
+    let got = slow.join().unwrap();
+    let reply = parse_reply(&got);
+    assert_eq!(reply.status, 200);
+    assert_eq!(&reply.body[..], &data[..reply.body.len()]);
+
+    // The stalled reader is cut off by the idle timeout.
+    std::thread::sleep(Duration::from_millis(3000));
+    let m = srv.state.metrics.encode();
+    let idle_closed: u64 = m
+        .lines()
+        .find(|l| l.starts_with("fill_http_connections_idle_closed_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(idle_closed >= 1, "stalled reader not closed:\n{m}");
+    drop(stalled);
+    assert_eq!(get(a, "/healthz", "").status, 200);
+}
+
+/// Any standard client works: curl fetches ranges and whole files.
+#[test]
+fn curl_fetches_ranges() {
+    let have_curl = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_curl {
+        assert!(std::env::var_os("CI").is_none(), "CI must install curl");
+        eprintln!("curl not installed: skipping the curl comparison");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let files = store_with_files(tmp.path(), &[(2 << 20) + 123]);
+    let srv = start(config(&tmp.path().join("store")));
+    let (id, data) = &files[0];
+    let url = format!("http://{}/content/{id}", srv.addr);
+    for (range, lo, hi) in [
+        ("0-0", 0, 0),
+        ("1000-1048575", 1000, 1048575),
+        ("2000000-", 2000000, data.len() - 1),
+    ] {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "-r", range, &url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl -r {range}");
+        assert_eq!(&out.stdout[..], &data[lo..=hi], "curl -r {range}");
+    }
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &url])
+        .output()
+        .unwrap();
+    assert_eq!(&out.stdout, data);
+}
