@@ -6,6 +6,7 @@
 //! store = "/srv/fill/store"       # the store directory to serve
 //! admin_token = "…"               # enables POST /admin/*; or env FILL_ADMIN_TOKEN
 //! log_format = "text"             # "text" or "json"
+//! sendfile = "auto"               # "auto", "always" or "never": file bodies by sendfile(2)
 //!
 //! [limits]
 //! max_connections = 1024          # connections served at once; more wait in the backlog
@@ -35,6 +36,10 @@ pub struct ConfigFile {
     pub admin_token: Option<String>,
     /// `text` (default) or `json` log lines on standard error.
     pub log_format: Option<LogFormat>,
+    /// When to send file bodies with `sendfile(2)` rather than copying them through the
+    /// process: `auto` (default: for every peer but loopback ones), `always`, `never`.
+    /// docs/benchmarks.md has what each costs.
+    pub sendfile: Option<SendfileMode>,
     /// Resource limits.
     #[serde(default)]
     pub limits: LimitsFile,
@@ -67,6 +72,32 @@ pub enum LogFormat {
     Json,
 }
 
+/// When file bodies go out with `sendfile(2)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendfileMode {
+    /// For peers across a network, not for loopback ones: on loopback the receiving process
+    /// copies every byte anyway, and page-backed packets make its copy slower than the copy
+    /// `sendfile` saves here (measured in docs/benchmarks.md).
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never: bodies are copied through the process.
+    Never,
+}
+
+impl SendfileMode {
+    /// Whether to use `sendfile(2)` for a connection from `peer`.
+    pub fn for_peer(self, peer: &SocketAddr) -> bool {
+        match self {
+            Self::Auto => !peer.ip().is_loopback(),
+            Self::Always => true,
+            Self::Never => false,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -78,6 +109,8 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// Log format.
     pub log_format: LogFormat,
+    /// When to send bodies with `sendfile(2)`.
+    pub sendfile: SendfileMode,
     /// Connections served at once.
     pub max_connections: usize,
     /// Header read timeout.
@@ -219,6 +252,7 @@ impl ConfigFile {
             store,
             admin_token,
             log_format: self.log_format.unwrap_or_default(),
+            sendfile: self.sendfile.unwrap_or_default(),
             max_connections,
             header_read_timeout: duration(
                 "limits.header_read_timeout",

@@ -9,7 +9,9 @@
 //! served at once; the rest wait in the kernel's backlog.
 //!
 //! Bodies are slices of read-only memory maps of the store's files ([`crate::mapped`]), so
-//! a response is never copied into the heap; hyper writes them straight to the socket.
+//! a response is never copied into the heap; when hyper writes such a slice, the socket
+//! wrapper recognises it and sends the same bytes from the file with `sendfile(2)`, so they
+//! are not copied through this process at all.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -133,6 +135,8 @@ pub async fn serve(
         let io = TokioIo::new(Tracked {
             inner: stream,
             activity: activity.clone(),
+            sendfile: state.config.sendfile.for_peer(&peer),
+            sendfile_bytes: state.metrics.sendfile_bytes.clone(),
         });
         let st = state.clone();
         let svc = hyper::service::service_fn(move |req| {
@@ -205,6 +209,10 @@ impl Activity {
 struct Tracked {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// Send slices of mapped files with `sendfile(2)` (config `sendfile`).
+    sendfile: bool,
+    /// Counts the bytes sent that way.
+    sendfile_bytes: prometheus_client::metrics::counter::Counter,
 }
 
 impl AsyncRead for Tracked {
@@ -222,24 +230,84 @@ impl AsyncRead for Tracked {
     }
 }
 
+impl Tracked {
+    /// The mapped file behind `bytes`, when they should go out with `sendfile(2)`.
+    fn mapped(&self, bytes: &[u8]) -> Option<(Arc<std::fs::File>, u64)> {
+        if self.sendfile {
+            mapped::file_region(bytes)
+        } else {
+            None
+        }
+    }
+
+    /// Sends `len` bytes of `file` from `offset` with `sendfile(2)`: the kernel moves them from
+    /// the page cache to the socket without a copy through this process.
+    fn poll_sendfile(
+        &self,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.inner.poll_write_ready(cx))?;
+            let mut at = offset;
+            let sent = self.inner.try_io(tokio::io::Interest::WRITABLE, || {
+                rustix::fs::sendfile(&self.inner, file, Some(&mut at), len)
+                    .map_err(std::io::Error::from)
+            });
+            match sent {
+                Ok(n) => {
+                    if n > 0 {
+                        self.activity.touch();
+                        self.sendfile_bytes.inc_by(n as u64);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
 impl AsyncWrite for Tracked {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if let Some((file, offset)) = self.mapped(buf) {
+            return self.poll_sendfile(cx, &file, offset, buf.len());
+        }
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
         }
         r
     }
+    /// Heads and short bodies are written (vectored) as usual; a slice of a mapped store file
+    /// goes out with `sendfile(2)`. Each call writes a prefix of `bufs`, as the trait allows.
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let first = bufs
+            .iter()
+            .position(|b| !b.is_empty())
+            .unwrap_or(bufs.len());
+        if let Some(b) = bufs.get(first)
+            && let Some((file, offset)) = self.mapped(b)
+        {
+            return self.poll_sendfile(cx, &file, offset, b.len());
+        }
+        let plain = first
+            + bufs[first..]
+                .iter()
+                .take_while(|b| self.mapped(b).is_none())
+                .count();
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[..plain]);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
         }

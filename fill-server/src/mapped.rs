@@ -90,6 +90,46 @@ pub fn stamp(path: &Path) -> std::io::Result<Option<FileStamp>> {
     }
 }
 
+/// A mapped file that remembers its descriptor. While it lives, its address range is
+/// registered, so a socket writer handed a slice of it can send the same bytes from the file
+/// with `sendfile(2)` instead of copying them ([`file_region`]).
+struct MappedFile {
+    map: memmap2::Mmap,
+}
+
+impl AsRef<[u8]> for MappedFile {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        let start = self.map.as_ptr() as usize;
+        regions()
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&start);
+    }
+}
+
+/// Live mappings: start address → (length, the mapped file).
+type Regions = std::sync::RwLock<std::collections::BTreeMap<usize, (usize, std::sync::Arc<File>)>>;
+
+fn regions() -> &'static Regions {
+    static REGIONS: std::sync::OnceLock<Regions> = std::sync::OnceLock::new();
+    REGIONS.get_or_init(Default::default)
+}
+
+/// When `bytes` lie inside a live mapping made by [`map_bytes`]: the mapped file and the
+/// offset of the first byte in it.
+pub fn file_region(bytes: &[u8]) -> Option<(std::sync::Arc<File>, u64)> {
+    let (ptr, len) = (bytes.as_ptr() as usize, bytes.len());
+    let map = regions().read().unwrap_or_else(|p| p.into_inner());
+    let (&start, (map_len, file)) = map.range(..=ptr).next_back()?;
+    (ptr + len <= start + map_len).then(|| (file.clone(), (ptr - start) as u64))
+}
+
 /// Maps a whole file as shareable [`bytes::Bytes`] (slices of it are zero-copy response
 /// bodies), with the stamp of the file that was mapped. `None` when the file does not exist.
 pub fn map_bytes(path: &Path) -> std::io::Result<Option<(bytes::Bytes, FileStamp)>> {
@@ -111,5 +151,10 @@ pub fn map_bytes(path: &Path) -> std::io::Result<Option<(bytes::Bytes, FileStamp
     // store never changes them in place (they are renamed into place and unlinked, never
     // truncated or rewritten), so the mapping stays valid for as long as it lives.
     let map = unsafe { memmap2::Mmap::map(&file) }?;
-    Ok(Some((bytes::Bytes::from_owner(map), stamp)))
+    let start = map.as_ptr() as usize;
+    regions()
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(start, (map.len(), std::sync::Arc::new(file)));
+    Ok(Some((bytes::Bytes::from_owner(MappedFile { map }), stamp)))
 }

@@ -10,6 +10,7 @@
 //! | `fill_http_connections_open` | | connections being served |
 //! | `fill_http_connections_total` | | connections accepted |
 //! | `fill_http_connections_idle_closed_total` | | connections closed by the idle timeout |
+//! | `fill_http_sendfile_bytes_total` | | body bytes sent with `sendfile(2)` |
 //!
 //! `endpoint` is one of `content`, `outboard`, `catalog`, `metrics`, `healthz`, `admin`,
 //! `other`, so a hostile client cannot grow the label set.
@@ -62,6 +63,8 @@ pub struct Metrics {
     pub connections_total: Counter,
     /// Connections closed for idleness.
     pub idle_closed: Counter,
+    /// Body bytes sent with sendfile(2).
+    pub sendfile_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -84,6 +87,7 @@ impl Metrics {
         let connections_open = Gauge::default();
         let connections_total = Counter::default();
         let idle_closed = Counter::default();
+        let sendfile_bytes = Counter::default();
         registry.register("requests", "Requests answered", requests.clone());
         registry.register("response_body_bytes", "Body bytes sent", body_bytes.clone());
         registry.register(
@@ -112,6 +116,11 @@ impl Metrics {
             "Connections closed by the idle timeout",
             idle_closed.clone(),
         );
+        registry.register(
+            "sendfile_bytes",
+            "Body bytes sent with sendfile(2)",
+            sendfile_bytes.clone(),
+        );
         Self {
             registry,
             requests,
@@ -122,6 +131,7 @@ impl Metrics {
             connections_open,
             connections_total,
             idle_closed,
+            sendfile_bytes,
         }
     }
 

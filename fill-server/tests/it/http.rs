@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fill_core::outboard::BlockSize;
-use fill_server::config::{ConfigFile, ServerConfig};
+use fill_server::config::{ConfigFile, SendfileMode, ServerConfig};
 use fill_server::http::{self, AppState};
 use fill_server::store::Store;
 
@@ -147,10 +147,22 @@ fn store_with_files(dir: &Path, sizes: &[usize]) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
-fn every_status() {
+fn every_status_copying() {
+    every_status(SendfileMode::Never);
+}
+
+/// The same answers when bodies leave by sendfile(2) (on loopback only when forced).
+#[test]
+fn every_status_sendfile() {
+    every_status(SendfileMode::Always);
+}
+
+fn every_status(mode: SendfileMode) {
     let tmp = tempfile::tempdir().unwrap();
     let files = store_with_files(tmp.path(), &[3 << 20, 0, 1000]);
-    let srv = start(config(&tmp.path().join("store")));
+    let mut cfg = config(&tmp.path().join("store"));
+    cfg.sendfile = mode;
+    let srv = start(cfg);
     let a = srv.addr;
     let (id, data) = &files[0];
     let len = data.len();
@@ -278,6 +290,13 @@ fn every_status() {
     assert_ne!(z.header("etag"), cat.header("etag"));
     let refused = get(a, "/catalog", "Accept-Encoding: zstd;q=0\r\n");
     assert_eq!(refused.header("content-encoding"), None);
+
+    // Bodies left by sendfile(2) exactly when asked to.
+    let sent = metric(&srv, "fill_http_sendfile_bytes_total");
+    match mode {
+        SendfileMode::Always => assert!(sent >= 8 * len as u64, "sendfile sent only {sent} bytes"),
+        _ => assert_eq!(sent, 0),
+    }
 
     // Health and metrics.
     assert_eq!(get(a, "/healthz", "").body, b"ok\n");
@@ -422,6 +441,16 @@ fn idle_connections_are_closed_and_others_served() {
     assert_eq!(get(a, "/healthz", "").status, 200);
 }
 
+/// A counter's value from the server's metrics.
+fn metric(srv: &TestServer, name: &str) -> u64 {
+    let m = srv.state.metrics.encode();
+    m.lines()
+        .find(|l| l.split(['{', ' ']).next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{m}"))
+}
+
 /// Whether the server closed this connection: EOF (perhaps after a 408 it wrote) or a reset,
 /// rather than a read that times out on an open socket.
 fn is_closed(mut s: &TcpStream) -> bool {
@@ -492,14 +521,8 @@ fn slow_and_vanishing_readers() {
 
     // The stalled reader is cut off by the idle timeout.
     std::thread::sleep(Duration::from_millis(3000));
-    let m = srv.state.metrics.encode();
-    let idle_closed: u64 = m
-        .lines()
-        .find(|l| l.starts_with("fill_http_connections_idle_closed_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    assert!(idle_closed >= 1, "stalled reader not closed:\n{m}");
+    let idle_closed = metric(&srv, "fill_http_connections_idle_closed_total");
+    assert!(idle_closed >= 1, "stalled reader not closed");
     drop(stalled);
     assert_eq!(get(a, "/healthz", "").status, 200);
 }
@@ -518,7 +541,9 @@ fn curl_fetches_ranges() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let files = store_with_files(tmp.path(), &[(2 << 20) + 123]);
-    let srv = start(config(&tmp.path().join("store")));
+    let mut cfg = config(&tmp.path().join("store"));
+    cfg.sendfile = SendfileMode::Always;
+    let srv = start(cfg);
     let (id, data) = &files[0];
     let url = format!("http://{}/content/{id}", srv.addr);
     for (range, lo, hi) in [
