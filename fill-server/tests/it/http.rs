@@ -564,3 +564,105 @@ fn curl_fetches_ranges() {
         .unwrap();
     assert_eq!(&out.stdout, data);
 }
+
+/// The binary: bad config is refused with the field named; SIGTERM lets an in-flight
+/// response finish, then the server exits 0 and stops accepting.
+#[test]
+fn binary_config_errors_and_graceful_sigterm() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_fill-server");
+    let tmp = tempfile::tempdir().unwrap();
+    let files = store_with_files(tmp.path(), &[16 << 20]);
+    let store = tmp.path().join("store");
+
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "[limits]\nidle_timeout = \"30\"\n").unwrap();
+    let out = Command::new(bin)
+        .args([
+            "--store",
+            store.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: config: limits.idle_timeout: bad duration \"30\": expected a number and a unit (ms, s, m, h, d), like 10s, 48h or 1h30m"
+    );
+    let out = Command::new(bin)
+        .args(["--store", store.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: config: listen: missing: give --listen ADDR or `listen` in the config"
+    );
+
+    let mut child = Command::new(bin)
+        .args([
+            "--store",
+            store.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("FILL_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .expect(&line);
+
+    // Start a large response and read only part of it before the signal.
+    let (id, data) = &files[0];
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!("GET /content/{id} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut got = vec![0u8; 65536];
+    let n = s.read(&mut got).unwrap();
+    got.truncate(n);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    std::thread::sleep(Duration::from_millis(300));
+    // New connections are refused once the listener is closed.
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+        "still accepting"
+    );
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    got.extend_from_slice(&rest);
+    let reply = parse_reply(&got);
+    assert_eq!(reply.status, 200);
+    assert_eq!(&reply.body, data, "the in-flight response finished intact");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+}
