@@ -9,6 +9,7 @@
 //! - [`catalog`]: the binary catalog format, validated once, then read in place.
 //! - [`delta`]: target + inventory + capacity → fetch, evict, keep.
 //! - [`size`]: byte sizes as people write them; [`duration`]: durations likewise.
+//! - [`source`]: fill sources (bandwidth, windows, costs) and the escalation policy.
 //!
 //! Data flows: bytes of a catalog → [`catalog::CatalogView::open`] (header) →
 //! [`catalog::CatalogView::validate`] → [`catalog::Catalog`] → [`delta::compute`] with an
@@ -20,6 +21,7 @@ pub mod duration;
 pub mod id;
 pub mod outboard;
 pub mod size;
+pub mod source;
 
 pub use catalog::{Catalog, CatalogBuilder, CatalogError, CatalogView, Entry};
 pub use delta::{Delta, DeltaError, Inventory, PartialFile};

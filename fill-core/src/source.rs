@@ -1,0 +1,248 @@
+//! Fill sources and the escalation policy.
+//!
+//! A source is a store served over HTTP (`fill-server`, nginx, a bucket): a name, a kind
+//! (peer, tier, origin), a base URL, a cost per GiB (2^30 bytes), a bandwidth cap in bits per
+//! second, an optional daily window in a fixed UTC offset, and what it holds. This module
+//! parses and checks their values; the client reads the TOML and fetches holdings.
+//!
+//! The escalation policy (the baseline the planner must beat): for each range, the sources
+//! that hold the file and are inside their window, cheapest first (ties by name), then the
+//! next.
+
+/// What kind of source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Another appliance in the same site (free, fast).
+    Peer,
+    /// A regional tier.
+    Tier,
+    /// The origin object store (costly transit). Without a catalog it holds everything.
+    Origin,
+}
+
+/// Why a source value is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A bandwidth that does not parse.
+    #[error("bad bandwidth {0:?}: expected bits per second with a unit, like 160Mbps or 1.2Gbps")]
+    Bandwidth(String),
+    /// A window that does not parse.
+    #[error("bad window {0:?}: expected HH:MM-HH:MM, like 02:00-14:00")]
+    Window(String),
+    /// A UTC offset that does not parse.
+    #[error("bad tz {0:?}: expected a UTC offset like +02:00, -05:30 or Z")]
+    Tz(String),
+}
+
+/// Parses a bandwidth in bits per second: `160Mbps`, `1.2Gbps`, `10Gbit/s`, `500kbps`.
+/// SI prefixes (k = 1000). The result is at least 1.
+pub fn parse_bandwidth(input: &str) -> Result<u64, SourceError> {
+    let bad = || SourceError::Bandwidth(input.to_owned());
+    let s = input.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+    let (num, unit) = (&s[..split], s[split..].trim());
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
+        "bps" | "bit/s" => 1.0,
+        "kbps" | "kbit/s" => 1e3,
+        "mbps" | "mbit/s" => 1e6,
+        "gbps" | "gbit/s" => 1e9,
+        "tbps" | "tbit/s" => 1e12,
+        _ => return Err(bad()),
+    };
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let bps = value * mult;
+    if !(bps.is_finite() && bps >= 1.0 && bps < 1e18) {
+        return Err(bad());
+    }
+    Ok(bps.round() as u64)
+}
+
+/// A daily window, in a fixed offset from UTC. `start == end` means all day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Window {
+    /// Minutes after local midnight when it opens.
+    pub start_min: u16,
+    /// Minutes after local midnight when it closes (may be before `start_min`: overnight).
+    pub end_min: u16,
+    /// Local time minus UTC, in minutes.
+    pub offset_min: i16,
+}
+
+fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.trim().split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    // 24:00 is the end of the day.
+    ((h < 24 && m < 60) || (h == 24 && m == 0)).then_some(h * 60 + m)
+}
+
+/// Parses a UTC offset: `Z`, `UTC`, `+02:00`, `-05:30`.
+pub fn parse_tz(input: &str) -> Result<i16, SourceError> {
+    let s = input.trim();
+    if s.eq_ignore_ascii_case("z") || s.eq_ignore_ascii_case("utc") {
+        return Ok(0);
+    }
+    let bad = || SourceError::Tz(input.to_owned());
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let minutes = parse_hhmm(rest).filter(|&m| m <= 14 * 60).ok_or_else(bad)?;
+    Ok(sign * minutes as i16)
+}
+
+impl Window {
+    /// Parses `HH:MM-HH:MM` with the given UTC offset in minutes.
+    pub fn parse(input: &str, offset_min: i16) -> Result<Self, SourceError> {
+        let bad = || SourceError::Window(input.to_owned());
+        let (a, b) = input.split_once('-').ok_or_else(bad)?;
+        let start_min = parse_hhmm(a).filter(|&m| m < 24 * 60).ok_or_else(bad)?;
+        let end_min = parse_hhmm(b).ok_or_else(bad)? % (24 * 60);
+        Ok(Self {
+            start_min,
+            end_min,
+            offset_min,
+        })
+    }
+
+    /// Local minute of the day at `unix_secs`.
+    fn local_minute(&self, unix_secs: i64) -> u16 {
+        let local = unix_secs + i64::from(self.offset_min) * 60;
+        (local.rem_euclid(86_400) / 60) as u16
+    }
+
+    /// Whether the window is open at `unix_secs`.
+    pub fn is_open(&self, unix_secs: i64) -> bool {
+        let m = self.local_minute(unix_secs);
+        match self.start_min.cmp(&self.end_min) {
+            std::cmp::Ordering::Equal => true,
+            std::cmp::Ordering::Less => (self.start_min..self.end_min).contains(&m),
+            std::cmp::Ordering::Greater => m >= self.start_min || m < self.end_min,
+        }
+    }
+
+    /// Seconds from `unix_secs` until the window next opens (0 when open).
+    pub fn seconds_until_open(&self, unix_secs: i64) -> i64 {
+        if self.is_open(unix_secs) {
+            return 0;
+        }
+        let local = unix_secs + i64::from(self.offset_min) * 60;
+        let now = local.rem_euclid(86_400);
+        let start = i64::from(self.start_min) * 60;
+        (start - now).rem_euclid(86_400)
+    }
+}
+
+/// One source, checked.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Source {
+    /// Unique name.
+    pub name: String,
+    /// Kind.
+    pub kind: SourceKind,
+    /// Base URL (`http://host:port`, no trailing slash).
+    pub url: String,
+    /// Money per 2^30 bytes.
+    pub cost_per_gib: f64,
+    /// Bits per second.
+    pub bandwidth_bps: u64,
+    /// Daily window; `None` is always open.
+    pub window: Option<Window>,
+    /// Concurrent requests to this source.
+    pub max_connections: u32,
+}
+
+impl Source {
+    /// Money for `bytes` from this source.
+    pub fn cost(&self, bytes: u64) -> f64 {
+        bytes as f64 / (1u64 << 30) as f64 * self.cost_per_gib
+    }
+
+    /// Whether the source may be used at `unix_secs`.
+    pub fn is_open(&self, unix_secs: i64) -> bool {
+        self.window.is_none_or(|w| w.is_open(unix_secs))
+    }
+}
+
+/// The escalation order over `sources` for a file: those that hold it (`holds(i)`), cheapest
+/// first, ties by name. Closed windows do not remove a source here; the caller decides
+/// whether to wait for a window or move on.
+pub fn escalation(sources: &[Source], holds: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sources.len()).filter(|&i| holds(i)).collect();
+    order.sort_by(|&a, &b| {
+        sources[a]
+            .cost_per_gib
+            .total_cmp(&sources[b].cost_per_gib)
+            .then_with(|| sources[a].name.cmp(&sources[b].name))
+    });
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bandwidths() {
+        assert_eq!(parse_bandwidth("160Mbps"), Ok(160_000_000));
+        assert_eq!(parse_bandwidth("1.2Gbps"), Ok(1_200_000_000));
+        assert_eq!(parse_bandwidth("10 Gbit/s"), Ok(10_000_000_000));
+        assert_eq!(parse_bandwidth("500kbps"), Ok(500_000));
+        for bad in ["", "fast", "10", "10GB", "-1Mbps", "0bps", "1e99Tbps"] {
+            assert_eq!(
+                parse_bandwidth(bad).unwrap_err().to_string(),
+                format!("bad bandwidth {bad:?}: expected bits per second with a unit, like 160Mbps or 1.2Gbps")
+            );
+        }
+    }
+
+    #[test]
+    fn windows() {
+        let w = Window::parse("02:00-14:00", 0).unwrap();
+        let day = 1_700_006_400; // 2023-11-15 00:00 UTC
+        assert!(!w.is_open(day + 3600));
+        assert!(w.is_open(day + 2 * 3600));
+        assert!(w.is_open(day + 14 * 3600 - 1));
+        assert!(!w.is_open(day + 14 * 3600));
+        assert_eq!(w.seconds_until_open(day + 3600), 3600);
+        assert_eq!(w.seconds_until_open(day + 15 * 3600), 11 * 3600);
+        // Overnight, in UTC+2: 22:00-06:00 local is 20:00-04:00 UTC.
+        let n = Window::parse("22:00-06:00", parse_tz("+02:00").unwrap()).unwrap();
+        assert!(n.is_open(day + 21 * 3600));
+        assert!(n.is_open(day + 3 * 3600));
+        assert!(!n.is_open(day + 5 * 3600));
+        assert!(Window::parse("00:00-24:00", 0).unwrap().is_open(day + 5));
+        for bad in ["2-14", "02:00", "25:00-01:00", "02:00-14:60", "aa:bb-cc:dd"] {
+            assert_eq!(
+                Window::parse(bad, 0).unwrap_err().to_string(),
+                format!("bad window {bad:?}: expected HH:MM-HH:MM, like 02:00-14:00")
+            );
+        }
+        assert_eq!(parse_tz("-05:30"), Ok(-330));
+        assert_eq!(parse_tz("Z"), Ok(0));
+        assert!(parse_tz("+15:00").is_err());
+        assert!(parse_tz("CET").is_err());
+    }
+
+    #[test]
+    fn escalation_is_cheapest_first() {
+        let src = |name: &str, cost: f64| Source {
+            name: name.into(),
+            kind: SourceKind::Peer,
+            url: "http://x".into(),
+            cost_per_gib: cost,
+            bandwidth_bps: 1,
+            window: None,
+            max_connections: 1,
+        };
+        let sources = [src("origin", 0.05), src("peer-b", 0.0), src("tier", 0.01), src("peer-a", 0.0)];
+        assert_eq!(escalation(&sources, |_| true), vec![3, 1, 2, 0]);
+        assert_eq!(escalation(&sources, |i| i != 3), vec![1, 2, 0]);
+        assert!((sources[0].cost(3 << 30) - 0.15).abs() < 1e-12);
+    }
+}
