@@ -39,6 +39,50 @@ pub enum Command {
     /// every file that still fits in the capacity. Files absent from the target are evicted
     /// first; evictions are scheduled so the store never holds more than the capacity.
     Delta(DeltaArgs),
+    /// Fill a store to its target: delta, plan, then fetch every missing block from the
+    /// cheapest sources, verified, resumable.
+    ///
+    /// Each block is checked against the file's BLAKE3 outboard as it streams in, written,
+    /// synced, and only then recorded; a file enters the store when every block is in.
+    /// Errors, stalls and bad data move a range to the next source; a source that sends 3 bad
+    /// blocks is quarantined; bad data from an origin stops the run. Kill it at any moment
+    /// and run the same command again: it continues where it stopped.
+    Run(RunArgs),
+}
+
+/// How ranges are assigned to sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// The cheapest source that holds the file and is inside its window, then the next.
+    Escalation,
+    /// Minimum-cost plan over capacities, windows and a deadline (arrives with the planner).
+    Optimal,
+}
+
+/// `fill run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The target catalog (raw or zstd).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// The appliance's store (created if missing).
+    #[arg(long)]
+    pub store: PathBuf,
+    /// The sources file (TOML, `[[source]]` entries; see `fill help run` and README).
+    #[arg(long)]
+    pub sources: PathBuf,
+    /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
+    #[arg(long)]
+    pub capacity: String,
+    /// How ranges are assigned to sources.
+    #[arg(long, value_enum, default_value_t = Strategy::Escalation)]
+    pub strategy: Strategy,
+    /// Print the plan (bytes and cost per source) and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fill demo`.

@@ -15,7 +15,9 @@ use fill_server::store::{CatalogFile, Store, VerifyReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::cli::{CatalogCommand, Cli, Command, DeltaArgs, ExportFormat, StoreCommand};
+use crate::cli::{
+    CatalogCommand, Cli, Command, DeltaArgs, ExportFormat, RunArgs, StoreCommand, Strategy,
+};
 use crate::{Outcome, catalog_io, demo};
 
 /// Runs a parsed command.
@@ -25,6 +27,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Store(cmd) => store(cmd),
         Command::Catalog(cmd) => catalog(cmd),
         Command::Delta(args) => delta_cmd(&args),
+        Command::Run(args) => run_cmd(&args),
     }
 }
 
@@ -594,5 +597,131 @@ pub fn delta_table(target: &Catalog<'_>, d: &Delta, capacity: u64) -> String {
         100.0 * d.offload_before,
         100.0 * d.offload_after
     );
+    s
+}
+
+/// What `fill run --json` prints.
+#[derive(Debug, Serialize)]
+struct RunJson<'a> {
+    dry_run: bool,
+    strategy: &'static str,
+    bytes_to_fetch: u64,
+    offload_before: f64,
+    offload_after: f64,
+    #[serde(flatten)]
+    report: &'a crate::fill::FillReport,
+}
+
+fn run_cmd(args: &RunArgs) -> Result<Outcome> {
+    if args.strategy == Strategy::Optimal {
+        bail!(
+            "--strategy optimal needs the planner, which is not built yet: use --strategy escalation"
+        );
+    }
+    let capacity = parse_size(&args.capacity).context("bad --capacity")?;
+    let target_file = open_catalog(&args.target)?;
+    let target = target_file.validate()?;
+    let specs = crate::sources::load(&args.sources)?;
+    let s = open_store(&args.store)?;
+    let _lock = s.lock().context("cannot lock the store")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let net = crate::net::Net::new();
+    let holdings = rt.block_on(crate::sources::holdings(&specs, &net))?;
+    let sources: Vec<fill_core::source::Source> = specs.iter().map(|s| s.source.clone()).collect();
+    let sd = compute_delta(&target, &s, capacity)?;
+    let report = if args.dry_run {
+        let per = crate::fill::dry_run(&target, &sd.delta, &sources, &holdings)?;
+        crate::fill::FillReport {
+            total_cost: per.iter().map(|r| r.cost).sum(),
+            bytes_fetched: 0,
+            sources: per,
+            files_completed: 0,
+            files_evicted: 0,
+            duration_secs: 0.0,
+            throughput_bytes_per_sec: 0.0,
+            retries: 0,
+            write_backend: "none (dry run)".into(),
+        }
+    } else {
+        let bar = progress_bar(sd.delta.bytes_to_fetch, "filling");
+        let r = rt.block_on(crate::fill::run(
+            &s,
+            &target,
+            &sd.delta,
+            &sd.evict_ids,
+            &sources,
+            &holdings,
+            &bar,
+        ))?;
+        bar.finish_and_clear();
+        r
+    };
+    if args.json {
+        print_json(&RunJson {
+            dry_run: args.dry_run,
+            strategy: "escalation",
+            bytes_to_fetch: sd.delta.bytes_to_fetch,
+            offload_before: sd.delta.offload_before,
+            offload_after: sd.delta.offload_after,
+            report: &report,
+        })?;
+    } else {
+        print!("{}", delta_table(&target, &sd.delta, capacity));
+        print!("{}", run_table(&report, args.dry_run));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// The human report of a fill (or of its plan).
+pub fn run_table(r: &crate::fill::FillReport, dry_run: bool) -> String {
+    let mut s = String::new();
+    s += &format!(
+        "\n{:<14} {:<7} {:>12} {:>10} {:>9} {:>7} {:>4}  note\n",
+        "source",
+        "kind",
+        if dry_run { "plan bytes" } else { "bytes" },
+        "cost",
+        "requests",
+        "failed",
+        "bad"
+    );
+    for src in &r.sources {
+        let note = match (&src.unreachable, src.quarantined) {
+            (Some(why), _) => format!("unreachable: {why}"),
+            (None, true) => "quarantined".into(),
+            _ => String::new(),
+        };
+        s += &format!(
+            "{:<14} {:<7} {:>12} {:>10.4} {:>9} {:>7} {:>4}  {note}\n",
+            src.name,
+            src.kind,
+            format_size(src.bytes),
+            src.cost,
+            src.requests,
+            src.failed_requests,
+            src.bad_blocks
+        );
+    }
+    if dry_run {
+        s += &format!(
+            "plan: total cost {:.4} (dry run: nothing fetched)\n",
+            r.total_cost
+        );
+    } else {
+        s += &format!(
+            "filled {} in {:.2} s ({}/s), {} files completed, {} evicted, {} retries, cost {:.4}; writes: {}\n",
+            format_size(r.bytes_fetched),
+            r.duration_secs,
+            format_size(r.throughput_bytes_per_sec as u64),
+            r.files_completed,
+            r.files_evicted,
+            r.retries,
+            r.total_cost,
+            r.write_backend
+        );
+    }
     s
 }

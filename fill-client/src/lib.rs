@@ -3,7 +3,9 @@
 //! - [`cli`]: the arguments, as clap parses them;
 //! - `commands`: one function per command, glue over `fill-core` and `fill-server::store`;
 //! - `catalog_io`: CSV and JSON import and export of catalogs;
-//! - `demo`: the synthetic region `fill demo` runs on.
+//! - `demo`: the synthetic region `fill demo` runs on;
+//! - `fill`: the fill engine (fetch, verify, write, fail over, resume);
+//! - `net`: the HTTP client side of the protocol; `sources`: the sources file and holdings.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -14,6 +16,9 @@ mod catalog_io;
 pub mod cli;
 mod commands;
 mod demo;
+mod fill;
+mod net;
+mod sources;
 
 /// A command's outcome when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,9 @@
 //! next.
 
 /// What kind of source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     /// Another appliance in the same site (free, fast).
@@ -41,7 +43,9 @@ pub enum SourceError {
 pub fn parse_bandwidth(input: &str) -> Result<u64, SourceError> {
     let bad = || SourceError::Bandwidth(input.to_owned());
     let s = input.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
     let (num, unit) = (&s[..split], s[split..].trim());
     let mult: f64 = match unit.to_ascii_lowercase().as_str() {
         "bps" | "bit/s" => 1.0,
@@ -53,7 +57,7 @@ pub fn parse_bandwidth(input: &str) -> Result<u64, SourceError> {
     };
     let value: f64 = num.parse().map_err(|_| bad())?;
     let bps = value * mult;
-    if !(bps.is_finite() && bps >= 1.0 && bps < 1e18) {
+    if !(1.0..1e18).contains(&bps) {
         return Err(bad());
     }
     Ok(bps.round() as u64)
@@ -196,7 +200,9 @@ mod tests {
         for bad in ["", "fast", "10", "10GB", "-1Mbps", "0bps", "1e99Tbps"] {
             assert_eq!(
                 parse_bandwidth(bad).unwrap_err().to_string(),
-                format!("bad bandwidth {bad:?}: expected bits per second with a unit, like 160Mbps or 1.2Gbps")
+                format!(
+                    "bad bandwidth {bad:?}: expected bits per second with a unit, like 160Mbps or 1.2Gbps"
+                )
             );
         }
     }
@@ -240,7 +246,12 @@ mod tests {
             window: None,
             max_connections: 1,
         };
-        let sources = [src("origin", 0.05), src("peer-b", 0.0), src("tier", 0.01), src("peer-a", 0.0)];
+        let sources = [
+            src("origin", 0.05),
+            src("peer-b", 0.0),
+            src("tier", 0.01),
+            src("peer-a", 0.0),
+        ];
         assert_eq!(escalation(&sources, |_| true), vec![3, 1, 2, 0]);
         assert_eq!(escalation(&sources, |i| i != 3), vec![1, 2, 0]);
         assert!((sources[0].cost(3 << 30) - 0.15).abs() < 1e-12);

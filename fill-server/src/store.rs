@@ -210,6 +210,28 @@ impl CatalogFile {
         Ok(me)
     }
 
+    /// A catalog received as bytes (raw or zstd), e.g. from a source; `label` names it in
+    /// errors. Checks the header only.
+    pub fn from_bytes(bytes: Vec<u8>, label: &str) -> Result<Self, StoreError> {
+        let path = PathBuf::from(label);
+        let bytes = if catalog::wire::is_zstd(&bytes) {
+            catalog::wire::decompress(&bytes, MAX_CATALOG_BYTES).map_err(|source| {
+                StoreError::Catalog {
+                    path: path.clone(),
+                    source,
+                }
+            })?
+        } else {
+            bytes
+        };
+        let me = Self {
+            bytes: Mapped::Owned(bytes),
+            path,
+        };
+        catalog::CatalogView::open(&me.bytes).map_err(|source| me.err(source))?;
+        Ok(me)
+    }
+
     /// An empty catalog.
     pub fn empty() -> Self {
         Self {
@@ -404,6 +426,69 @@ impl Store {
     /// Path of a partial file's data (for writers).
     pub fn partial_data_path(&self, id: &ContentId) -> PathBuf {
         self.partial_paths(id).0
+    }
+
+    /// The outboard of a partial file, checked against its id.
+    pub fn partial_outboard(&self, id: &ContentId) -> Result<Outboard, StoreError> {
+        let (_, path, _) = self.partial_paths(id);
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+        Outboard::parse(&bytes, *id).map_err(|source| StoreError::Outboard { path, source })
+    }
+
+    /// Moves a partial file whose every block is verified into `content/` (outboard first)
+    /// and adds it to the catalog. The caller holds the store lock.
+    pub fn complete_partial(&self, state: &PartialState) -> Result<(), StoreError> {
+        let id = state.file.id;
+        let (data, ob, blocks) = self.partial_paths(&id);
+        let missing = state.file.block_count() - state.file.verified_count();
+        if missing > 0 {
+            return Err(StoreError::CorruptState {
+                path: blocks,
+                reason: format!("cannot complete {id}: {missing} blocks are not verified"),
+            });
+        }
+        File::open(&data)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("sync", &data))?;
+        let (content, outboard) = (self.content_path(&id), self.outboard_path(&id));
+        fs::rename(&ob, &outboard).map_err(io_err("rename into place", &outboard))?;
+        sync_dir(&self.root.join("outboard"))?;
+        fs::rename(&data, &content).map_err(io_err("rename into place", &content))?;
+        sync_dir(&self.root.join("content"))?;
+        let file = self.catalog()?;
+        let cat = file.validate()?;
+        if cat.find(&id).is_none() {
+            let entry = Entry {
+                id,
+                size: state.file.size,
+                weight: 0.0,
+                name: state.name.clone(),
+            };
+            self.rewrite_catalog(&cat, &HashSet::new(), vec![entry])?;
+        }
+        remove_if_present(&blocks)
+    }
+
+    /// Evicts files: each leaves the catalog first (so nothing lists what is about to go),
+    /// then its content and outboard are removed; partial files are removed whole. The
+    /// caller holds the store lock.
+    pub fn evict(&self, ids: &[ContentId]) -> Result<(), StoreError> {
+        let file = self.catalog()?;
+        let cat = file.validate()?;
+        let listed: HashSet<ContentId> = ids
+            .iter()
+            .copied()
+            .filter(|id| cat.find(id).is_some())
+            .collect();
+        if !listed.is_empty() {
+            self.rewrite_catalog(&cat, &listed, Vec::new())?;
+        }
+        for id in ids {
+            remove_if_present(&self.content_path(id))?;
+            remove_if_present(&self.outboard_path(id))?;
+            self.remove_partial(id)?;
+        }
+        Ok(())
     }
 
     /// Imports files and directories (recursively): copies each into the store, computes its

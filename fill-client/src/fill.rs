@@ -1,0 +1,682 @@
+//! The fill: runs a delta against sources, verifying every block before it is written and
+//! marked, failing over on errors and bad data, resumable after any crash.
+//!
+//! Flow: for each file to fetch, in priority order, evictions due before it are applied;
+//! its outboard comes from the store (resume) or from the first source that holds the file
+//! (checked against the id and the target's size); its data file is preallocated in
+//! `.fill/partial/`. The missing blocks are cut into jobs of a few blocks; each job is one
+//! ranged GET to the cheapest source that holds the file and has not failed that job.
+//! Blocks are verified as they stream in, written at their offset, synced, and only then
+//! marked verified in the file's block map. A complete file moves into `content/` and the
+//! catalog. A source that sends 3 bad blocks is quarantined for the run; bad data from an
+//! origin stops the run (the catalog or the origin is wrong).
+
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use fill_core::ContentId;
+use fill_core::catalog::Catalog;
+use fill_core::delta::Delta;
+use fill_core::outboard::Outboard;
+use fill_core::source::{Source, SourceKind, escalation};
+use fill_server::store::{PartialState, Store};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::net::{Net, NetError, STALL_TIMEOUT};
+use crate::sources::Holdings;
+
+/// Blocks per ranged request.
+const BLOCKS_PER_JOB: u64 = 4;
+/// Requests in flight across all sources.
+const MAX_IN_FLIGHT: usize = 16;
+/// Files open (being filled) at once.
+const MAX_OPEN_FILES: usize = 8;
+/// Bad blocks after which a source is quarantined for the run.
+const QUARANTINE_AFTER: u32 = 3;
+
+/// Per-source figures of a fill.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceReport {
+    /// Source name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+    /// Verified bytes taken from it.
+    pub bytes: u64,
+    /// Money for those bytes.
+    pub cost: f64,
+    /// Requests made.
+    pub requests: u64,
+    /// Requests that failed (transport or protocol) and were retried elsewhere.
+    pub failed_requests: u64,
+    /// Blocks that failed verification.
+    pub bad_blocks: u32,
+    /// Quarantined for the rest of the run.
+    pub quarantined: bool,
+    /// Why its catalog could not be had, if so.
+    pub unreachable: Option<String>,
+}
+
+/// What a fill did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FillReport {
+    /// Per source, in the order of the sources file.
+    pub sources: Vec<SourceReport>,
+    /// Verified bytes fetched.
+    pub bytes_fetched: u64,
+    /// Money spent.
+    pub total_cost: f64,
+    /// Files completed (moved into `content/`).
+    pub files_completed: u64,
+    /// Files evicted.
+    pub files_evicted: u64,
+    /// Wall time in seconds.
+    pub duration_secs: f64,
+    /// Verified bytes per second.
+    pub throughput_bytes_per_sec: f64,
+    /// Requests retried on another source.
+    pub retries: u64,
+    /// How blocks were written.
+    pub write_backend: String,
+}
+
+/// One file being filled.
+#[derive(Debug)]
+struct FileWork {
+    id: ContentId,
+    outboard: Outboard,
+    data: std::fs::File,
+    candidates: Vec<usize>,
+}
+
+/// A run of blocks to fetch, and the sources that already failed it.
+#[derive(Debug, Clone)]
+struct Job {
+    file: usize,
+    first_block: u64,
+    blocks: u64,
+    excluded: Vec<usize>,
+}
+
+/// What a job brought back.
+#[derive(Debug)]
+struct JobDone {
+    job: Job,
+    source: usize,
+    /// Blocks written, synced and verified (from `first_block` on, in order).
+    verified: u64,
+    bytes: u64,
+    failure: Option<Failure>,
+}
+
+#[derive(Debug)]
+enum Failure {
+    /// The request failed; the source may be fine.
+    Transport(String),
+    /// The source answered wrongly (protocol).
+    Protocol(String),
+    /// A block did not verify.
+    BadBlock(u64),
+    /// A local failure: stops the run.
+    Local(anyhow::Error),
+}
+
+/// Runs a fill of `delta` into `store`. `holdings[i]` is what `sources[i]` holds.
+pub async fn run(
+    store: &Store,
+    target: &Catalog<'_>,
+    delta: &Delta,
+    evict_ids: &[ContentId],
+    sources: &[Source],
+    holdings: &[Holdings],
+    progress: &indicatif::ProgressBar,
+) -> Result<FillReport> {
+    let started = Instant::now();
+    let net = Net::new();
+    let mut report: Vec<SourceReport> = sources
+        .iter()
+        .zip(holdings)
+        .map(|(s, h)| SourceReport {
+            name: s.name.clone(),
+            kind: format!("{:?}", s.kind).to_lowercase(),
+            unreachable: match h {
+                Holdings::Unreachable(why) => Some(why.clone()),
+                _ => None,
+            },
+            ..Default::default()
+        })
+        .collect();
+    let per_source: Vec<Arc<Semaphore>> = sources
+        .iter()
+        .map(|s| Arc::new(Semaphore::new(s.max_connections as usize)))
+        .collect();
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+
+    // Files in priority order, with the index of their first fetch range.
+    let mut order: Vec<(usize, usize)> = Vec::new();
+    for (k, f) in delta.fetch.iter().enumerate() {
+        if order.last().is_none_or(|&(e, _)| e != f.entry as usize) {
+            order.push((f.entry as usize, k));
+        }
+    }
+    let mut pending_files: VecDeque<(usize, usize)> = order.into();
+    let mut next_evict = 0usize;
+    let mut files: Vec<Arc<FileWork>> = Vec::new();
+    let mut states: Vec<PartialState> = Vec::new();
+    let mut open_files = 0usize;
+    let mut set: JoinSet<JobDone> = JoinSet::new();
+    let (mut fetched, mut retries, mut completed, mut evicted) = (0u64, 0u64, 0u64, 0u64);
+    let mut quarantined = vec![false; sources.len()];
+    let mut done_files: Vec<bool> = Vec::new();
+    // Files whose fill was interrupted: their verified blocks are kept (the caller ran
+    // `store verify` semantics on them through the delta: only verified blocks count).
+    let mut resumable: HashMap<ContentId, PartialState> = store
+        .partials()?
+        .into_iter()
+        .map(|p| (p.file.id, p))
+        .collect();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    };
+
+    loop {
+        // Open files while there is room, applying the evictions due before each.
+        while open_files < MAX_OPEN_FILES {
+            let Some((entry, first_fetch)) = pending_files.pop_front() else {
+                break;
+            };
+            let due: Vec<ContentId> = (next_evict..delta.evict.len())
+                .take_while(|&e| delta.evict[e].before_fetch <= first_fetch as u64)
+                .map(|e| evict_ids[e])
+                .collect();
+            if !due.is_empty() {
+                store.evict(&due).context("eviction failed")?;
+                next_evict += due.len();
+                evicted += due.len() as u64;
+            }
+            let id = target.id(entry);
+            let candidates = escalation(sources, |i| holdings[i].holds(&id));
+            if candidates.is_empty() {
+                bail!("no source holds {id} ({})", target.name(entry));
+            }
+            let resumed = resumable.remove(&id);
+            let (outboard, mut state) = open_file(
+                store,
+                &net,
+                sources,
+                &candidates,
+                &quarantined,
+                target,
+                entry,
+                resumed,
+            )
+            .await?;
+            if state.file.size == 0 {
+                // Nothing to fetch: the one empty block verifies against the outboard as is.
+                outboard
+                    .verify_block(0, &[])
+                    .map_err(|e| anyhow!("empty file {id}: {e}"))?;
+                state.file.set_verified(0, true);
+            }
+            let data = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(store.partial_data_path(&id))
+                .with_context(|| format!("cannot open the partial data of {id}"))?;
+            let index = files.len();
+            files.push(Arc::new(FileWork {
+                id,
+                outboard,
+                data,
+                candidates,
+            }));
+            let missing: Vec<u64> = (0..state.file.block_count())
+                .filter(|&b| !state.file.is_verified(b))
+                .collect();
+            states.push(state);
+            done_files.push(false);
+            open_files += 1;
+            if missing.is_empty() {
+                finish_file(store, &states[index])?;
+                done_files[index] = true;
+                completed += 1;
+                open_files -= 1;
+                continue;
+            }
+            // Contiguous runs of missing blocks, cut into jobs.
+            let mut i = 0;
+            while i < missing.len() {
+                let mut n = 1;
+                while i + (n as usize) < missing.len()
+                    && n < BLOCKS_PER_JOB
+                    && missing[i + n as usize] == missing[i] + n
+                {
+                    n += 1;
+                }
+                let job = Job {
+                    file: index,
+                    first_block: missing[i],
+                    blocks: n,
+                    excluded: Vec::new(),
+                };
+                spawn_job(
+                    &mut set,
+                    job,
+                    &files,
+                    sources,
+                    &quarantined,
+                    now(),
+                    &per_source,
+                    &in_flight,
+                    &net,
+                )?;
+                i += n as usize;
+            }
+        }
+        let Some(done) = set.join_next().await else {
+            break;
+        };
+        let done = done.map_err(|e| anyhow!("a fetch task failed: {e}"))?;
+        let src = done.source;
+        let file = files[done.job.file].clone();
+        report[src].requests += 1;
+        if done.verified > 0 {
+            let state = &mut states[done.job.file];
+            for b in done.job.first_block..done.job.first_block + done.verified {
+                state.file.set_verified(b, true);
+            }
+            store.save_partial(state)?;
+            report[src].bytes += done.bytes;
+            fetched += done.bytes;
+            progress.inc(done.bytes);
+        }
+        let rest = done.job.blocks - done.verified;
+        if let Some(failure) = done.failure {
+            match failure {
+                Failure::Local(e) => return Err(e),
+                Failure::Transport(why) | Failure::Protocol(why) => {
+                    tracing::warn!(source = %sources[src].name, "{why}: retrying elsewhere");
+                    report[src].failed_requests += 1;
+                }
+                Failure::BadBlock(b) => {
+                    report[src].bad_blocks += 1;
+                    if sources[src].kind == SourceKind::Origin {
+                        bail!(
+                            "origin {} sent bad data for {} block {b}: the catalog or the origin is wrong",
+                            sources[src].name,
+                            file.id
+                        );
+                    }
+                    tracing::warn!(source = %sources[src].name, "block {b} of {} failed verification", file.id);
+                    if report[src].bad_blocks >= QUARANTINE_AFTER && !quarantined[src] {
+                        quarantined[src] = true;
+                        report[src].quarantined = true;
+                        tracing::warn!(source = %sources[src].name, "quarantined for this run");
+                    }
+                }
+            }
+            if rest > 0 {
+                retries += 1;
+                let mut job = done.job.clone();
+                job.first_block += done.verified;
+                job.blocks = rest;
+                job.excluded.push(src);
+                spawn_job(
+                    &mut set,
+                    job,
+                    &files,
+                    sources,
+                    &quarantined,
+                    now(),
+                    &per_source,
+                    &in_flight,
+                    &net,
+                )?;
+            }
+        }
+        let state = &states[done.job.file];
+        if !done_files[done.job.file] && state.file.verified_count() == state.file.block_count() {
+            finish_file(store, state)?;
+            done_files[done.job.file] = true;
+            completed += 1;
+            open_files -= 1;
+        }
+    }
+    // Evictions due after the last fetch.
+    let rest: Vec<ContentId> = evict_ids[next_evict..].to_vec();
+    if !rest.is_empty() {
+        store.evict(&rest).context("eviction failed")?;
+        evicted += rest.len() as u64;
+    }
+    for (r, s) in report.iter_mut().zip(sources) {
+        r.cost = s.cost(r.bytes);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(FillReport {
+        total_cost: report.iter().map(|r| r.cost).sum(),
+        sources: report,
+        bytes_fetched: fetched,
+        files_completed: completed,
+        files_evicted: evicted,
+        duration_secs: secs,
+        throughput_bytes_per_sec: if secs > 0.0 {
+            fetched as f64 / secs
+        } else {
+            0.0
+        },
+        retries,
+        write_backend: "pwrite (positioned writes + fdatasync)".into(),
+    })
+}
+
+fn finish_file(store: &Store, state: &PartialState) -> Result<()> {
+    store
+        .complete_partial(state)
+        .with_context(|| format!("cannot complete {}", state.file.id))
+}
+
+/// The verified outboard and block map of a file: from the store when a fill of it was
+/// interrupted, else fetched from the first source that serves a valid one.
+#[allow(clippy::too_many_arguments)]
+async fn open_file(
+    store: &Store,
+    net: &Net,
+    sources: &[Source],
+    candidates: &[usize],
+    quarantined: &[bool],
+    target: &Catalog<'_>,
+    entry: usize,
+    resumed: Option<PartialState>,
+) -> Result<(Outboard, PartialState)> {
+    let id = target.id(entry);
+    let size = target.size(entry);
+    if let Some(state) = resumed
+        && let Ok(ob) = store.partial_outboard(&id)
+        && ob.size() == size
+        && ob.block_size() == state.file.block
+    {
+        return Ok((ob, state));
+    }
+    let mut why = Vec::new();
+    for &s in candidates.iter().filter(|&&s| !quarantined[s]) {
+        let url = format!("{}/outboard/{id}", sources[s].url);
+        // 32 bytes per 1 KiB block at most, plus the header.
+        let limit = 32 + 32 * size.div_ceil(1024).max(1);
+        match net.get_small(&url, false, limit).await {
+            Ok(bytes) => match Outboard::parse(&bytes, id) {
+                Ok(ob) if ob.size() == size => {
+                    let state = store.begin_partial(&ob, target.name(entry))?;
+                    return Ok((ob, state));
+                }
+                Ok(ob) => why.push(format!(
+                    "{}: outboard says {} bytes, target says {size}",
+                    sources[s].name,
+                    ob.size()
+                )),
+                Err(e) => why.push(format!("{}: {e}", sources[s].name)),
+            },
+            Err(e) => why.push(format!("{}: {e}", sources[s].name)),
+        }
+    }
+    bail!(
+        "no valid outboard for {id} ({}): {}",
+        target.name(entry),
+        why.join("; ")
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_job(
+    set: &mut JoinSet<JobDone>,
+    job: Job,
+    files: &[Arc<FileWork>],
+    sources: &[Source],
+    quarantined: &[bool],
+    now: i64,
+    per_source: &[Arc<Semaphore>],
+    in_flight: &Arc<Semaphore>,
+    net: &Net,
+) -> Result<()> {
+    let file = files[job.file].clone();
+    let usable = |s: usize| !quarantined[s] && !job.excluded.contains(&s);
+    let Some(&source) = file
+        .candidates
+        .iter()
+        .find(|&&s| usable(s) && sources[s].is_open(now))
+    else {
+        if file.candidates.iter().any(|&s| usable(s)) {
+            bail!(
+                "no source that holds {} is inside its window now (waiting for windows is not built yet)",
+                file.id
+            );
+        }
+        bail!(
+            "every source failed blocks {}..{} of {}",
+            job.first_block,
+            job.first_block + job.blocks,
+            file.id
+        );
+    };
+    let url = format!("{}/content/{}", sources[source].url, file.id);
+    let (slot, limit, net) = (per_source[source].clone(), in_flight.clone(), net.clone());
+    let bandwidth = sources[source].bandwidth_bps;
+    set.spawn(async move {
+        let _slot = slot.acquire_owned().await;
+        let _limit = limit.acquire_owned().await;
+        fetch_job(&net, &url, &file, job, source, bandwidth).await
+    });
+    Ok(())
+}
+
+/// One ranged GET: verifies each block as it completes, writes it, syncs, and reports how
+/// many blocks from the start of the job are now durable and verified.
+async fn fetch_job(
+    net: &Net,
+    url: &str,
+    file: &Arc<FileWork>,
+    job: Job,
+    source: usize,
+    bandwidth_bps: u64,
+) -> JobDone {
+    let ob = &file.outboard;
+    let (offset, _) = ob.block_range(job.first_block);
+    let last = job.first_block + job.blocks - 1;
+    let (last_off, last_len) = ob.block_range(last);
+    let len = last_off + last_len - offset;
+    let mut done = JobDone {
+        job,
+        source,
+        verified: 0,
+        bytes: 0,
+        failure: None,
+    };
+    let mut pacer = Pacer::new(bandwidth_bps);
+    let mut body = match net.get_range(url, offset, len, ob.size()).await {
+        Ok(b) => b,
+        Err(NetError::Lied(why)) => {
+            done.failure = Some(Failure::Protocol(why));
+            return done;
+        }
+        Err(e) => {
+            done.failure = Some(Failure::Transport(format!("{url}: {e}")));
+            return done;
+        }
+    };
+    let mut block = done.job.first_block;
+    let mut buf: Vec<u8> = Vec::with_capacity(ob.block_range(block).1 as usize);
+    let mut written: Vec<(u64, Vec<u8>)> = Vec::new();
+    let result: Result<(), Failure> = async {
+        while block <= last {
+            let frame = match tokio::time::timeout(STALL_TIMEOUT, body.frame()).await {
+                Err(_) => {
+                    return Err(Failure::Transport(format!(
+                        "{url}: stalled for {STALL_TIMEOUT:?}"
+                    )));
+                }
+                Ok(None) => return Err(Failure::Protocol(format!("{url}: body ended early"))),
+                Ok(Some(Err(e))) => return Err(Failure::Transport(format!("{url}: {e}"))),
+                Ok(Some(Ok(f))) => f,
+            };
+            let Ok(mut data) = frame.into_data() else {
+                continue;
+            };
+            pacer.take(data.len() as u64).await;
+            while !data.is_empty() && block <= last {
+                let want = ob.block_range(block).1 as usize - buf.len();
+                let take = want.min(data.len());
+                buf.extend_from_slice(&data.split_to(take));
+                if buf.len() == ob.block_range(block).1 as usize {
+                    if ob.verify_block(block, &buf).is_err() {
+                        return Err(Failure::BadBlock(block));
+                    }
+                    let next_cap = if block < last {
+                        ob.block_range(block + 1).1 as usize
+                    } else {
+                        0
+                    };
+                    written.push((
+                        block,
+                        std::mem::replace(&mut buf, Vec::with_capacity(next_cap)),
+                    ));
+                    block += 1;
+                }
+            }
+            if block > last && !data.is_empty() {
+                return Err(Failure::Protocol(format!("{url}: body longer than asked")));
+            }
+            // Write verified blocks as they come, so memory stays at a block or two.
+            if written.len() >= 2
+                && let Err(e) = write_blocks(file, std::mem::take(&mut written), &mut done).await
+            {
+                return Err(Failure::Local(e));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    // Whatever verified before a failure is kept.
+    if let Err(e) = write_blocks(file, written, &mut done).await {
+        done.failure = Some(Failure::Local(e));
+        return done;
+    }
+    if let Err(e) = sync(file).await {
+        done.failure = Some(Failure::Local(e));
+        done.verified = 0;
+        done.bytes = 0;
+        return done;
+    }
+    if let Err(f) = result {
+        done.failure = Some(f);
+    }
+    done
+}
+
+async fn write_blocks(
+    file: &Arc<FileWork>,
+    blocks: Vec<(u64, Vec<u8>)>,
+    done: &mut JobDone,
+) -> Result<()> {
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    let f = file.clone();
+    let n = blocks.len() as u64;
+    let bytes: u64 = blocks.iter().map(|b| b.1.len() as u64).sum();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        for (block, data) in &blocks {
+            let (offset, _) = f.outboard.block_range(*block);
+            f.data
+                .write_all_at(data, offset)
+                .with_context(|| format!("cannot write block {block} of {}", f.id))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| anyhow!("write task failed: {e}"))??;
+    done.verified += n;
+    done.bytes += bytes;
+    Ok(())
+}
+
+async fn sync(file: &Arc<FileWork>) -> Result<()> {
+    let f = file.clone();
+    tokio::task::spawn_blocking(move || {
+        f.data
+            .sync_data()
+            .with_context(|| format!("cannot sync {}", f.id))
+    })
+    .await
+    .map_err(|e| anyhow!("sync task failed: {e}"))?
+}
+
+/// Keeps a request under its source's bandwidth: a token bucket of one second's worth.
+#[derive(Debug)]
+struct Pacer {
+    bytes_per_sec: f64,
+    started: Instant,
+    taken: u64,
+}
+
+impl Pacer {
+    fn new(bits_per_sec: u64) -> Self {
+        Self {
+            bytes_per_sec: bits_per_sec as f64 / 8.0,
+            started: Instant::now(),
+            taken: 0,
+        }
+    }
+
+    async fn take(&mut self, bytes: u64) {
+        self.taken += bytes;
+        let due = Duration::from_secs_f64(self.taken as f64 / self.bytes_per_sec);
+        let elapsed = self.started.elapsed();
+        // Allow a burst of a second's worth; wait beyond that.
+        if due > elapsed + Duration::from_secs(1) {
+            tokio::time::sleep(due - elapsed - Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// The plan without fetching: which source would serve each file under escalation.
+pub fn dry_run(
+    target: &Catalog<'_>,
+    delta: &Delta,
+    sources: &[Source],
+    holdings: &[Holdings],
+) -> Result<Vec<SourceReport>> {
+    let mut per: HashMap<usize, u64> = HashMap::new();
+    for f in &delta.fetch {
+        let id = target.id(f.entry as usize);
+        let order = escalation(sources, |i| holdings[i].holds(&id));
+        let Some(&first) = order.first() else {
+            bail!("no source holds {id} ({})", target.name(f.entry as usize));
+        };
+        *per.entry(first).or_default() += f.length;
+    }
+    Ok(sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let bytes = per.get(&i).copied().unwrap_or(0);
+            SourceReport {
+                name: s.name.clone(),
+                kind: format!("{:?}", s.kind).to_lowercase(),
+                bytes,
+                cost: s.cost(bytes),
+                unreachable: match &holdings[i] {
+                    Holdings::Unreachable(why) => Some(why.clone()),
+                    _ => None,
+                },
+                ..Default::default()
+            }
+        })
+        .collect())
+}
