@@ -36,7 +36,7 @@ fn open_store(dir: &Path) -> Result<Store> {
 }
 
 /// A progress bar on a terminal, nothing otherwise.
-fn progress_bar(total: u64, what: &str) -> ProgressBar {
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

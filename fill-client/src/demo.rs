@@ -58,6 +58,8 @@ struct DemoReport {
     retired: u32,
     capacity: u64,
     delta: DeltaReport,
+    fill: crate::fill::FillReport,
+    offload_after_fill: f64,
     verified_files: u64,
     verified_bytes: u64,
 }
@@ -67,6 +69,23 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Starts a fill-server for `store` on a free loopback port; returns its URL and the sender
+/// that stops it.
+async fn start_server(store: &Path) -> Result<(String, tokio::sync::oneshot::Sender<()>)> {
+    let config = fill_server::config::ConfigFile::default().resolve(
+        Some("127.0.0.1:0"),
+        Some(store),
+        None,
+    )?;
+    let (listener, state) = fill_server::http::bind(config).await?;
+    let addr = listener.local_addr().context("no local address")?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(fill_server::http::serve(listener, state, async {
+        let _ = rx.await;
+    }));
+    Ok((format!("http://{addr}"), tx))
 }
 
 /// Runs the demo.
@@ -92,7 +111,13 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     };
     let mut rng = Rng(args.seed);
     let (target_dir, stale_dir) = (dir.join("region/target"), dir.join("region/stale"));
-    for d in [&target_dir, &stale_dir] {
+    for d in [
+        &target_dir,
+        &stale_dir,
+        &dir.join("origin"),
+        &dir.join("peer"),
+        &dir.join("appliance"),
+    ] {
         if d.exists() {
             fs::remove_dir_all(d).with_context(|| format!("cannot clear {}", d.display()))?;
         }
@@ -113,6 +138,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     let (mut identical, mut reencoded, mut missing) = (0, 0, 0);
     let mut popularity = String::from("name,weight\n");
     let mut first_missing: Option<String> = None;
+    let mut peer_names: Vec<String> = Vec::new();
     // Zipf(0.9) popularity over a seeded shuffle of the files.
     let mut ranks: Vec<u32> = (1..=args.files).collect();
     for k in (1..ranks.len()).rev() {
@@ -139,6 +165,9 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         };
         let data = content(args.seed, &format!("{name} v1"), size);
         write(&target_dir.join(&name), &data)?;
+        if i % 3 == 0 {
+            peer_names.push(name.clone());
+        }
         let _ = writeln!(
             popularity,
             "{name},{:.6}",
@@ -179,6 +208,9 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         args.files
     ));
 
+    // A peer in the same site holds a third of the target.
+    let peer_files: Vec<PathBuf> = peer_names.iter().map(|n| target_dir.join(n)).collect();
+
     // 2. Stores: the origin holds the target; the appliance its stale copy.
     let origin = Store::new(dir.join("origin"))?;
     let appliance = Store::new(dir.join("appliance"))?;
@@ -189,7 +221,12 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     appliance
         .import(std::slice::from_ref(&stale_dir), block, &|_| {})
         .context("import into the appliance")?;
-    say("  imported: origin store (the target), appliance store (the stale copy)");
+    let peer = Store::new(dir.join("peer"))?;
+    peer.import(&peer_files, block, &|_| {})
+        .context("import into the peer")?;
+    say(
+        "  imported: origin store (the target), peer store (a third of it), appliance store (the stale copy)",
+    );
 
     // A fill was interrupted: the first blocks of one missing file are already verified.
     let origin_file = origin.catalog()?;
@@ -250,7 +287,45 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         }
     }
 
-    // 5. Every stored byte re-verified against its id.
+    // 5. The burn-in fill: the origin and a peer served over loopback by fill-server.
+    let sources_path = dir.join("sources.toml");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (fill_report, after) = rt.block_on(async {
+        let (origin_url, stop_origin) = start_server(&dir.join("origin")).await?;
+        let (peer_url, stop_peer) = start_server(&dir.join("peer")).await?;
+        let toml = format!(
+            "[[source]]\nname = \"peer\"\nkind = \"peer\"\nurl = \"{peer_url}\"\ncost_per_gib = 0\nbandwidth = \"10Gbps\"\n\n\
+             [[source]]\nname = \"origin\"\nkind = \"origin\"\nurl = \"{origin_url}\"\ncost_per_gib = 0.02\nbandwidth = \"1.2Gbps\"\n"
+        );
+        fs::write(&sources_path, toml).context("cannot write sources.toml")?;
+        say(&format!("\nservers: origin {origin_url}, peer {peer_url} (fill-server on loopback)"));
+        let specs = crate::sources::load(&sources_path)?;
+        let net = crate::net::Net::new();
+        let holdings = crate::sources::holdings(&specs, &net).await?;
+        let sources: Vec<_> = specs.into_iter().map(|s| s.source).collect();
+        let lock = appliance.lock()?;
+        let bar = crate::commands::progress_bar(d.bytes_to_fetch, "filling");
+        let report = crate::fill::run(&appliance, &target, d, &sd.evict_ids, &sources, &holdings, &bar).await;
+        bar.finish_and_clear();
+        drop(lock);
+        let _ = stop_origin.send(());
+        let _ = stop_peer.send(());
+        let report = report?;
+        let after = compute_delta(&target, &appliance, capacity)?;
+        anyhow::Ok((report, after))
+    })?;
+    if !args.json {
+        print!("{}", crate::commands::run_table(&fill_report, false));
+    }
+    anyhow::ensure!(
+        after.delta.fetch.is_empty(),
+        "the appliance still misses data after the fill"
+    );
+
+    // 6. Every stored byte re-verified against its id.
     let mut verified_files = 0;
     let mut verified_bytes = 0;
     for s in [&origin, &appliance] {
@@ -264,12 +339,23 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         verified_bytes += r.bytes;
     }
     say(&format!(
-        "\nverified {verified_files} stored files ({}) against their BLAKE3 ids: all good",
+        "\nthe appliance holds its target: offload {:.1}%; verified {verified_files} stored files ({}) \
+         against their BLAKE3 ids: all good",
+        100.0 * after.delta.offload_before,
         format_size(verified_bytes)
     ));
-    say(
-        "next: `fill run` will fetch these ranges from peers, tiers and the origin (not built yet)",
-    );
+    if args.dir.is_some() {
+        say(&format!(
+            "its servers are gone; serve {} and {} with fill-server on the ports in {} to run \
+             `fill run --target {} --store {} --sources {} --capacity {capacity}` by hand",
+            dir.join("origin").display(),
+            dir.join("peer").display(),
+            sources_path.display(),
+            target_path.display(),
+            dir.join("appliance").display(),
+            sources_path.display()
+        ));
+    }
     if args.json {
         let report = DemoReport {
             dir: dir.display().to_string(),
@@ -280,6 +366,8 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             retired,
             capacity,
             delta: DeltaReport::new(&target, &sd, capacity),
+            fill: fill_report,
+            offload_after_fill: after.delta.offload_before,
             verified_files,
             verified_bytes,
         };

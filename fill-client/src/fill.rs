@@ -156,6 +156,10 @@ pub async fn run(
         .iter()
         .map(|s| Arc::new(Semaphore::new(s.max_connections as usize)))
         .collect();
+    let limiters: Vec<Arc<RateLimiter>> = sources
+        .iter()
+        .map(|s| Arc::new(RateLimiter::new(s.bandwidth_bps)))
+        .collect();
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
 
     // Files in priority order, with the index of their first fetch range.
@@ -275,6 +279,7 @@ pub async fn run(
                     &quarantined,
                     now(),
                     &per_source,
+                    &limiters,
                     &in_flight,
                     &net,
                 )?;
@@ -337,6 +342,7 @@ pub async fn run(
                     &quarantined,
                     now(),
                     &per_source,
+                    &limiters,
                     &in_flight,
                     &net,
                 )?;
@@ -398,11 +404,36 @@ async fn open_file(
 ) -> Result<(Outboard, PartialState)> {
     let id = target.id(entry);
     let size = target.size(entry);
-    if let Some(state) = resumed
+    if let Some(mut state) = resumed
         && let Ok(ob) = store.partial_outboard(&id)
         && ob.size() == size
         && ob.block_size() == state.file.block
     {
+        // What is on disk is re-verified, not trusted: a block whose bytes no longer match
+        // is fetched again.
+        let path = store.partial_data_path(&id);
+        let data = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut buf = Vec::new();
+        let mut dropped = 0;
+        for b in 0..state.file.block_count() {
+            if !state.file.is_verified(b) {
+                continue;
+            }
+            let (off, len) = ob.block_range(b);
+            buf.resize(len as usize, 0);
+            let ok = data.read_exact_at(&mut buf, off).is_ok() && ob.verify_block(b, &buf).is_ok();
+            if !ok {
+                state.file.set_verified(b, false);
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                "{id}: {dropped} blocks recorded as verified did not verify; fetching them again"
+            );
+            store.save_partial(&state)?;
+        }
         return Ok((ob, state));
     }
     let mut why = Vec::new();
@@ -442,6 +473,7 @@ fn spawn_job(
     quarantined: &[bool],
     now: i64,
     per_source: &[Arc<Semaphore>],
+    limiters: &[Arc<RateLimiter>],
     in_flight: &Arc<Semaphore>,
     net: &Net,
 ) -> Result<()> {
@@ -467,11 +499,11 @@ fn spawn_job(
     };
     let url = format!("{}/content/{}", sources[source].url, file.id);
     let (slot, limit, net) = (per_source[source].clone(), in_flight.clone(), net.clone());
-    let bandwidth = sources[source].bandwidth_bps;
+    let pacer = limiters[source].clone();
     set.spawn(async move {
         let _slot = slot.acquire_owned().await;
         let _limit = limit.acquire_owned().await;
-        fetch_job(&net, &url, &file, job, source, bandwidth).await
+        fetch_job(&net, &url, &file, job, source, &pacer).await
     });
     Ok(())
 }
@@ -484,7 +516,7 @@ async fn fetch_job(
     file: &Arc<FileWork>,
     job: Job,
     source: usize,
-    bandwidth_bps: u64,
+    pacer: &RateLimiter,
 ) -> JobDone {
     let ob = &file.outboard;
     let (offset, _) = ob.block_range(job.first_block);
@@ -498,7 +530,6 @@ async fn fetch_job(
         bytes: 0,
         failure: None,
     };
-    let mut pacer = Pacer::new(bandwidth_bps);
     let mut body = match net.get_range(url, offset, len, ob.size()).await {
         Ok(b) => b,
         Err(NetError::Lied(why)) => {
@@ -617,30 +648,37 @@ async fn sync(file: &Arc<FileWork>) -> Result<()> {
     .map_err(|e| anyhow!("sync task failed: {e}"))?
 }
 
-/// Keeps a request under its source's bandwidth: a token bucket of one second's worth.
+/// Keeps a source under its bandwidth, across all its connections: a token bucket in its
+/// virtual-time form (GCRA), allowing bursts of 50 ms worth of bytes.
 #[derive(Debug)]
-struct Pacer {
-    bytes_per_sec: f64,
-    started: Instant,
-    taken: u64,
+pub struct RateLimiter {
+    secs_per_byte: f64,
+    burst: Duration,
+    /// When the bytes taken so far will have been "paid for".
+    paid_until: std::sync::Mutex<Instant>,
 }
 
-impl Pacer {
-    fn new(bits_per_sec: u64) -> Self {
+impl RateLimiter {
+    /// A limiter for `bits_per_sec`.
+    pub fn new(bits_per_sec: u64) -> Self {
         Self {
-            bytes_per_sec: bits_per_sec as f64 / 8.0,
-            started: Instant::now(),
-            taken: 0,
+            secs_per_byte: 8.0 / bits_per_sec.max(1) as f64,
+            burst: Duration::from_millis(50),
+            paid_until: std::sync::Mutex::new(Instant::now()),
         }
     }
 
-    async fn take(&mut self, bytes: u64) {
-        self.taken += bytes;
-        let due = Duration::from_secs_f64(self.taken as f64 / self.bytes_per_sec);
-        let elapsed = self.started.elapsed();
-        // Allow a burst of a second's worth; wait beyond that.
-        if due > elapsed + Duration::from_secs(1) {
-            tokio::time::sleep(due - elapsed - Duration::from_secs(1)).await;
+    /// Accounts for `bytes` received, waiting first if the source is ahead of its cap.
+    pub async fn take(&self, bytes: u64) {
+        let wait = {
+            let mut paid = self.paid_until.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let start = (*paid).max(now);
+            *paid = start + Duration::from_secs_f64(bytes as f64 * self.secs_per_byte);
+            paid.saturating_duration_since(now + self.burst)
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
     }
 }

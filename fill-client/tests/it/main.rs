@@ -1,24 +1,26 @@
 //! End-to-end tests of the `fill` binary, in temp dirs.
 
+mod fill_e2e;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-struct Run {
+pub(crate) struct Run {
     out: Output,
 }
 
 impl Run {
-    fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.out.stdout).into_owned()
     }
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.out.stderr).into_owned()
     }
-    fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         self.out.status.code().unwrap_or(-1)
     }
-    fn ok(self) -> Self {
+    pub(crate) fn ok(self) -> Self {
         assert_eq!(
             self.code(),
             0,
@@ -28,13 +30,13 @@ impl Run {
         );
         self
     }
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.out.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout()))
     }
 }
 
-fn fill(args: &[&str]) -> Run {
+pub(crate) fn fill(args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_fill"))
         .args(args)
         .output()
@@ -42,11 +44,11 @@ fn fill(args: &[&str]) -> Run {
     Run { out }
 }
 
-fn p(path: &Path) -> &str {
+pub(crate) fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-fn data(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn data(len: usize, seed: u64) -> Vec<u8> {
     let mut out = vec![0u8; len];
     blake3::Hasher::new_keyed(blake3::hash(&seed.to_le_bytes()).as_bytes())
         .finalize_xof()
@@ -401,7 +403,10 @@ fn demo_runs_and_keeps_its_promises() {
     assert!(d["bytes_to_fetch"].as_u64().unwrap() > 0);
     assert!(d["peak_usage"].as_u64().unwrap() <= d["capacity"].as_u64().unwrap());
     assert!(r["verified_files"].as_u64().unwrap() > 24);
-    // The demo's delta equals `fill delta` on what it left behind.
+    // The fill ran: every planned byte fetched, the appliance at its planned offload.
+    assert_eq!(r["fill"]["bytes_fetched"], d["bytes_to_fetch"]);
+    assert_eq!(r["offload_after_fill"], d["offload_after"]);
+    // After the fill, `fill delta` on what the demo left behind has nothing to fetch.
     let again = fill(&[
         "delta",
         "--target",
@@ -414,7 +419,8 @@ fn demo_runs_and_keeps_its_promises() {
     ])
     .ok()
     .json();
-    assert_eq!(&again, d);
+    assert_eq!(again["bytes_to_fetch"], 0);
+    assert_eq!(again["offload_before"], d["offload_after"]);
     let human = fill(&["demo", "--files", "12"]).ok();
     assert!(human.stdout().contains("all good"), "{}", human.stdout());
 }

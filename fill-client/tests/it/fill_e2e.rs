@@ -1,0 +1,360 @@
+//! `fill run` end to end over loopback against fill-server: lying, truncating and dead
+//! sources, a loud failure on bad origin data, resume after kill -9, rate caps.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fill_core::outboard::BlockSize;
+use fill_server::store::Store;
+
+use crate::{data, fill, p};
+
+/// A fill-server for `store` on a free loopback port, stopped on drop.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(store: &Path) -> Server {
+    let cfg = fill_server::config::ConfigFile::default()
+        .resolve(Some("127.0.0.1:0"), Some(store), None)
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (listener, state) = fill_server::http::bind(cfg).await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            fill_server::http::serve(listener, state, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+    });
+    Server {
+        addr: rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+struct Region {
+    dir: PathBuf,
+    /// (name, bytes) of the target files.
+    files: Vec<(String, Vec<u8>)>,
+    target: PathBuf,
+}
+
+/// A target of `n` files of a few MiB (1 MiB blocks), imported into `origin`.
+fn region(dir: &Path, n: usize) -> Region {
+    let src = dir.join("target");
+    fs::create_dir_all(&src).unwrap();
+    let mut files = Vec::new();
+    for i in 0..n {
+        let size = (i % 4 + 1) * (1 << 20) + i * 1000;
+        let bytes = data(size, 100 + i as u64);
+        let name = format!("f{i}.mp4");
+        fs::write(src.join(&name), &bytes).unwrap();
+        files.push((name, bytes));
+    }
+    let origin = dir.join("origin");
+    Store::new(&origin)
+        .unwrap()
+        .import(std::slice::from_ref(&src), BlockSize::DEFAULT, &|_| {})
+        .unwrap();
+    let mut pop = String::from("name,weight\n");
+    for (i, (name, _)) in files.iter().enumerate() {
+        pop += &format!("{name},{}\n", n - i);
+    }
+    fs::write(dir.join("pop.csv"), pop).unwrap();
+    let target = dir.join("target.cat");
+    fill(&[
+        "catalog",
+        "build",
+        "--store",
+        p(&origin),
+        "--popularity",
+        p(&dir.join("pop.csv")),
+        "--out",
+        p(&target),
+    ])
+    .ok();
+    Region {
+        dir: dir.to_owned(),
+        files,
+        target,
+    }
+}
+
+fn sources(path: &Path, list: &[(&str, &str, SocketAddr, f64, &str)]) {
+    let mut t = String::new();
+    for (name, kind, addr, cost, bw) in list {
+        t += &format!(
+            "[[source]]\nname = \"{name}\"\nkind = \"{kind}\"\nurl = \"http://{addr}\"\ncost_per_gib = {cost}\nbandwidth = \"{bw}\"\n\n"
+        );
+    }
+    fs::write(path, t).unwrap();
+}
+
+/// Every target file is in the appliance, byte for byte, and the delta is empty.
+fn assert_filled(r: &Region, appliance: &Path) {
+    for (name, bytes) in &r.files {
+        let id = blake3::hash(bytes).to_hex().to_string();
+        let held = fs::read(appliance.join("content").join(&id))
+            .unwrap_or_else(|_| panic!("{name} missing"));
+        assert!(held == *bytes, "{name} differs");
+    }
+    let d = fill(&[
+        "delta",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(appliance),
+        "--capacity",
+        "1TB",
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(d["bytes_to_fetch"], 0);
+    fill(&["store", "verify", "--store", p(appliance)]).ok();
+}
+
+fn corrupt(store: &Path, bytes: &[u8], at: usize) {
+    let id = blake3::hash(bytes).to_hex().to_string();
+    let path = store.join("content").join(id);
+    let mut b = fs::read(&path).unwrap();
+    b[at] ^= 0x40;
+    // Replace, not rewrite in place: the server may have the old file mapped.
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, &b).unwrap();
+    fs::rename(&tmp, &path).unwrap();
+}
+
+#[test]
+fn lying_truncating_and_dead_sources_are_routed_around() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 8);
+    // A free peer holding everything, but it lies: bit flips in three files, and one file
+    // truncated.
+    let peer = tmp.path().join("peer");
+    Store::new(&peer)
+        .unwrap()
+        .import(&[tmp.path().join("target")], BlockSize::DEFAULT, &|_| {})
+        .unwrap();
+    for (i, at) in [(1, 5), (2, 1 << 20), (3, (2 << 20) + 7)] {
+        corrupt(&peer, &r.files[i].1, at);
+    }
+    let id4 = blake3::hash(&r.files[4].1).to_hex().to_string();
+    let f4 = peer.join("content").join(&id4);
+    let short = fs::read(&f4).unwrap()[..1000].to_vec();
+    fs::write(f4.with_extension("tmp"), short).unwrap();
+    fs::rename(f4.with_extension("tmp"), &f4).unwrap();
+    let peer_srv = serve(&peer);
+    let origin_srv = serve(&tmp.path().join("origin"));
+    // A dead tier: nothing listens there.
+    let dead: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let src = tmp.path().join("sources.toml");
+    sources(
+        &src,
+        &[
+            ("peer", "peer", peer_srv.addr, 0.0, "10Gbps"),
+            ("tier", "tier", dead, 0.001, "10Gbps"),
+            ("origin", "origin", origin_srv.addr, 0.02, "10Gbps"),
+        ],
+    );
+    let appliance = tmp.path().join("appliance");
+    let out = fill(&[
+        "run",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(&appliance),
+        "--sources",
+        p(&src),
+        "--capacity",
+        "1TB",
+        "--json",
+    ])
+    .ok()
+    .json();
+    let by = |name: &str| {
+        out["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (peer_r, tier_r, origin_r) = (by("peer"), by("tier"), by("origin"));
+    assert_eq!(peer_r["bad_blocks"], 3, "{out}");
+    assert_eq!(peer_r["quarantined"], true);
+    assert!(
+        peer_r["failed_requests"].as_u64().unwrap() >= 1,
+        "the truncated file: {out}"
+    );
+    assert!(tier_r["unreachable"].is_string());
+    assert!(origin_r["bytes"].as_u64().unwrap() > 0);
+    let total: u64 = r.files.iter().map(|f| f.1.len() as u64).sum();
+    assert_eq!(out["bytes_fetched"], total);
+    assert_filled(&r, &appliance);
+    let _ = r.dir;
+}
+
+#[test]
+fn bad_data_from_the_origin_fails_loudly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 3);
+    corrupt(&tmp.path().join("origin"), &r.files[0].1, 10);
+    let origin_srv = serve(&tmp.path().join("origin"));
+    let src = tmp.path().join("sources.toml");
+    sources(
+        &src,
+        &[("origin", "origin", origin_srv.addr, 0.02, "10Gbps")],
+    );
+    let appliance = tmp.path().join("appliance");
+    let run = fill(&[
+        "run",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(&appliance),
+        "--sources",
+        p(&src),
+        "--capacity",
+        "1TB",
+    ]);
+    assert_eq!(run.code(), 1);
+    let id = blake3::hash(&r.files[0].1).to_hex();
+    assert_eq!(
+        run.stderr().trim(),
+        format!(
+            "error: origin origin sent bad data for {id} block 0: the catalog or the origin is wrong"
+        )
+    );
+    // Nothing unverified was recorded: the store lists no complete copy of that file.
+    let listed = fill(&["store", "list", "--store", p(&appliance), "--json"])
+        .ok()
+        .json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["id"] != id.as_str() || e["partial"] == true)
+    );
+}
+
+/// What a store has recorded: complete files, and verified blocks of partial ones.
+fn recorded_bytes(store: &Path) -> u64 {
+    let listed = fill(&["store", "list", "--store", p(store), "--json"]);
+    if listed.code() != 0 {
+        return 0;
+    }
+    listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            if e["partial"] == true {
+                e["verified"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v[1].as_u64().unwrap())
+                    .sum()
+            } else {
+                e["size"].as_u64().unwrap()
+            }
+        })
+        .sum()
+}
+
+/// kill -9 in the middle of a rate-capped fill, then the same command again: it finishes,
+/// fetching exactly what was not yet recorded; the cap holds.
+#[test]
+fn resume_after_kill_and_rate_cap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 8);
+    let origin_srv = serve(&tmp.path().join("origin"));
+    let src = tmp.path().join("sources.toml");
+    // 80 Mbit/s = 10 MB/s for the source, all connections together: the ~21 MB fill takes
+    // about two seconds.
+    sources(
+        &src,
+        &[("origin", "origin", origin_srv.addr, 0.02, "80Mbps")],
+    );
+    let appliance = tmp.path().join("appliance");
+    let args = [
+        "run",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(&appliance),
+        "--sources",
+        p(&src),
+        "--capacity",
+        "1TB",
+        "--json",
+    ];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fill"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once it has recorded something (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while recorded_bytes(&appliance) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    let recorded = recorded_bytes(&appliance);
+    assert!(recorded > 0, "nothing recorded within 20 s");
+    let total: u64 = r.files.iter().map(|f| f.1.len() as u64).sum();
+    assert!(
+        recorded < total,
+        "the kill came after the fill finished; slow the source down"
+    );
+    let t = Instant::now();
+    let out = fill(&args).ok().json();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(
+        out["bytes_fetched"].as_u64().unwrap(),
+        total - recorded,
+        "refetched recorded bytes: {out}"
+    );
+    assert_filled(&r, &appliance);
+    // 10 MB/s, with bursts of 50 ms worth; a margin for timer slack.
+    let remaining = (total - recorded) as f64;
+    let floor = remaining / 10e6 * 0.95 - 0.1;
+    assert!(
+        secs >= floor,
+        "{remaining} bytes in {secs:.2} s beats the cap (floor {floor:.2} s)"
+    );
+}
