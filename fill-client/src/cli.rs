@@ -59,6 +59,17 @@ pub enum Strategy {
     Optimal,
 }
 
+/// `--writer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WriterChoice {
+    /// io_uring with O_DIRECT if the probe passes, else positioned writes (and say so).
+    Auto,
+    /// io_uring with O_DIRECT, or fail.
+    Uring,
+    /// Positioned writes through the page cache.
+    Pwrite,
+}
+
 /// `fill run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -80,6 +91,10 @@ pub struct RunArgs {
     /// Print the plan (bytes and cost per source) and stop.
     #[arg(long)]
     pub dry_run: bool,
+    /// How blocks are written: io_uring with O_DIRECT when the store's file system takes it
+    /// (auto), or always (uring, else fail), or positioned writes (pwrite).
+    #[arg(long, value_enum, default_value_t = WriterChoice::Auto)]
+    pub writer: WriterChoice,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

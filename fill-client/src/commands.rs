@@ -646,16 +646,26 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             write_backend: "none (dry run)".into(),
         }
     } else {
-        let bar = progress_bar(sd.delta.bytes_to_fetch, "filling");
-        let r = rt.block_on(crate::fill::run(
-            &s,
-            &target,
-            &sd.delta,
-            &sd.evict_ids,
-            &sources,
-            &holdings,
-            &bar,
+        let backend = match args.writer {
+            crate::cli::WriterChoice::Auto => crate::write::Backend::Auto,
+            crate::cli::WriterChoice::Uring => crate::write::Backend::Uring,
+            crate::cli::WriterChoice::Pwrite => crate::write::Backend::Pwrite,
+        };
+        s.create()?;
+        let writer = rt.block_on(crate::write::Writer::start(
+            backend,
+            &s.root().join(".fill/tmp"),
         ))?;
+        let bar = progress_bar(sd.delta.bytes_to_fetch, "filling");
+        let job = crate::fill::FillJob {
+            store: &s,
+            target: &target,
+            delta: &sd.delta,
+            evict_ids: &sd.evict_ids,
+            sources: &sources,
+            holdings: &holdings,
+        };
+        let r = rt.block_on(crate::fill::run(job, &writer, &bar))?;
         bar.finish_and_clear();
         r
     };

@@ -307,8 +307,17 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         let holdings = crate::sources::holdings(&specs, &net).await?;
         let sources: Vec<_> = specs.into_iter().map(|s| s.source).collect();
         let lock = appliance.lock()?;
+        let writer = crate::write::Writer::start(crate::write::Backend::Auto, &dir.join("appliance/.fill/tmp")).await?;
         let bar = crate::commands::progress_bar(d.bytes_to_fetch, "filling");
-        let report = crate::fill::run(&appliance, &target, d, &sd.evict_ids, &sources, &holdings, &bar).await;
+        let job = crate::fill::FillJob {
+            store: &appliance,
+            target: &target,
+            delta: d,
+            evict_ids: &sd.evict_ids,
+            sources: &sources,
+            holdings: &holdings,
+        };
+        let report = crate::fill::run(job, &writer, &bar).await;
         bar.finish_and_clear();
         drop(lock);
         let _ = stop_origin.send(());

@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::net::{Net, NetError, STALL_TIMEOUT};
 use crate::sources::Holdings;
+use crate::write::{AlignedBuf, WriteFile, Writer};
 
 /// Blocks per ranged request.
 const BLOCKS_PER_JOB: u64 = 4;
@@ -91,7 +92,8 @@ pub struct FillReport {
 struct FileWork {
     id: ContentId,
     outboard: Outboard,
-    data: std::fs::File,
+    data: WriteFile,
+    writer: Writer,
     candidates: Vec<usize>,
 }
 
@@ -127,16 +129,37 @@ enum Failure {
     Local(anyhow::Error),
 }
 
-/// Runs a fill of `delta` into `store`. `holdings[i]` is what `sources[i]` holds.
+/// What a fill works from.
+#[derive(Debug, Clone, Copy)]
+pub struct FillJob<'a> {
+    /// The store to fill (its lock held by the caller).
+    pub store: &'a Store,
+    /// The target catalog.
+    pub target: &'a Catalog<'a>,
+    /// The delta of the store against the target.
+    pub delta: &'a Delta,
+    /// `delta.evict[i]`'s id.
+    pub evict_ids: &'a [ContentId],
+    /// The sources.
+    pub sources: &'a [Source],
+    /// `holdings[i]` is what `sources[i]` holds.
+    pub holdings: &'a [Holdings],
+}
+
+/// Runs a fill.
 pub async fn run(
-    store: &Store,
-    target: &Catalog<'_>,
-    delta: &Delta,
-    evict_ids: &[ContentId],
-    sources: &[Source],
-    holdings: &[Holdings],
+    job: FillJob<'_>,
+    writer: &Writer,
     progress: &indicatif::ProgressBar,
 ) -> Result<FillReport> {
+    let FillJob {
+        store,
+        target,
+        delta,
+        evict_ids,
+        sources,
+        holdings,
+    } = job;
     let started = Instant::now();
     let net = Net::new();
     let mut report: Vec<SourceReport> = sources
@@ -230,16 +253,16 @@ pub async fn run(
                     .map_err(|e| anyhow!("empty file {id}: {e}"))?;
                 state.file.set_verified(0, true);
             }
-            let data = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(store.partial_data_path(&id))
+            let data = writer
+                .open(&store.partial_data_path(&id))
+                .await
                 .with_context(|| format!("cannot open the partial data of {id}"))?;
             let index = files.len();
             files.push(Arc::new(FileWork {
                 id,
                 outboard,
                 data,
+                writer: writer.clone(),
                 candidates,
             }));
             let missing: Vec<u64> = (0..state.file.block_count())
@@ -249,6 +272,7 @@ pub async fn run(
             done_files.push(false);
             open_files += 1;
             if missing.is_empty() {
+                writer.close(&files[index].data);
                 finish_file(store, &states[index])?;
                 done_files[index] = true;
                 completed += 1;
@@ -350,6 +374,7 @@ pub async fn run(
         }
         let state = &states[done.job.file];
         if !done_files[done.job.file] && state.file.verified_count() == state.file.block_count() {
+            writer.close(&file.data);
             finish_file(store, state)?;
             done_files[done.job.file] = true;
             completed += 1;
@@ -379,7 +404,7 @@ pub async fn run(
             0.0
         },
         retries,
-        write_backend: "pwrite (positioned writes + fdatasync)".into(),
+        write_backend: writer.description.to_string(),
     })
 }
 
@@ -542,8 +567,8 @@ async fn fetch_job(
         }
     };
     let mut block = done.job.first_block;
-    let mut buf: Vec<u8> = Vec::with_capacity(ob.block_range(block).1 as usize);
-    let mut written: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut buf = AlignedBuf::with_capacity(ob.block_range(block).1 as usize);
+    let mut written: Vec<(u64, AlignedBuf)> = Vec::new();
     let result: Result<(), Failure> = async {
         while block <= last {
             let frame = match tokio::time::timeout(STALL_TIMEOUT, body.frame()).await {
@@ -565,7 +590,7 @@ async fn fetch_job(
                 let take = want.min(data.len());
                 buf.extend_from_slice(&data.split_to(take));
                 if buf.len() == ob.block_range(block).1 as usize {
-                    if ob.verify_block(block, &buf).is_err() {
+                    if ob.verify_block(block, buf.as_slice()).is_err() {
                         return Err(Failure::BadBlock(block));
                     }
                     let next_cap = if block < last {
@@ -575,7 +600,7 @@ async fn fetch_job(
                     };
                     written.push((
                         block,
-                        std::mem::replace(&mut buf, Vec::with_capacity(next_cap)),
+                        std::mem::replace(&mut buf, AlignedBuf::with_capacity(next_cap)),
                     ));
                     block += 1;
                 }
@@ -612,40 +637,26 @@ async fn fetch_job(
 
 async fn write_blocks(
     file: &Arc<FileWork>,
-    blocks: Vec<(u64, Vec<u8>)>,
+    blocks: Vec<(u64, AlignedBuf)>,
     done: &mut JobDone,
 ) -> Result<()> {
-    if blocks.is_empty() {
-        return Ok(());
+    for (block, data) in blocks {
+        let (offset, len) = file.outboard.block_range(block);
+        file.writer
+            .write(&file.data, offset, data)
+            .await
+            .with_context(|| format!("cannot write block {block} of {}", file.id))?;
+        done.verified += 1;
+        done.bytes += len;
     }
-    let f = file.clone();
-    let n = blocks.len() as u64;
-    let bytes: u64 = blocks.iter().map(|b| b.1.len() as u64).sum();
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        for (block, data) in &blocks {
-            let (offset, _) = f.outboard.block_range(*block);
-            f.data
-                .write_all_at(data, offset)
-                .with_context(|| format!("cannot write block {block} of {}", f.id))?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| anyhow!("write task failed: {e}"))??;
-    done.verified += n;
-    done.bytes += bytes;
     Ok(())
 }
 
 async fn sync(file: &Arc<FileWork>) -> Result<()> {
-    let f = file.clone();
-    tokio::task::spawn_blocking(move || {
-        f.data
-            .sync_data()
-            .with_context(|| format!("cannot sync {}", f.id))
-    })
-    .await
-    .map_err(|e| anyhow!("sync task failed: {e}"))?
+    file.writer
+        .sync(&file.data)
+        .await
+        .with_context(|| format!("cannot sync {}", file.id))
 }
 
 /// Keeps a source under its bandwidth, across all its connections: a token bucket in its

@@ -5,7 +5,8 @@
 //! - `catalog_io`: CSV and JSON import and export of catalogs;
 //! - `demo`: the synthetic region `fill demo` runs on;
 //! - `fill`: the fill engine (fetch, verify, write, fail over, resume);
-//! - `net`: the HTTP client side of the protocol; `sources`: the sources file and holdings.
+//! - `net`: the HTTP client side of the protocol; `sources`: the sources file and holdings;
+//! - `write`: block writers (io_uring O_DIRECT, positioned writes), the only `unsafe`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ mod demo;
 mod fill;
 mod net;
 mod sources;
+mod write;
 
 /// A command's outcome when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

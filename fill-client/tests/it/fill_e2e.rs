@@ -220,6 +220,9 @@ fn lying_truncating_and_dead_sources_are_routed_around() {
     assert!(origin_r["bytes"].as_u64().unwrap() > 0);
     let total: u64 = r.files.iter().map(|f| f.1.len() as u64).sum();
     assert_eq!(out["bytes_fetched"], total);
+    // The default writer: io_uring with O_DIRECT, or a fallback that says why.
+    let backend = out["write_backend"].as_str().unwrap();
+    assert!(backend.starts_with("io_uring, O_DIRECT") || backend.contains("refused"), "{backend}");
     assert_filled(&r, &appliance);
     let _ = r.dir;
 }
@@ -320,6 +323,8 @@ fn resume_after_kill_and_rate_cap() {
         "--capacity",
         "1TB",
         "--json",
+        "--writer",
+        "pwrite",
     ];
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fill"))
         .args(args)
@@ -344,6 +349,7 @@ fn resume_after_kill_and_rate_cap() {
     let t = Instant::now();
     let out = fill(&args).ok().json();
     let secs = t.elapsed().as_secs_f64();
+    assert!(out["write_backend"].as_str().unwrap().starts_with("pwrite"));
     assert_eq!(
         out["bytes_fetched"].as_u64().unwrap(),
         total - recorded,
