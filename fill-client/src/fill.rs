@@ -38,6 +38,10 @@ const BLOCKS_PER_JOB: u64 = 4;
 const MAX_IN_FLIGHT: usize = 16;
 /// Files open (being filled) at once.
 const MAX_OPEN_FILES: usize = 8;
+/// Group commit: written blocks are synced and recorded once this many bytes wait...
+const COMMIT_BYTES: u64 = 64 << 20;
+/// ...or this long after the last commit, or when a file has all its blocks written.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 /// Bad blocks after which a source is quarantined for the run.
 const QUARANTINE_AFTER: u32 = 3;
 
@@ -111,7 +115,7 @@ struct Job {
 struct JobDone {
     job: Job,
     source: usize,
-    /// Blocks written, synced and verified (from `first_block` on, in order).
+    /// Blocks verified and written, not yet synced (from `first_block` on, in order).
     verified: u64,
     bytes: u64,
     failure: Option<Failure>,
@@ -201,6 +205,10 @@ pub async fn run(
     let (mut fetched, mut retries, mut completed, mut evicted) = (0u64, 0u64, 0u64, 0u64);
     let mut quarantined = vec![false; sources.len()];
     let mut done_files: Vec<bool> = Vec::new();
+    // Blocks written and verified but not yet synced, per file.
+    let mut unsynced: Vec<Vec<u64>> = Vec::new();
+    let mut unsynced_bytes = 0u64;
+    let mut last_commit = Instant::now();
     // Files whose fill was interrupted: their verified blocks are kept (the caller ran
     // `store verify` semantics on them through the delta: only verified blocks count).
     let mut resumable: HashMap<ContentId, PartialState> = store
@@ -270,6 +278,7 @@ pub async fn run(
                 .collect();
             states.push(state);
             done_files.push(false);
+            unsynced.push(Vec::new());
             open_files += 1;
             if missing.is_empty() {
                 writer.close(&files[index].data);
@@ -318,11 +327,10 @@ pub async fn run(
         let file = files[done.job.file].clone();
         report[src].requests += 1;
         if done.verified > 0 {
-            let state = &mut states[done.job.file];
-            for b in done.job.first_block..done.job.first_block + done.verified {
-                state.file.set_verified(b, true);
-            }
-            store.save_partial(state)?;
+            // Written and verified, not yet durable: recorded at the next group commit.
+            unsynced[done.job.file]
+                .extend(done.job.first_block..done.job.first_block + done.verified);
+            unsynced_bytes += done.bytes;
             report[src].bytes += done.bytes;
             fetched += done.bytes;
             progress.inc(done.bytes);
@@ -372,13 +380,42 @@ pub async fn run(
                 )?;
             }
         }
-        let state = &states[done.job.file];
-        if !done_files[done.job.file] && state.file.verified_count() == state.file.block_count() {
-            writer.close(&file.data);
-            finish_file(store, state)?;
-            done_files[done.job.file] = true;
-            completed += 1;
-            open_files -= 1;
+        // Group commit: sync and record when a file has all its blocks written, when enough
+        // bytes wait, or when the last commit is old.
+        let i = done.job.file;
+        let all_written = states[i].file.verified_count() + unsynced[i].len() as u64
+            == states[i].file.block_count();
+        let due = unsynced_bytes >= COMMIT_BYTES || last_commit.elapsed() >= COMMIT_INTERVAL;
+        let to_commit: Vec<usize> = if due {
+            (0..files.len())
+                .filter(|&f| !unsynced[f].is_empty())
+                .collect()
+        } else if all_written {
+            vec![i]
+        } else {
+            Vec::new()
+        };
+        for f in to_commit {
+            writer
+                .sync(&files[f].data)
+                .await
+                .with_context(|| format!("cannot sync {}", files[f].id))?;
+            let state = &mut states[f];
+            for b in std::mem::take(&mut unsynced[f]) {
+                state.file.set_verified(b, true);
+                unsynced_bytes -= files[f].outboard.block_range(b).1;
+            }
+            store.save_partial(state)?;
+            if !done_files[f] && state.file.verified_count() == state.file.block_count() {
+                writer.close(&files[f].data);
+                finish_file(store, state)?;
+                done_files[f] = true;
+                completed += 1;
+                open_files -= 1;
+            }
+        }
+        if due {
+            last_commit = Instant::now();
         }
     }
     // Evictions due after the last fetch.
@@ -533,8 +570,9 @@ fn spawn_job(
     Ok(())
 }
 
-/// One ranged GET: verifies each block as it completes, writes it, syncs, and reports how
-/// many blocks from the start of the job are now durable and verified.
+/// One ranged GET: verifies each block as it completes, writes it, and reports how many
+/// blocks from the start of the job are written and verified (the caller syncs them before
+/// recording them).
 async fn fetch_job(
     net: &Net,
     url: &str,
@@ -623,12 +661,6 @@ async fn fetch_job(
         done.failure = Some(Failure::Local(e));
         return done;
     }
-    if let Err(e) = sync(file).await {
-        done.failure = Some(Failure::Local(e));
-        done.verified = 0;
-        done.bytes = 0;
-        return done;
-    }
     if let Err(f) = result {
         done.failure = Some(f);
     }
@@ -650,13 +682,6 @@ async fn write_blocks(
         done.bytes += len;
     }
     Ok(())
-}
-
-async fn sync(file: &Arc<FileWork>) -> Result<()> {
-    file.writer
-        .sync(&file.data)
-        .await
-        .with_context(|| format!("cannot sync {}", file.id))
 }
 
 /// Keeps a source under its bandwidth, across all its connections: a token bucket in its

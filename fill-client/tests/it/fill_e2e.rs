@@ -222,7 +222,10 @@ fn lying_truncating_and_dead_sources_are_routed_around() {
     assert_eq!(out["bytes_fetched"], total);
     // The default writer: io_uring with O_DIRECT, or a fallback that says why.
     let backend = out["write_backend"].as_str().unwrap();
-    assert!(backend.starts_with("io_uring, O_DIRECT") || backend.contains("refused"), "{backend}");
+    assert!(
+        backend.starts_with("io_uring, O_DIRECT") || backend.contains("refused"),
+        "{backend}"
+    );
     assert_filled(&r, &appliance);
     let _ = r.dir;
 }
