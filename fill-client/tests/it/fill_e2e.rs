@@ -367,3 +367,73 @@ fn resume_after_kill_and_rate_cap() {
         "{remaining} bytes in {secs:.2} s beats the cap (floor {floor:.2} s)"
     );
 }
+
+/// kill -9 at 20 seeded random moments of one fill, resuming each time: what is recorded
+/// never shrinks (nothing recorded is lost or refetched), every restart re-verifies what is on
+/// disk, and the last run fetches exactly what is still unrecorded. The result is the target,
+/// byte for byte.
+#[test]
+fn twenty_seeded_kills() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 8);
+    let origin_srv = serve(&tmp.path().join("origin"));
+    let src = tmp.path().join("sources.toml");
+    // 5 MB/s: the ~21 MB fill takes about four seconds, so the kills land all along it.
+    sources(
+        &src,
+        &[("origin", "origin", origin_srv.addr, 0.02, "40Mbps")],
+    );
+    let appliance = tmp.path().join("appliance");
+    let args = [
+        "run",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(&appliance),
+        "--sources",
+        p(&src),
+        "--capacity",
+        "1TB",
+        "--json",
+    ];
+    let total: u64 = r.files.iter().map(|f| f.1.len() as u64).sum();
+    let mut seed = 0x5EED_u64;
+    let mut next = || {
+        seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut recorded = 0;
+    let mut kills = 0;
+    let mut mid_fill = false;
+    for _ in 0..20 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fill"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50 + next() % 250));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        kills += 1;
+        let now = recorded_bytes(&appliance);
+        assert!(
+            now >= recorded,
+            "recorded bytes went from {recorded} to {now} after kill {kills}"
+        );
+        recorded = now;
+        if recorded == total {
+            break;
+        }
+    }
+    assert!(
+        recorded < total || kills > 1,
+        "the fill outran the kills: slow the source down"
+    );
+    let out = fill(&args).ok().json();
+    assert_eq!(out["bytes_fetched"].as_u64().unwrap(), total - recorded);
+    assert_filled(&r, &appliance);
+}
