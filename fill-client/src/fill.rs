@@ -21,7 +21,7 @@ use fill_core::ContentId;
 use fill_core::catalog::Catalog;
 use fill_core::delta::Delta;
 use fill_core::outboard::Outboard;
-use fill_core::source::{Source, SourceKind, escalation};
+use fill_core::source::{Source, SourceKind, choose, escalation};
 use fill_server::store::{PartialState, Store};
 use http_body_util::BodyExt;
 use serde::Serialize;
@@ -541,17 +541,7 @@ fn spawn_job(
 ) -> Result<()> {
     let file = files[job.file].clone();
     let usable = |s: usize| !quarantined[s] && !job.excluded.contains(&s);
-    let Some(&source) = file
-        .candidates
-        .iter()
-        .find(|&&s| usable(s) && sources[s].is_open(now))
-    else {
-        if file.candidates.iter().any(|&s| usable(s)) {
-            bail!(
-                "no source that holds {} is inside its window now (waiting for windows is not built yet)",
-                file.id
-            );
-        }
+    let Some((source, wait_secs)) = choose(sources, &file.candidates, usable, now) else {
         bail!(
             "every source failed blocks {}..{} of {}",
             job.first_block,
@@ -559,10 +549,18 @@ fn spawn_job(
             file.id
         );
     };
+    if wait_secs > 0 {
+        tracing::info!(
+            source = %sources[source].name,
+            "every source that holds {} is outside its window: waiting {wait_secs} s",
+            file.id
+        );
+    }
     let url = format!("{}/content/{}", sources[source].url, file.id);
     let (slot, limit, net) = (per_source[source].clone(), in_flight.clone(), net.clone());
     let pacer = limiters[source].clone();
     set.spawn(async move {
+        tokio::time::sleep(Duration::from_secs(wait_secs.max(0) as u64)).await;
         let _slot = slot.acquire_owned().await;
         let _limit = limit.acquire_owned().await;
         fetch_job(&net, &url, &file, job, source, &pacer).await

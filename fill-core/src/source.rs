@@ -187,6 +187,31 @@ pub fn escalation(sources: &[Source], holds: impl Fn(usize) -> bool) -> Vec<usiz
     order
 }
 
+/// Which of `order` (an escalation order) to use at `unix_secs`, among those `usable`: the
+/// first whose window is open; when every usable one is closed, the one whose window opens
+/// soonest (ties by order). Returns the source and how many seconds to wait for it.
+pub fn choose(
+    sources: &[Source],
+    order: &[usize],
+    usable: impl Fn(usize) -> bool,
+    unix_secs: i64,
+) -> Option<(usize, i64)> {
+    let wait = |s: usize| {
+        sources[s]
+            .window
+            .map_or(0, |w| w.seconds_until_open(unix_secs))
+    };
+    let candidates: Vec<usize> = order.iter().copied().filter(|&s| usable(s)).collect();
+    if let Some(&open) = candidates.iter().find(|&&s| wait(s) == 0) {
+        return Some((open, 0));
+    }
+    // `min_by_key` keeps the first of equal waits: escalation order breaks ties.
+    candidates
+        .into_iter()
+        .map(|s| (s, wait(s)))
+        .min_by_key(|&(_, w)| w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +279,26 @@ mod tests {
         ];
         assert_eq!(escalation(&sources, |_| true), vec![3, 1, 2, 0]);
         assert_eq!(escalation(&sources, |i| i != 3), vec![1, 2, 0]);
+        // Windows: open ones in order; when all are closed, the one that opens soonest.
+        let mut windowed = sources.to_vec();
+        let day = 1_700_006_400; // 00:00 UTC
+        windowed[3].window = Some(Window::parse("02:00-03:00", 0).unwrap());
+        windowed[1].window = Some(Window::parse("01:00-02:00", 0).unwrap());
+        let order = escalation(&windowed, |_| true);
+        assert_eq!(
+            choose(&windowed, &order, |_| true, day),
+            Some((2, 0)),
+            "tier is open"
+        );
+        assert_eq!(
+            choose(&windowed, &order, |s| s == 3 || s == 1, day),
+            Some((1, 3600))
+        );
+        assert_eq!(
+            choose(&windowed, &order, |s| s == 3 || s == 1, day + 3600 + 5),
+            Some((1, 0))
+        );
+        assert_eq!(choose(&windowed, &order, |_| false, day), None);
         assert!((sources[0].cost(3 << 30) - 0.15).abs() < 1e-12);
     }
 }
