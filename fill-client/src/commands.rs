@@ -657,11 +657,14 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             &s.root().join(".fill/tmp"),
         ))?;
         let bar = progress_bar(sd.delta.bytes_to_fetch, "filling");
-        let job = crate::fill::FillJob {
+        let stores = [crate::fill::StoreJob {
             store: &s,
-            target: &target,
             delta: &sd.delta,
             evict_ids: &sd.evict_ids,
+        }];
+        let job = crate::fill::FillJob {
+            stores: &stores,
+            target: &target,
             sources: &sources,
             holdings: &holdings,
         };

@@ -309,11 +309,14 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         let lock = appliance.lock()?;
         let writer = crate::write::Writer::start(crate::write::Backend::Auto, &dir.join("appliance/.fill/tmp")).await?;
         let bar = crate::commands::progress_bar(d.bytes_to_fetch, "filling");
-        let job = crate::fill::FillJob {
+        let stores = [crate::fill::StoreJob {
             store: &appliance,
-            target: &target,
             delta: d,
             evict_ids: &sd.evict_ids,
+        }];
+        let job = crate::fill::FillJob {
+            stores: &stores,
+            target: &target,
             sources: &sources,
             holdings: &holdings,
         };

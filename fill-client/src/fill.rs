@@ -91,14 +91,33 @@ pub struct FillReport {
     pub write_backend: String,
 }
 
-/// One file being filled.
+/// One file being filled, into one or more stores.
 #[derive(Debug)]
 struct FileWork {
     id: ContentId,
     outboard: Outboard,
-    data: WriteFile,
     writer: Writer,
     candidates: Vec<usize>,
+    /// One per store that needs the file: each verified block is written to every one that
+    /// lacks it, so it crosses the network once.
+    targets: Vec<FileTarget>,
+}
+
+#[derive(Debug)]
+struct FileTarget {
+    /// Index into `FillJob::stores`.
+    store: usize,
+    data: WriteFile,
+    /// Blocks this store lacked when the file was opened (bitmap words).
+    needs: Vec<u64>,
+}
+
+impl FileTarget {
+    fn needs(&self, block: u64) -> bool {
+        self.needs
+            .get((block / 64) as usize)
+            .is_some_and(|w| w & (1 << (block % 64)) != 0)
+    }
 }
 
 /// A run of blocks to fetch, and the sources that already failed it.
@@ -133,34 +152,40 @@ enum Failure {
     Local(anyhow::Error),
 }
 
-/// What a fill works from.
+/// One store to fill and its delta.
 #[derive(Debug, Clone, Copy)]
-pub struct FillJob<'a> {
-    /// The store to fill (its lock held by the caller).
+pub struct StoreJob<'a> {
+    /// The store (its lock held by the caller).
     pub store: &'a Store,
-    /// The target catalog.
-    pub target: &'a Catalog<'a>,
-    /// The delta of the store against the target.
+    /// Its delta against the target.
     pub delta: &'a Delta,
     /// `delta.evict[i]`'s id.
     pub evict_ids: &'a [ContentId],
+}
+
+/// What a fill works from: one store for `fill run`, several for `fill prefill`.
+#[derive(Debug, Clone, Copy)]
+pub struct FillJob<'a> {
+    /// The stores to fill.
+    pub stores: &'a [StoreJob<'a>],
+    /// The target catalog.
+    pub target: &'a Catalog<'a>,
     /// The sources.
     pub sources: &'a [Source],
     /// `holdings[i]` is what `sources[i]` holds.
     pub holdings: &'a [Holdings],
 }
 
-/// Runs a fill.
+/// Runs a fill. Files go in popularity order; each is fetched once and written to every
+/// store that needs it.
 pub async fn run(
     job: FillJob<'_>,
     writer: &Writer,
     progress: &indicatif::ProgressBar,
 ) -> Result<FillReport> {
     let FillJob {
-        store,
+        stores,
         target,
-        delta,
-        evict_ids,
         sources,
         holdings,
     } = job;
@@ -189,33 +214,47 @@ pub async fn run(
         .collect();
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
 
-    // Files in priority order, with the index of their first fetch range.
-    let mut order: Vec<(usize, usize)> = Vec::new();
-    for (k, f) in delta.fetch.iter().enumerate() {
-        if order.last().is_none_or(|&(e, _)| e != f.entry as usize) {
-            order.push((f.entry as usize, k));
-        }
-    }
-    let mut pending_files: VecDeque<(usize, usize)> = order.into();
-    let mut next_evict = 0usize;
+    // Per store: the index of each file's first fetch range (its eviction schedule counts in
+    // those), and the next eviction due.
+    let first_fetch: Vec<HashMap<u32, u64>> = stores
+        .iter()
+        .map(|s| {
+            let mut m = HashMap::new();
+            for (k, f) in s.delta.fetch.iter().enumerate() {
+                m.entry(f.entry).or_insert(k as u64);
+            }
+            m
+        })
+        .collect();
+    let mut next_evict = vec![0usize; stores.len()];
+    // Files any store needs, in popularity order (each delta's fetch order is rank order).
+    let mut pending_files: VecDeque<usize> = target
+        .by_rank()
+        .filter(|&e| first_fetch.iter().any(|m| m.contains_key(&(e as u32))))
+        .collect();
+    // Files whose fill was interrupted, per store.
+    let mut resumable: Vec<HashMap<ContentId, PartialState>> = stores
+        .iter()
+        .map(|s| {
+            Ok(s.store
+                .partials()?
+                .into_iter()
+                .map(|p| (p.file.id, p))
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+
     let mut files: Vec<Arc<FileWork>> = Vec::new();
-    let mut states: Vec<PartialState> = Vec::new();
+    // Per file, per target: the block map, blocks written but not yet synced, done.
+    let mut states: Vec<Vec<PartialState>> = Vec::new();
+    let mut unsynced: Vec<Vec<Vec<u64>>> = Vec::new();
+    let mut done: Vec<Vec<bool>> = Vec::new();
+    let mut unsynced_bytes = 0u64;
+    let mut last_commit = Instant::now();
     let mut open_files = 0usize;
     let mut set: JoinSet<JobDone> = JoinSet::new();
     let (mut fetched, mut retries, mut completed, mut evicted) = (0u64, 0u64, 0u64, 0u64);
     let mut quarantined = vec![false; sources.len()];
-    let mut done_files: Vec<bool> = Vec::new();
-    // Blocks written and verified but not yet synced, per file.
-    let mut unsynced: Vec<Vec<u64>> = Vec::new();
-    let mut unsynced_bytes = 0u64;
-    let mut last_commit = Instant::now();
-    // Files whose fill was interrupted: their verified blocks are kept (the caller ran
-    // `store verify` semantics on them through the delta: only verified blocks count).
-    let mut resumable: HashMap<ContentId, PartialState> = store
-        .partials()?
-        .into_iter()
-        .map(|p| (p.file.id, p))
-        .collect();
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -225,70 +264,110 @@ pub async fn run(
     loop {
         // Open files while there is room, applying the evictions due before each.
         while open_files < MAX_OPEN_FILES {
-            let Some((entry, first_fetch)) = pending_files.pop_front() else {
+            let Some(entry) = pending_files.pop_front() else {
                 break;
             };
-            let due: Vec<ContentId> = (next_evict..delta.evict.len())
-                .take_while(|&e| delta.evict[e].before_fetch <= first_fetch as u64)
-                .map(|e| evict_ids[e])
-                .collect();
-            if !due.is_empty() {
-                store.evict(&due).context("eviction failed")?;
-                next_evict += due.len();
-                evicted += due.len() as u64;
-            }
             let id = target.id(entry);
+            let needing: Vec<usize> = (0..stores.len())
+                .filter(|&s| first_fetch[s].contains_key(&(entry as u32)))
+                .collect();
+            for &s in &needing {
+                let k = first_fetch[s][&(entry as u32)];
+                let sj = &stores[s];
+                let due: Vec<ContentId> = (next_evict[s]..sj.delta.evict.len())
+                    .take_while(|&e| sj.delta.evict[e].before_fetch <= k)
+                    .map(|e| sj.evict_ids[e])
+                    .collect();
+                if !due.is_empty() {
+                    sj.store.evict(&due).context("eviction failed")?;
+                    next_evict[s] += due.len();
+                    evicted += due.len() as u64;
+                }
+            }
             let candidates = escalation(sources, |i| holdings[i].holds(&id));
             if candidates.is_empty() {
                 bail!("no source holds {id} ({})", target.name(entry));
             }
-            let resumed = resumable.remove(&id);
-            let (outboard, mut state) = open_file(
-                store,
+            let outboard = outboard_for(
+                stores,
+                &needing,
                 &net,
                 sources,
                 &candidates,
                 &quarantined,
                 target,
                 entry,
-                resumed,
             )
             .await?;
-            if state.file.size == 0 {
-                // Nothing to fetch: the one empty block verifies against the outboard as is.
-                outboard
-                    .verify_block(0, &[])
-                    .map_err(|e| anyhow!("empty file {id}: {e}"))?;
-                state.file.set_verified(0, true);
+            let mut targets = Vec::new();
+            let mut file_states = Vec::new();
+            for &s in &needing {
+                let store = stores[s].store;
+                let mut state = match resumable[s].remove(&id) {
+                    Some(state)
+                        if state.file.size == outboard.size()
+                            && state.file.block == outboard.block_size() =>
+                    {
+                        reverify(store, &outboard, state)?
+                    }
+                    _ => store.begin_partial(&outboard, target.name(entry))?,
+                };
+                if state.file.size == 0 {
+                    // Nothing to fetch: the one empty block verifies against the outboard as is.
+                    outboard
+                        .verify_block(0, &[])
+                        .map_err(|e| anyhow!("empty file {id}: {e}"))?;
+                    state.file.set_verified(0, true);
+                }
+                let data = writer
+                    .open(&store.partial_data_path(&id))
+                    .await
+                    .with_context(|| format!("cannot open the partial data of {id}"))?;
+                let needs = (0..state.file.block_count()).fold(
+                    vec![0u64; state.file.block_count().div_ceil(64) as usize],
+                    |mut w, b| {
+                        if !state.file.is_verified(b) {
+                            w[(b / 64) as usize] |= 1 << (b % 64);
+                        }
+                        w
+                    },
+                );
+                targets.push(FileTarget {
+                    store: s,
+                    data,
+                    needs,
+                });
+                file_states.push(state);
             }
-            let data = writer
-                .open(&store.partial_data_path(&id))
-                .await
-                .with_context(|| format!("cannot open the partial data of {id}"))?;
             let index = files.len();
+            let block_count = outboard.block_count();
             files.push(Arc::new(FileWork {
                 id,
                 outboard,
-                data,
                 writer: writer.clone(),
                 candidates,
+                targets,
             }));
-            let missing: Vec<u64> = (0..state.file.block_count())
-                .filter(|&b| !state.file.is_verified(b))
-                .collect();
-            states.push(state);
-            done_files.push(false);
-            unsynced.push(Vec::new());
+            unsynced.push(vec![Vec::new(); file_states.len()]);
+            done.push(vec![false; file_states.len()]);
+            states.push(file_states);
             open_files += 1;
-            if missing.is_empty() {
-                writer.close(&files[index].data);
-                finish_file(store, &states[index])?;
-                done_files[index] = true;
-                completed += 1;
+            // Targets already complete (a resumed file with every block verified).
+            for t in 0..states[index].len() {
+                if states[index][t].file.verified_count() == block_count {
+                    finish_target(stores, &files[index], t, &states[index][t])?;
+                    done[index][t] = true;
+                    completed += 1;
+                }
+            }
+            if done[index].iter().all(|&d| d) {
                 open_files -= 1;
                 continue;
             }
-            // Contiguous runs of missing blocks, cut into jobs.
+            // Blocks some store still lacks, in contiguous runs, cut into jobs.
+            let missing: Vec<u64> = (0..block_count)
+                .filter(|&b| files[index].targets.iter().any(|t| t.needs(b)))
+                .collect();
             let mut i = 0;
             while i < missing.len() {
                 let mut n = 1;
@@ -319,24 +398,30 @@ pub async fn run(
                 i += n as usize;
             }
         }
-        let Some(done) = set.join_next().await else {
+        let Some(outcome) = set.join_next().await else {
             break;
         };
-        let done = done.map_err(|e| anyhow!("a fetch task failed: {e}"))?;
-        let src = done.source;
-        let file = files[done.job.file].clone();
+        let outcome = outcome.map_err(|e| anyhow!("a fetch task failed: {e}"))?;
+        let src = outcome.source;
+        let fi = outcome.job.file;
+        let file = files[fi].clone();
         report[src].requests += 1;
-        if done.verified > 0 {
+        if outcome.verified > 0 {
             // Written and verified, not yet durable: recorded at the next group commit.
-            unsynced[done.job.file]
-                .extend(done.job.first_block..done.job.first_block + done.verified);
-            unsynced_bytes += done.bytes;
-            report[src].bytes += done.bytes;
-            fetched += done.bytes;
-            progress.inc(done.bytes);
+            for (t, target_t) in file.targets.iter().enumerate() {
+                for b in outcome.job.first_block..outcome.job.first_block + outcome.verified {
+                    if target_t.needs(b) {
+                        unsynced[fi][t].push(b);
+                        unsynced_bytes += file.outboard.block_range(b).1;
+                    }
+                }
+            }
+            report[src].bytes += outcome.bytes;
+            fetched += outcome.bytes;
+            progress.inc(outcome.bytes);
         }
-        let rest = done.job.blocks - done.verified;
-        if let Some(failure) = done.failure {
+        let rest = outcome.job.blocks - outcome.verified;
+        if let Some(failure) = outcome.failure {
             match failure {
                 Failure::Local(e) => return Err(e),
                 Failure::Transport(why) | Failure::Protocol(why) => {
@@ -362,8 +447,8 @@ pub async fn run(
             }
             if rest > 0 {
                 retries += 1;
-                let mut job = done.job.clone();
-                job.first_block += done.verified;
+                let mut job = outcome.job.clone();
+                job.first_block += outcome.verified;
                 job.blocks = rest;
                 job.excluded.push(src);
                 spawn_job(
@@ -380,38 +465,41 @@ pub async fn run(
                 )?;
             }
         }
-        // Group commit: sync and record when a file has all its blocks written, when enough
-        // bytes wait, or when the last commit is old.
-        let i = done.job.file;
-        let all_written = states[i].file.verified_count() + unsynced[i].len() as u64
-            == states[i].file.block_count();
+        // Group commit: sync and record when a target has all its blocks written, when
+        // enough bytes wait, or when the last commit is old.
         let due = unsynced_bytes >= COMMIT_BYTES || last_commit.elapsed() >= COMMIT_INTERVAL;
-        let to_commit: Vec<usize> = if due {
-            (0..files.len())
-                .filter(|&f| !unsynced[f].is_empty())
-                .collect()
-        } else if all_written {
-            vec![i]
-        } else {
-            Vec::new()
-        };
-        for f in to_commit {
+        let mut to_commit: Vec<(usize, usize)> = Vec::new();
+        for f in 0..files.len() {
+            for t in 0..unsynced[f].len() {
+                if unsynced[f][t].is_empty() {
+                    continue;
+                }
+                let all_written = states[f][t].file.verified_count() + unsynced[f][t].len() as u64
+                    == states[f][t].file.block_count();
+                if due || (f == fi && all_written) {
+                    to_commit.push((f, t));
+                }
+            }
+        }
+        for (f, t) in to_commit {
+            let ft = &files[f].targets[t];
             writer
-                .sync(&files[f].data)
+                .sync(&ft.data)
                 .await
                 .with_context(|| format!("cannot sync {}", files[f].id))?;
-            let state = &mut states[f];
-            for b in std::mem::take(&mut unsynced[f]) {
+            let state = &mut states[f][t];
+            for b in std::mem::take(&mut unsynced[f][t]) {
                 state.file.set_verified(b, true);
                 unsynced_bytes -= files[f].outboard.block_range(b).1;
             }
-            store.save_partial(state)?;
-            if !done_files[f] && state.file.verified_count() == state.file.block_count() {
-                writer.close(&files[f].data);
-                finish_file(store, state)?;
-                done_files[f] = true;
+            stores[ft.store].store.save_partial(state)?;
+            if !done[f][t] && state.file.verified_count() == state.file.block_count() {
+                finish_target(stores, &files[f], t, state)?;
+                done[f][t] = true;
                 completed += 1;
-                open_files -= 1;
+                if done[f].iter().all(|&d| d) {
+                    open_files -= 1;
+                }
             }
         }
         if due {
@@ -419,10 +507,12 @@ pub async fn run(
         }
     }
     // Evictions due after the last fetch.
-    let rest: Vec<ContentId> = evict_ids[next_evict..].to_vec();
-    if !rest.is_empty() {
-        store.evict(&rest).context("eviction failed")?;
-        evicted += rest.len() as u64;
+    for (s, sj) in stores.iter().enumerate() {
+        let rest: Vec<ContentId> = sj.evict_ids[next_evict[s]..].to_vec();
+        if !rest.is_empty() {
+            sj.store.evict(&rest).context("eviction failed")?;
+            evicted += rest.len() as u64;
+        }
     }
     for (r, s) in report.iter_mut().zip(sources) {
         r.cost = s.cost(r.bytes);
@@ -445,58 +535,75 @@ pub async fn run(
     })
 }
 
+/// Moves a target's complete file into its store.
+fn finish_target(
+    stores: &[StoreJob<'_>],
+    file: &FileWork,
+    t: usize,
+    state: &PartialState,
+) -> Result<()> {
+    let ft = &file.targets[t];
+    file.writer.close(&ft.data);
+    finish_file(stores[ft.store].store, state)
+}
+
 fn finish_file(store: &Store, state: &PartialState) -> Result<()> {
     store
         .complete_partial(state)
         .with_context(|| format!("cannot complete {}", state.file.id))
 }
 
-/// The verified outboard and block map of a file: from the store when a fill of it was
-/// interrupted, else fetched from the first source that serves a valid one.
+/// A resumed partial file's recorded blocks, read back and verified again: what is on
+/// disk is not trusted, and a block whose bytes no longer match is fetched again.
+fn reverify(store: &Store, ob: &Outboard, mut state: PartialState) -> Result<PartialState> {
+    let id = state.file.id;
+    let path = store.partial_data_path(&id);
+    let data =
+        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut buf = Vec::new();
+    let mut dropped = 0;
+    for b in 0..state.file.block_count() {
+        if !state.file.is_verified(b) {
+            continue;
+        }
+        let (off, len) = ob.block_range(b);
+        buf.resize(len as usize, 0);
+        let ok = data.read_exact_at(&mut buf, off).is_ok() && ob.verify_block(b, &buf).is_ok();
+        if !ok {
+            state.file.set_verified(b, false);
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        tracing::warn!(
+            "{id}: {dropped} blocks recorded as verified did not verify; fetching them again"
+        );
+        store.save_partial(&state)?;
+    }
+    Ok(state)
+}
+
+/// A file's verified outboard: from a store that was filling it (checked against the id and
+/// the target's size), else from the first source that serves a valid one.
 #[allow(clippy::too_many_arguments)]
-async fn open_file(
-    store: &Store,
+async fn outboard_for(
+    stores: &[StoreJob<'_>],
+    needing: &[usize],
     net: &Net,
     sources: &[Source],
     candidates: &[usize],
     quarantined: &[bool],
     target: &Catalog<'_>,
     entry: usize,
-    resumed: Option<PartialState>,
-) -> Result<(Outboard, PartialState)> {
+) -> Result<Outboard> {
     let id = target.id(entry);
     let size = target.size(entry);
-    if let Some(mut state) = resumed
-        && let Ok(ob) = store.partial_outboard(&id)
-        && ob.size() == size
-        && ob.block_size() == state.file.block
-    {
-        // What is on disk is re-verified, not trusted: a block whose bytes no longer match
-        // is fetched again.
-        let path = store.partial_data_path(&id);
-        let data = std::fs::File::open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let mut buf = Vec::new();
-        let mut dropped = 0;
-        for b in 0..state.file.block_count() {
-            if !state.file.is_verified(b) {
-                continue;
-            }
-            let (off, len) = ob.block_range(b);
-            buf.resize(len as usize, 0);
-            let ok = data.read_exact_at(&mut buf, off).is_ok() && ob.verify_block(b, &buf).is_ok();
-            if !ok {
-                state.file.set_verified(b, false);
-                dropped += 1;
-            }
+    for &s in needing {
+        if let Ok(ob) = stores[s].store.partial_outboard(&id)
+            && ob.size() == size
+        {
+            return Ok(ob);
         }
-        if dropped > 0 {
-            tracing::warn!(
-                "{id}: {dropped} blocks recorded as verified did not verify; fetching them again"
-            );
-            store.save_partial(&state)?;
-        }
-        return Ok((ob, state));
     }
     let mut why = Vec::new();
     for &s in candidates.iter().filter(|&&s| !quarantined[s]) {
@@ -505,10 +612,7 @@ async fn open_file(
         let limit = 32 + 32 * size.div_ceil(1024).max(1);
         match net.get_small(&url, false, limit).await {
             Ok(bytes) => match Outboard::parse(&bytes, id) {
-                Ok(ob) if ob.size() == size => {
-                    let state = store.begin_partial(&ob, target.name(entry))?;
-                    return Ok((ob, state));
-                }
+                Ok(ob) if ob.size() == size => return Ok(ob),
                 Ok(ob) => why.push(format!(
                     "{}: outboard says {} bytes, target says {size}",
                     sources[s].name,
@@ -665,6 +769,8 @@ async fn fetch_job(
     done
 }
 
+/// Writes verified blocks to every target that lacks them (a copy per extra target: an
+/// O_DIRECT write consumes its buffer).
 async fn write_blocks(
     file: &Arc<FileWork>,
     blocks: Vec<(u64, AlignedBuf)>,
@@ -672,10 +778,27 @@ async fn write_blocks(
 ) -> Result<()> {
     for (block, data) in blocks {
         let (offset, len) = file.outboard.block_range(block);
-        file.writer
-            .write(&file.data, offset, data)
-            .await
-            .with_context(|| format!("cannot write block {block} of {}", file.id))?;
+        let needing: Vec<&FileTarget> = file.targets.iter().filter(|t| t.needs(block)).collect();
+        let mut data = Some(data);
+        for (k, t) in needing.iter().enumerate() {
+            let buf = if k + 1 == needing.len() {
+                data.take()
+            } else {
+                data.as_ref().map(|d| {
+                    let mut copy = AlignedBuf::with_capacity(d.len());
+                    copy.extend_from_slice(d.as_slice());
+                    copy
+                })
+            };
+            let Some(buf) = buf else { break };
+            file.writer
+                .write(&t.data, offset, buf)
+                .await
+                .with_context(|| format!("cannot write block {block} of {}", file.id))?;
+        }
+        if let Some(unused) = data {
+            unused.recycle();
+        }
         done.verified += 1;
         done.bytes += len;
     }
