@@ -48,6 +48,39 @@ pub enum Command {
     /// blocks is quarantined; bad data from an origin stops the run. Kill it at any moment
     /// and run the same command again: it continues where it stopped.
     Run(RunArgs),
+    /// Factory pre-fill: fill several stores at once from one source, each block fetched and
+    /// verified once and written to every store.
+    ///
+    /// Meant for pre-fill stations filling many appliances from a local source at disk speed.
+    /// Each store gets the target (or what fits its capacity), verified and resumable as with
+    /// `fill run`.
+    Prefill(PrefillArgs),
+}
+
+/// `fill prefill`.
+#[derive(Debug, Args)]
+pub struct PrefillArgs {
+    /// The target catalog (raw or zstd).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// Base URL of the source: a store served over HTTP (fill-server, nginx, ...).
+    #[arg(long)]
+    pub source: String,
+    /// A store to fill (give it once per appliance; created if missing).
+    #[arg(long = "store", required = true)]
+    pub stores: Vec<PathBuf>,
+    /// Capacity of each store (bytes, or with a unit); default: the whole target.
+    #[arg(long)]
+    pub capacity: Option<String>,
+    /// Concurrent requests to the source.
+    #[arg(long, default_value_t = 8)]
+    pub connections: u32,
+    /// How blocks are written (see `fill run --help`).
+    #[arg(long, value_enum, default_value_t = WriterChoice::Auto)]
+    pub writer: WriterChoice,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How ranges are assigned to sources.

@@ -16,7 +16,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{
-    CatalogCommand, Cli, Command, DeltaArgs, ExportFormat, RunArgs, StoreCommand, Strategy,
+    CatalogCommand, Cli, Command, DeltaArgs, ExportFormat, PrefillArgs, RunArgs, StoreCommand,
+    Strategy, WriterChoice,
 };
 use crate::{Outcome, catalog_io, demo};
 
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Catalog(cmd) => catalog(cmd),
         Command::Delta(args) => delta_cmd(&args),
         Command::Run(args) => run_cmd(&args),
+        Command::Prefill(args) => prefill_cmd(&args),
     }
 }
 
@@ -646,14 +648,9 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             write_backend: "none (dry run)".into(),
         }
     } else {
-        let backend = match args.writer {
-            crate::cli::WriterChoice::Auto => crate::write::Backend::Auto,
-            crate::cli::WriterChoice::Uring => crate::write::Backend::Uring,
-            crate::cli::WriterChoice::Pwrite => crate::write::Backend::Pwrite,
-        };
         s.create()?;
         let writer = rt.block_on(crate::write::Writer::start(
-            backend,
+            backend(args.writer),
             &s.root().join(".fill/tmp"),
         ))?;
         let bar = progress_bar(sd.delta.bytes_to_fetch, "filling");
@@ -737,4 +734,126 @@ pub fn run_table(r: &crate::fill::FillReport, dry_run: bool) -> String {
         );
     }
     s
+}
+
+fn backend(choice: WriterChoice) -> crate::write::Backend {
+    match choice {
+        WriterChoice::Auto => crate::write::Backend::Auto,
+        WriterChoice::Uring => crate::write::Backend::Uring,
+        WriterChoice::Pwrite => crate::write::Backend::Pwrite,
+    }
+}
+
+/// What `fill prefill --json` prints.
+#[derive(Debug, Serialize)]
+struct PrefillJson<'a> {
+    stores: Vec<PrefillStore>,
+    #[serde(flatten)]
+    report: &'a crate::fill::FillReport,
+}
+
+#[derive(Debug, Serialize)]
+struct PrefillStore {
+    store: String,
+    bytes_to_fetch: u64,
+    offload_after: f64,
+}
+
+fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
+    let target_file = open_catalog(&args.target)?;
+    let target = target_file.validate()?;
+    let capacity = match &args.capacity {
+        Some(c) => parse_size(c).context("bad --capacity")?,
+        None => target.total_size(),
+    };
+    if !(1..=256).contains(&args.connections) {
+        bail!(
+            "--connections {} is not between 1 and 256",
+            args.connections
+        );
+    }
+    let mut seen = HashSet::new();
+    for dir in &args.stores {
+        let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        if !seen.insert(key) {
+            bail!("store {} is given twice", dir.display());
+        }
+    }
+    let stores: Vec<Store> = args
+        .stores
+        .iter()
+        .map(|d| open_store(d))
+        .collect::<Result<_>>()?;
+    let _locks = stores
+        .iter()
+        .map(|s| {
+            s.lock()
+                .with_context(|| format!("cannot lock {}", s.root().display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let deltas: Vec<StoreDelta> = stores
+        .iter()
+        .map(|s| compute_delta(&target, s, capacity))
+        .collect::<Result<_>>()?;
+    let spec = crate::sources::single(&args.source, args.connections)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let net = crate::net::Net::new();
+    let holdings = rt.block_on(crate::sources::holdings(std::slice::from_ref(&spec), &net))?;
+    let writer = rt.block_on(crate::write::Writer::start(
+        backend(args.writer),
+        &stores[0].root().join(".fill/tmp"),
+    ))?;
+    let store_jobs: Vec<crate::fill::StoreJob<'_>> = stores
+        .iter()
+        .zip(&deltas)
+        .map(|(store, sd)| crate::fill::StoreJob {
+            store,
+            delta: &sd.delta,
+            evict_ids: &sd.evict_ids,
+        })
+        .collect();
+    let sources = [spec.source];
+    let job = crate::fill::FillJob {
+        stores: &store_jobs,
+        target: &target,
+        sources: &sources,
+        holdings: &holdings,
+    };
+    let most = deltas
+        .iter()
+        .map(|d| d.delta.bytes_to_fetch)
+        .max()
+        .unwrap_or(0);
+    let bar = progress_bar(most, "pre-filling");
+    let report = rt.block_on(crate::fill::run(job, &writer, &bar))?;
+    bar.finish_and_clear();
+    let per_store: Vec<PrefillStore> = stores
+        .iter()
+        .zip(&deltas)
+        .map(|(s, d)| PrefillStore {
+            store: s.root().display().to_string(),
+            bytes_to_fetch: d.delta.bytes_to_fetch,
+            offload_after: d.delta.offload_after,
+        })
+        .collect();
+    if args.json {
+        print_json(&PrefillJson {
+            stores: per_store,
+            report: &report,
+        })?;
+    } else {
+        for s in &per_store {
+            println!(
+                "{}: {} to fill, offload after {:.1}%",
+                s.store,
+                format_size(s.bytes_to_fetch),
+                100.0 * s.offload_after
+            );
+        }
+        print!("{}", run_table(&report, false));
+    }
+    Ok(Outcome::Ok)
 }

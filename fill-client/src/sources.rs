@@ -79,19 +79,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<SourceSpec>> {
         if out.iter().any(|o| o.source.name == s.name) {
             bail!("{at}: name {:?} is used twice", s.name);
         }
-        let url = s.url.trim_end_matches('/').to_owned();
-        let Some(rest) = url.strip_prefix("http://") else {
-            bail!(
-                "{at}: url {:?} must start with http:// (TLS is terminated in front of fill-server)",
-                s.url
-            );
-        };
-        if rest.is_empty() || rest.contains(['?', '#', ' ']) {
-            bail!(
-                "{at}: url {:?} is not a base URL like http://host:port",
-                s.url
-            );
-        }
+        let url = check_url(&s.url).with_context(|| at.clone())?;
         if !(s.cost_per_gib.is_finite() && s.cost_per_gib >= 0.0) {
             bail!(
                 "{at}: cost_per_gib {} must be a number >= 0",
@@ -133,6 +121,34 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<SourceSpec>> {
         });
     }
     Ok(out)
+}
+
+/// A base URL, checked: `http://host[:port][/path]`, no query, no trailing slash.
+pub fn check_url(url: &str) -> Result<String> {
+    let trimmed = url.trim_end_matches('/').to_owned();
+    let Some(rest) = trimmed.strip_prefix("http://") else {
+        bail!("url {url:?} must start with http:// (TLS is terminated in front of fill-server)");
+    };
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        bail!("url {url:?} is not a base URL like http://host:port");
+    }
+    Ok(trimmed)
+}
+
+/// The one source of `fill prefill`: a store served at `url`, free, unmetered.
+pub fn single(url: &str, max_connections: u32) -> Result<SourceSpec> {
+    Ok(SourceSpec {
+        source: Source {
+            name: "source".into(),
+            kind: SourceKind::Origin,
+            url: check_url(url).context("--source")?,
+            cost_per_gib: 0.0,
+            bandwidth_bps: 1_000_000_000_000,
+            window: None,
+            max_connections,
+        },
+        catalog: None,
+    })
 }
 
 /// What a source holds.

@@ -438,3 +438,77 @@ fn twenty_seeded_kills() {
     assert_eq!(out["bytes_fetched"].as_u64().unwrap(), total - recorded);
     assert_filled(&r, &appliance);
 }
+
+/// Factory pre-fill: four stores from one source, each block fetched once and written to all
+/// that need it; one store already holds part of the target.
+#[test]
+fn prefill_many_stores_fetches_each_block_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 6);
+    let origin_srv = serve(&tmp.path().join("origin"));
+    let stores: Vec<PathBuf> = (0..4)
+        .map(|i| tmp.path().join(format!("appliance{i}")))
+        .collect();
+    // Store 3 already holds the first two files.
+    let half = tmp.path().join("half");
+    fs::create_dir_all(&half).unwrap();
+    for (name, bytes) in &r.files[..2] {
+        fs::write(half.join(name), bytes).unwrap();
+    }
+    fill(&["store", "import", "--store", p(&stores[3]), p(&half)]).ok();
+    let url = format!("http://{}", origin_srv.addr);
+    let mut args = vec![
+        "prefill",
+        "--target",
+        p(&r.target),
+        "--source",
+        &url,
+        "--json",
+    ];
+    for s in &stores {
+        args.extend(["--store", p(s)]);
+    }
+    let out = fill(&args).ok().json();
+    let total: u64 = r.files.iter().map(|f| f.1.len() as u64).sum();
+    assert_eq!(
+        out["bytes_fetched"].as_u64().unwrap(),
+        total,
+        "each block fetched once: {out}"
+    );
+    assert_eq!(out["files_completed"].as_u64().unwrap(), 6 * 3 + 4);
+    for s in &stores {
+        assert_filled(&r, s);
+    }
+    // Nothing left: a second run fetches nothing.
+    let again = fill(&args).ok().json();
+    assert_eq!(again["bytes_fetched"], 0);
+    // The same store twice is refused.
+    let run = fill(&[
+        "prefill",
+        "--target",
+        p(&r.target),
+        "--source",
+        &url,
+        "--store",
+        p(&stores[0]),
+        "--store",
+        p(&stores[0]),
+    ]);
+    assert_eq!(
+        run.stderr().trim(),
+        format!("error: store {} is given twice", stores[0].display())
+    );
+    let run = fill(&[
+        "prefill",
+        "--target",
+        p(&r.target),
+        "--source",
+        "ftp://x",
+        "--store",
+        p(&stores[0]),
+    ]);
+    assert_eq!(
+        run.stderr().trim(),
+        "error: --source: url \"ftp://x\" must start with http:// (TLS is terminated in front of fill-server)"
+    );
+}
