@@ -75,6 +75,10 @@ pub struct PrefillArgs {
     /// Concurrent requests to the source.
     #[arg(long, default_value_t = 8)]
     pub connections: u32,
+    /// How long the source may take to answer, or stay silent mid-body, before a request is
+    /// retried.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
     /// How blocks are written (see `fill run --help`).
     #[arg(long, value_enum, default_value_t = WriterChoice::Auto)]
     pub writer: WriterChoice,
@@ -124,6 +128,10 @@ pub struct RunArgs {
     /// Print the plan (bytes and cost per source) and stop.
     #[arg(long)]
     pub dry_run: bool,
+    /// How long a source may take to answer, or stay silent mid-body, before its range moves
+    /// to the next source.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
     /// How blocks are written: io_uring with O_DIRECT when the store's file system takes it
     /// (auto), or always (uring, else fail), or positioned writes (pwrite).
     #[arg(long, value_enum, default_value_t = WriterChoice::Auto)]

@@ -664,6 +664,7 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             target: &target,
             sources: &sources,
             holdings: &holdings,
+            timeout: parse_timeout(&args.timeout)?,
         };
         let r = rt.block_on(crate::fill::run(job, &writer, &bar))?;
         bar.finish_and_clear();
@@ -734,6 +735,14 @@ pub fn run_table(r: &crate::fill::FillReport, dry_run: bool) -> String {
         );
     }
     s
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration> {
+    let d = fill_core::duration::parse_duration(text).context("bad --timeout")?;
+    if d.is_zero() {
+        bail!("bad --timeout: must be more than zero");
+    }
+    Ok(d)
 }
 
 fn backend(choice: WriterChoice) -> crate::write::Backend {
@@ -821,6 +830,7 @@ fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         target: &target,
         sources: &sources,
         holdings: &holdings,
+        timeout: parse_timeout(&args.timeout)?,
     };
     let most = deltas
         .iter()

@@ -319,6 +319,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             target: &target,
             sources: &sources,
             holdings: &holdings,
+            timeout: crate::net::DEFAULT_TIMEOUT,
         };
         let report = crate::fill::run(job, &writer, &bar).await;
         bar.finish_and_clear();

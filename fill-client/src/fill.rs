@@ -28,7 +28,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::net::{Net, NetError, STALL_TIMEOUT};
+use crate::net::{Net, NetError};
 use crate::sources::Holdings;
 use crate::write::{AlignedBuf, WriteFile, Writer};
 
@@ -42,6 +42,8 @@ const MAX_OPEN_FILES: usize = 8;
 const COMMIT_BYTES: u64 = 64 << 20;
 /// ...or this long after the last commit, or when a file has all its blocks written.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+/// Attempts of a range at one source when transfers fail (not when the source lies).
+const TRANSPORT_TRIES: u32 = 3;
 /// Bad blocks after which a source is quarantined for the run.
 const QUARANTINE_AFTER: u32 = 3;
 
@@ -127,6 +129,8 @@ struct Job {
     first_block: u64,
     blocks: u64,
     excluded: Vec<usize>,
+    /// Transport failures at the current source (a connection that died may be retried).
+    transport_failures: u32,
 }
 
 /// What a job brought back.
@@ -174,6 +178,8 @@ pub struct FillJob<'a> {
     pub sources: &'a [Source],
     /// `holdings[i]` is what `sources[i]` holds.
     pub holdings: &'a [Holdings],
+    /// How long a source may stay silent before its range moves elsewhere.
+    pub timeout: Duration,
 }
 
 /// Runs a fill. Files go in popularity order; each is fetched once and written to every
@@ -188,9 +194,10 @@ pub async fn run(
         target,
         sources,
         holdings,
+        timeout,
     } = job;
     let started = Instant::now();
-    let net = Net::new();
+    let net = Net::with_timeout(timeout);
     let mut report: Vec<SourceReport> = sources
         .iter()
         .zip(holdings)
@@ -382,6 +389,7 @@ pub async fn run(
                     first_block: missing[i],
                     blocks: n,
                     excluded: Vec::new(),
+                    transport_failures: 0,
                 };
                 spawn_job(
                     &mut set,
@@ -422,10 +430,22 @@ pub async fn run(
         }
         let rest = outcome.job.blocks - outcome.verified;
         if let Some(failure) = outcome.failure {
+            // A lie moves the range at once; a failed transfer is tried again at the same
+            // source a few times first (a connection can drop), then moves.
+            let mut move_on = true;
             match failure {
                 Failure::Local(e) => return Err(e),
-                Failure::Transport(why) | Failure::Protocol(why) => {
-                    tracing::warn!(source = %sources[src].name, "{why}: retrying elsewhere");
+                Failure::Transport(why) => {
+                    report[src].failed_requests += 1;
+                    move_on = outcome.job.transport_failures + 1 >= TRANSPORT_TRIES;
+                    tracing::warn!(
+                        source = %sources[src].name,
+                        "{why}: {}",
+                        if move_on { "moving to the next source" } else { "retrying" }
+                    );
+                }
+                Failure::Protocol(why) => {
+                    tracing::warn!(source = %sources[src].name, "{why}: moving to the next source");
                     report[src].failed_requests += 1;
                 }
                 Failure::BadBlock(b) => {
@@ -450,7 +470,12 @@ pub async fn run(
                 let mut job = outcome.job.clone();
                 job.first_block += outcome.verified;
                 job.blocks = rest;
-                job.excluded.push(src);
+                if move_on {
+                    job.excluded.push(src);
+                    job.transport_failures = 0;
+                } else {
+                    job.transport_failures += 1;
+                }
                 spawn_job(
                     &mut set,
                     job,
@@ -711,10 +736,11 @@ async fn fetch_job(
     let mut written: Vec<(u64, AlignedBuf)> = Vec::new();
     let result: Result<(), Failure> = async {
         while block <= last {
-            let frame = match tokio::time::timeout(STALL_TIMEOUT, body.frame()).await {
+            let frame = match tokio::time::timeout(net.timeout(), body.frame()).await {
                 Err(_) => {
                     return Err(Failure::Transport(format!(
-                        "{url}: stalled for {STALL_TIMEOUT:?}"
+                        "{url}: stalled for {:?}",
+                        net.timeout()
                     )));
                 }
                 Ok(None) => return Err(Failure::Protocol(format!("{url}: body ended early"))),

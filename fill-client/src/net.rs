@@ -12,10 +12,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// Time allowed to connect and get a response head.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed between two pieces of a body before the source counts as stalled.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time allowed to connect and get a response head, and between two pieces of a
+/// body before the source counts as stalled.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a request to a source failed. `Lied` means the source answered something wrong
 /// (counts against it); `Transport` means the request did not get through.
@@ -36,6 +35,7 @@ pub enum NetError {
 #[derive(Debug, Clone)]
 pub struct Net {
     client: Client<HttpConnector, Empty<Bytes>>,
+    timeout: Duration,
 }
 
 impl Default for Net {
@@ -45,23 +45,34 @@ impl Default for Net {
 }
 
 impl Net {
-    /// A client with keep-alive pools per host.
+    /// A client with keep-alive pools per host and the default timeout.
     pub fn new() -> Self {
+        Self::with_timeout(DEFAULT_TIMEOUT)
+    }
+
+    /// A client whose sources must answer, and keep sending, within `timeout`.
+    pub fn with_timeout(timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(HEAD_TIMEOUT));
+        connector.set_connect_timeout(Some(timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .build(connector);
-        Self { client }
+        Self { client, timeout }
+    }
+
+    /// How long a source may stay silent.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     async fn send(&self, req: Request<Empty<Bytes>>) -> Result<Response<Incoming>, NetError> {
         let uri = req.uri().clone();
-        match tokio::time::timeout(HEAD_TIMEOUT, self.client.request(req)).await {
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => Err(NetError::Transport(format!(
-                "{uri}: no answer within {HEAD_TIMEOUT:?}"
+                "{uri}: no answer within {:?}",
+                self.timeout
             ))),
             Ok(Err(e)) => Err(NetError::Transport(format!("{uri}: {e}"))),
             Ok(Ok(r)) => Ok(r),
@@ -86,7 +97,7 @@ impl Net {
         let mut body = resp.into_body();
         let mut out = Vec::new();
         loop {
-            match tokio::time::timeout(STALL_TIMEOUT, body.frame()).await {
+            match tokio::time::timeout(self.timeout, body.frame()).await {
                 Err(_) => return Err(NetError::Transport(format!("{url}: stalled"))),
                 Ok(None) => break,
                 Ok(Some(Err(e))) => return Err(NetError::Transport(format!("{url}: {e}"))),

@@ -512,3 +512,142 @@ fn prefill_many_stores_fetches_each_block_once() {
         "error: --source: url \"ftp://x\" must start with http:// (TLS is terminated in front of fill-server)"
     );
 }
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// 206 with a Content-Range one byte off.
+    WrongRange,
+    /// Half the body, then silence longer than the client's timeout.
+    Stall,
+    /// Half the body, then the connection closes.
+    Die,
+}
+
+/// A hand-written HTTP source that serves `store` honestly except for content ranges, where
+/// it commits `fault`. One request per connection; stops with the test process.
+fn hostile(store: &Path, fault: Fault) -> SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let store = store.to_owned();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(10_000) {
+            let Ok(mut conn) = conn else { continue };
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let mut range = None;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                        let (a, b) = v.trim().split_once('-').unwrap();
+                        range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
+                    }
+                }
+                let file = match path.as_str() {
+                    "/catalog" => store.join("catalog"),
+                    p => store.join(p.trim_start_matches('/')),
+                };
+                let Ok(bytes) = fs::read(&file) else {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return;
+                };
+                let Some((a, b)) = range.filter(|_| path.starts_with("/content/")) else {
+                    let _ = conn.write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            bytes.len()
+                        )
+                        .as_bytes(),
+                    );
+                    let _ = conn.write_all(&bytes);
+                    return;
+                };
+                let body = &bytes[a..=b];
+                let shown = match fault {
+                    Fault::WrongRange => format!("bytes {}-{}/{}", a + 1, b + 1, bytes.len()),
+                    _ => format!("bytes {a}-{b}/{}", bytes.len()),
+                };
+                let _ = conn.write_all(
+                    format!("HTTP/1.1 206 Partial Content\r\nContent-Range: {shown}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                        .as_bytes(),
+                );
+                match fault {
+                    Fault::WrongRange => {
+                        let _ = conn.write_all(body);
+                    }
+                    Fault::Stall => {
+                        let _ = conn.write_all(&body[..body.len() / 2]);
+                        std::thread::sleep(Duration::from_secs(3));
+                    }
+                    Fault::Die => {
+                        let _ = conn.write_all(&body[..body.len() / 2]);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Sources that stall, die mid-body or send a wrong Content-Range: every range they fail is
+/// fetched elsewhere, and the content is right.
+#[test]
+fn stalling_dying_and_misranging_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 4);
+    let origin_dir = tmp.path().join("origin");
+    let origin_srv = serve(&origin_dir);
+    for fault in [Fault::WrongRange, Fault::Stall, Fault::Die] {
+        let bad = hostile(&origin_dir, fault);
+        let src = tmp.path().join("sources.toml");
+        sources(
+            &src,
+            &[
+                ("bad-peer", "peer", bad, 0.0, "10Gbps"),
+                ("origin", "origin", origin_srv.addr, 0.02, "10Gbps"),
+            ],
+        );
+        let appliance = tmp.path().join(format!("appliance-{fault:?}"));
+        let out = fill(&[
+            "run",
+            "--target",
+            p(&r.target),
+            "--store",
+            p(&appliance),
+            "--sources",
+            p(&src),
+            "--capacity",
+            "1TB",
+            "--timeout",
+            "500ms",
+            "--json",
+        ])
+        .ok()
+        .json();
+        let peer = out["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "bad-peer")
+            .unwrap()
+            .clone();
+        assert!(
+            peer["failed_requests"].as_u64().unwrap() >= 1,
+            "{fault:?}: {out}"
+        );
+        assert_eq!(peer["bad_blocks"], 0, "{fault:?}");
+        assert_filled(&r, &appliance);
+    }
+}
