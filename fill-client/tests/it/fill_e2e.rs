@@ -368,7 +368,8 @@ fn resume_after_kill_and_rate_cap() {
     );
 }
 
-/// kill -9 at 20 seeded random moments of one fill, resuming each time: what is recorded
+/// kill -9 at up to 20 seeded random moments of one fill (each run lives 0.3 to 0.9 s, longer
+/// than the 500 ms group commit, so runs make progress), resuming each time: what is recorded
 /// never shrinks (nothing recorded is lost or refetched), every restart re-verifies what is on
 /// disk, and the last run fetches exactly what is still unrecorded. The result is the target,
 /// byte for byte.
@@ -378,10 +379,10 @@ fn twenty_seeded_kills() {
     let r = region(tmp.path(), 8);
     let origin_srv = serve(&tmp.path().join("origin"));
     let src = tmp.path().join("sources.toml");
-    // 5 MB/s: the ~21 MB fill takes about four seconds, so the kills land all along it.
+    // 10 MB/s: the ~21 MB fill spans several killed runs.
     sources(
         &src,
-        &[("origin", "origin", origin_srv.addr, 0.02, "40Mbps")],
+        &[("origin", "origin", origin_srv.addr, 0.02, "80Mbps")],
     );
     let appliance = tmp.path().join("appliance");
     let args = [
@@ -415,7 +416,7 @@ fn twenty_seeded_kills() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(50 + next() % 250));
+        std::thread::sleep(Duration::from_millis(300 + next() % 600));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         kills += 1;
