@@ -1,15 +1,17 @@
-//! The fill: runs a delta against sources, verifying every block before it is written and
-//! marked, failing over on errors and bad data, resumable after any crash.
+//! The fill: runs deltas against sources, verifying every block before it is written and
+//! recorded, failing over on errors and bad data, resumable after any crash.
 //!
-//! Flow: for each file to fetch, in priority order, evictions due before it are applied;
-//! its outboard comes from the store (resume) or from the first source that holds the file
-//! (checked against the id and the target's size); its data file is preallocated in
-//! `.fill/partial/`. The missing blocks are cut into jobs of a few blocks; each job is one
-//! ranged GET to the cheapest source that holds the file and has not failed that job.
-//! Blocks are verified as they stream in, written at their offset, synced, and only then
-//! marked verified in the file's block map. A complete file moves into `content/` and the
-//! catalog. A source that sends 3 bad blocks is quarantined for the run; bad data from an
-//! origin stops the run (the catalog or the origin is wrong).
+//! Flow: for each file any store needs, in popularity order, the evictions due before it are
+//! applied in each store; its outboard comes from a store that was filling it or from the
+//! first source that holds the file (checked against the id and the target's size); its data
+//! is preallocated in each store's `.fill/partial/` (a resumed file's recorded blocks are read
+//! back and verified first). The blocks some store lacks are cut into jobs of a few blocks;
+//! each job is one ranged GET to the cheapest open source that holds the file and has not
+//! failed that job. Blocks are verified as they stream in and written to every store that
+//! lacks them; a group commit syncs them and only then records them in the block maps. A
+//! complete file moves into `content/` and the catalog. A source that sends 3 bad blocks is
+//! quarantined for the run; bad data from an origin stops the run (the catalog or the origin
+//! is wrong); a failed transfer is retried at the same source, then elsewhere.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::FileExt;
