@@ -199,7 +199,6 @@ pub async fn run(
         timeout,
     } = job;
     let started = Instant::now();
-    let net = Net::with_timeout(timeout);
     let mut report: Vec<SourceReport> = sources
         .iter()
         .zip(holdings)
@@ -213,15 +212,20 @@ pub async fn run(
             ..Default::default()
         })
         .collect();
-    let per_source: Vec<Arc<Semaphore>> = sources
-        .iter()
-        .map(|s| Arc::new(Semaphore::new(s.max_connections as usize)))
-        .collect();
-    let limiters: Vec<Arc<RateLimiter>> = sources
-        .iter()
-        .map(|s| Arc::new(RateLimiter::new(s.bandwidth_bps)))
-        .collect();
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut fetchers = Fetchers {
+        sources,
+        per_source: sources
+            .iter()
+            .map(|s| Arc::new(Semaphore::new(s.max_connections as usize)))
+            .collect(),
+        limiters: sources
+            .iter()
+            .map(|s| Arc::new(RateLimiter::new(s.bandwidth_bps)))
+            .collect(),
+        in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        net: Net::with_timeout(timeout),
+        quarantined: vec![false; sources.len()],
+    };
 
     // Per store: the index of each file's first fetch range (its eviction schedule counts in
     // those), and the next eviction due.
@@ -263,12 +267,6 @@ pub async fn run(
     let mut open_files = 0usize;
     let mut set: JoinSet<JobDone> = JoinSet::new();
     let (mut fetched, mut retries, mut completed, mut evicted) = (0u64, 0u64, 0u64, 0u64);
-    let mut quarantined = vec![false; sources.len()];
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
-    };
 
     loop {
         // Open files while there is room, applying the evictions due before each.
@@ -297,17 +295,8 @@ pub async fn run(
             if candidates.is_empty() {
                 bail!("no source holds {id} ({})", target.name(entry));
             }
-            let outboard = outboard_for(
-                stores,
-                &needing,
-                &net,
-                sources,
-                &candidates,
-                &quarantined,
-                target,
-                entry,
-            )
-            .await?;
+            let outboard =
+                outboard_for(stores, &needing, &fetchers, &candidates, target, entry).await?;
             let mut targets = Vec::new();
             let mut file_states = Vec::new();
             for &s in &needing {
@@ -393,18 +382,7 @@ pub async fn run(
                     excluded: Vec::new(),
                     transport_failures: 0,
                 };
-                spawn_job(
-                    &mut set,
-                    job,
-                    &files,
-                    sources,
-                    &quarantined,
-                    now(),
-                    &per_source,
-                    &limiters,
-                    &in_flight,
-                    &net,
-                )?;
+                fetchers.spawn(&mut set, job, &files)?;
                 i += n as usize;
             }
         }
@@ -460,8 +438,8 @@ pub async fn run(
                         );
                     }
                     tracing::warn!(source = %sources[src].name, "block {b} of {} failed verification", file.id);
-                    if report[src].bad_blocks >= QUARANTINE_AFTER && !quarantined[src] {
-                        quarantined[src] = true;
+                    if report[src].bad_blocks >= QUARANTINE_AFTER && !fetchers.quarantined[src] {
+                        fetchers.quarantined[src] = true;
                         report[src].quarantined = true;
                         tracing::warn!(source = %sources[src].name, "quarantined for this run");
                     }
@@ -478,18 +456,7 @@ pub async fn run(
                 } else {
                     job.transport_failures += 1;
                 }
-                spawn_job(
-                    &mut set,
-                    job,
-                    &files,
-                    sources,
-                    &quarantined,
-                    now(),
-                    &per_source,
-                    &limiters,
-                    &in_flight,
-                    &net,
-                )?;
+                fetchers.spawn(&mut set, job, &files)?;
             }
         }
         // Group commit: sync and record when a target has all its blocks written, when
@@ -612,17 +579,15 @@ fn reverify(store: &Store, ob: &Outboard, mut state: PartialState) -> Result<Par
 
 /// A file's verified outboard: from a store that was filling it (checked against the id and
 /// the target's size), else from the first source that serves a valid one.
-#[allow(clippy::too_many_arguments)]
 async fn outboard_for(
     stores: &[StoreJob<'_>],
     needing: &[usize],
-    net: &Net,
-    sources: &[Source],
+    fetchers: &Fetchers<'_>,
     candidates: &[usize],
-    quarantined: &[bool],
     target: &Catalog<'_>,
     entry: usize,
 ) -> Result<Outboard> {
+    let (net, sources, quarantined) = (&fetchers.net, fetchers.sources, &fetchers.quarantined);
     let id = target.id(entry);
     let size = target.size(entry);
     for &s in needing {
@@ -657,46 +622,56 @@ async fn outboard_for(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn spawn_job(
-    set: &mut JoinSet<JobDone>,
-    job: Job,
-    files: &[Arc<FileWork>],
-    sources: &[Source],
-    quarantined: &[bool],
-    now: i64,
-    per_source: &[Arc<Semaphore>],
-    limiters: &[Arc<RateLimiter>],
-    in_flight: &Arc<Semaphore>,
-    net: &Net,
-) -> Result<()> {
-    let file = files[job.file].clone();
-    let usable = |s: usize| !quarantined[s] && !job.excluded.contains(&s);
-    let Some((source, wait_secs)) = choose(sources, &file.candidates, usable, now) else {
-        bail!(
-            "every source failed blocks {}..{} of {}",
-            job.first_block,
-            job.first_block + job.blocks,
-            file.id
+/// What every fetch of a run shares: the sources, their connection slots and rate limiters,
+/// the global request limit, the HTTP client, and which sources are quarantined.
+struct Fetchers<'a> {
+    sources: &'a [Source],
+    per_source: Vec<Arc<Semaphore>>,
+    limiters: Vec<Arc<RateLimiter>>,
+    in_flight: Arc<Semaphore>,
+    net: Net,
+    quarantined: Vec<bool>,
+}
+
+impl Fetchers<'_> {
+    /// Starts a job at the cheapest usable source (waiting for its window if need be).
+    fn spawn(&self, set: &mut JoinSet<JobDone>, job: Job, files: &[Arc<FileWork>]) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let (sources, quarantined) = (self.sources, &self.quarantined);
+        let file = files[job.file].clone();
+        let usable = |s: usize| !quarantined[s] && !job.excluded.contains(&s);
+        let Some((source, wait_secs)) = choose(sources, &file.candidates, usable, now) else {
+            bail!(
+                "every source failed blocks {}..{} of {}",
+                job.first_block,
+                job.first_block + job.blocks,
+                file.id
+            );
+        };
+        if wait_secs > 0 {
+            tracing::info!(
+                source = %sources[source].name,
+                "every source that holds {} is outside its window: waiting {wait_secs} s",
+                file.id
+            );
+        }
+        let url = format!("{}/content/{}", sources[source].url, file.id);
+        let (slot, limit, net) = (
+            self.per_source[source].clone(),
+            self.in_flight.clone(),
+            self.net.clone(),
         );
-    };
-    if wait_secs > 0 {
-        tracing::info!(
-            source = %sources[source].name,
-            "every source that holds {} is outside its window: waiting {wait_secs} s",
-            file.id
-        );
+        let pacer = self.limiters[source].clone();
+        set.spawn(async move {
+            tokio::time::sleep(Duration::from_secs(wait_secs.max(0) as u64)).await;
+            let _slot = slot.acquire_owned().await;
+            let _limit = limit.acquire_owned().await;
+            fetch_job(&net, &url, &file, job, source, &pacer).await
+        });
+        Ok(())
     }
-    let url = format!("{}/content/{}", sources[source].url, file.id);
-    let (slot, limit, net) = (per_source[source].clone(), in_flight.clone(), net.clone());
-    let pacer = limiters[source].clone();
-    set.spawn(async move {
-        tokio::time::sleep(Duration::from_secs(wait_secs.max(0) as u64)).await;
-        let _slot = slot.acquire_owned().await;
-        let _limit = limit.acquire_owned().await;
-        fetch_job(&net, &url, &file, job, source, &pacer).await
-    });
-    Ok(())
 }
 
 /// One ranged GET: verifies each block as it completes, writes it, and reports how many
