@@ -653,7 +653,7 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             backend(args.writer),
             &s.root().join(".fill/tmp"),
         ))?;
-        let bar = progress_bar(sd.delta.bytes_to_fetch, "filling");
+        let bar = crate::fill::Progress::new(sd.delta.bytes_to_fetch, "filling", &sources);
         let stores = [crate::fill::StoreJob {
             store: &s,
             delta: &sd.delta,
@@ -837,7 +837,7 @@ fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         .map(|d| d.delta.bytes_to_fetch)
         .max()
         .unwrap_or(0);
-    let bar = progress_bar(most, "pre-filling");
+    let bar = crate::fill::Progress::new(most, "pre-filling", &sources);
     let report = rt.block_on(crate::fill::run(job, &writer, &bar))?;
     bar.finish_and_clear();
     let per_store: Vec<PrefillStore> = stores

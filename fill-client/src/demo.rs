@@ -308,7 +308,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         let sources: Vec<_> = specs.into_iter().map(|s| s.source).collect();
         let lock = appliance.lock()?;
         let writer = crate::write::Writer::start(crate::write::Backend::Auto, &dir.join("appliance/.fill/tmp")).await?;
-        let bar = crate::commands::progress_bar(d.bytes_to_fetch, "filling");
+        let bar = crate::fill::Progress::new(d.bytes_to_fetch, "filling", &sources);
         let stores = [crate::fill::StoreJob {
             store: &appliance,
             delta: d,
