@@ -47,6 +47,7 @@ pub enum Command {
     /// Errors, stalls and bad data move a range to the next source; a source that sends 3 bad
     /// blocks is quarantined; bad data from an origin stops the run. Kill it at any moment
     /// and run the same command again: it continues where it stopped.
+    #[command(after_long_help = SOURCES_HELP)]
     Run(RunArgs),
     /// Factory pre-fill: fill several stores at once from one source, each block fetched and
     /// verified once and written to every store.
@@ -87,6 +88,24 @@ pub struct PrefillArgs {
     pub json: bool,
 }
 
+/// The sources file format, shown by `fill help run`.
+const SOURCES_HELP: &str = "\
+The sources file (TOML), one [[source]] per source:
+
+  [[source]]
+  name = \"peer-a\"                 # unique
+  kind = \"peer\"                   # peer | tier | origin
+  url = \"http://10.0.0.2:7878\"    # base URL of a store served over HTTP
+  cost_per_gib = 0.0              # money per 2^30 bytes
+  bandwidth = \"10Gbps\"            # cap for this source, all its connections together
+  window = \"02:00-14:00\"          # optional daily window; absent = always open
+  tz = \"+01:00\"                   # optional UTC offset of the window (default UTC)
+  catalog = \"peer-a.catalog\"      # optional: what it holds, without asking it
+  max_connections = 4             # optional, default 4
+
+Without `catalog` the source is asked for GET {url}/catalog; an origin without one holds
+everything.";
+
 /// How ranges are assigned to sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Strategy {
@@ -116,7 +135,7 @@ pub struct RunArgs {
     /// The appliance's store (created if missing).
     #[arg(long)]
     pub store: PathBuf,
-    /// The sources file (TOML, `[[source]]` entries; see `fill help run` and README).
+    /// The sources file (TOML, `[[source]]` entries; its format is at the end of `fill help run`).
     #[arg(long)]
     pub sources: PathBuf,
     /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
