@@ -20,6 +20,7 @@ need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get inst
 need nginx nginx-light
 need rsync rsync
 need fio fio
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 command -v b3sum >/dev/null 2>&1 || cargo install b3sum --locked --quiet
 
 cargo build --release --quiet --bin fill --bin fill-server
@@ -100,8 +101,11 @@ for round in $(seq 1 "$ROUNDS"); do
     done
     # (b) full fill vs nginx + curl + b3sum --check.
     rm -rf "$W/app" "$W/rs"; drop
-    t0=$(now); $FILL run --target "$W/target.cat" --store "$W/empty" --sources "$W/sources.toml" --capacity 1PB --json > "$W/full.json"; t1=$(now)
+    t0=$(now)
+    /usr/bin/time -f %M -o "$W/rss" $FILL run --target "$W/target.cat" --store "$W/empty" --sources "$W/sources.toml" --capacity 1PB --json > "$W/full.json"
+    t1=$(now)
     record b-fill "$(secs "$t0" "$t1")"
+    record b-fill-peak-rss-MiB "$(( $(tail -1 "$W/rss") / 1024 ))" MiB
     python3 -c "import json; print(json.load(open('$W/full.json'))['write_backend'])" > "$W/backend"
     rm -rf "$W/empty"; mkdir -p "$W/curl"; drop
     t0=$(now)
@@ -147,4 +151,5 @@ print(f"(b) nginx+curl+b3sum / fill: {med('b-curl-b3sum') / med('b-fill'):.2f}x 
 fill_rate = total / med('b-fill') / 1e6
 print(f"(c) fill write rate {fill_rate:.1f} MB/s = {fill_rate / med('c-fio-MBps'):.2f} of fio's (goal >= 0.8); writer: {backend}")
 print(f"(d) 4 sequential fills / prefill to 4: {med('d-sequential4') / med('d-prefill4'):.2f}x")
+print(f"peak RSS of the full fill: {med('b-fill-peak-rss-MiB'):.0f} MiB (goal <= 256 MiB for 4 GiB)")
 PY
