@@ -626,6 +626,10 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
     let specs = crate::sources::load(&args.sources)?;
     let s = open_store(&args.store)?;
     let _lock = s.lock().context("cannot lock the store")?;
+    let settled = s.recover().context("cannot settle an interrupted fill")?;
+    if settled > 0 {
+        tracing::info!("settled {settled} files an interrupted fill left half-completed");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -800,6 +804,14 @@ fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
                 .with_context(|| format!("cannot lock {}", s.root().display()))
         })
         .collect::<Result<Vec<_>>>()?;
+    for s in &stores {
+        s.recover().with_context(|| {
+            format!(
+                "cannot settle an interrupted fill in {}",
+                s.root().display()
+            )
+        })?;
+    }
     let deltas: Vec<StoreDelta> = stores
         .iter()
         .map(|s| compute_delta(&target, s, capacity))

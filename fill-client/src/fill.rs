@@ -232,6 +232,11 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             for (k, f) in s.delta.fetch.iter().enumerate() {
                 m.entry(f.entry).or_insert(k as u64);
             }
+            // Partial files with every block recorded have nothing to fetch, but still
+            // have to be completed; they need no new space.
+            for &e in &s.delta.resume {
+                m.entry(e).or_insert(0);
+            }
             m
         })
         .collect();

@@ -451,8 +451,12 @@ impl Store {
             .and_then(|f| f.sync_all())
             .map_err(io_err("sync", &data))?;
         let (content, outboard) = (self.content_path(&id), self.outboard_path(&id));
-        fs::rename(&ob, &outboard).map_err(io_err("rename into place", &outboard))?;
-        sync_dir(&self.root.join("outboard"))?;
+        // The outboard may already be in place: a completion interrupted after moving it.
+        match fs::rename(&ob, &outboard) {
+            Ok(()) => sync_dir(&self.root.join("outboard"))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.outboard(&id).is_ok() => {}
+            Err(e) => return Err(io_err("rename into place", &outboard)(e)),
+        }
         fs::rename(&data, &content).map_err(io_err("rename into place", &content))?;
         sync_dir(&self.root.join("content"))?;
         let file = self.catalog()?;
@@ -467,6 +471,49 @@ impl Store {
             self.rewrite_catalog(&cat, &HashSet::new(), vec![entry])?;
         }
         remove_if_present(&blocks)
+    }
+
+    /// Settles what an interrupted completion left (the caller holds the store lock): a block
+    /// map whose file is already in the catalog is removed; a file already moved into
+    /// `content/` but not yet listed is hashed again and listed if it matches its id, or
+    /// removed (to be fetched again) if not; a block map whose data is gone is removed.
+    /// Returns how many files it settled.
+    pub fn recover(&self) -> Result<u64, StoreError> {
+        let file = self.catalog()?;
+        let cat = file.validate()?;
+        let mut adopt = Vec::new();
+        let mut settled = 0;
+        for state in self.partials()? {
+            let id = state.file.id;
+            let (data, _, _) = self.partial_paths(&id);
+            if cat.find(&id).is_some() {
+                self.remove_partial(&id)?;
+                settled += 1;
+            } else if !data.exists() {
+                let content = self.content_path(&id);
+                if content.exists() && self.check_complete(&id, state.file.size).is_ok() {
+                    adopt.push(Entry {
+                        id,
+                        size: state.file.size,
+                        weight: 0.0,
+                        name: state.name.clone(),
+                    });
+                } else {
+                    remove_if_present(&content)?;
+                    remove_if_present(&self.outboard_path(&id))?;
+                    self.remove_partial(&id)?;
+                    settled += 1;
+                }
+            }
+        }
+        if !adopt.is_empty() {
+            self.rewrite_catalog(&cat, &HashSet::new(), adopt.clone())?;
+            for e in &adopt {
+                self.remove_partial(&e.id)?;
+            }
+            settled += adopt.len() as u64;
+        }
+        Ok(settled)
     }
 
     /// Evicts files: each leaves the catalog first (so nothing lists what is about to go),

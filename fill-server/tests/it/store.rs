@@ -240,3 +240,68 @@ fn corrupt_catalog_is_named() {
         )
     );
 }
+
+/// A completion can be cut at any step by a crash; `recover` (and `complete_partial` itself)
+/// settle each state: nothing half-done is listed, nothing complete is lost.
+#[test]
+fn interrupted_completions_are_settled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("store")).unwrap();
+    let make = |seed: u8| {
+        let bytes = data(3 * 4096 + 5, seed);
+        let ob = Outboard::compute(&bytes, kib4());
+        let mut state = store.begin_partial(&ob, &format!("f{seed}")).unwrap();
+        fs::write(store.partial_data_path(&ob.id()), &bytes).unwrap();
+        for b in 0..state.file.block_count() {
+            state.file.set_verified(b, true);
+        }
+        store.save_partial(&state).unwrap();
+        (ob.id(), state)
+    };
+    let root = store.root().to_owned();
+    // (a) Crash after the outboard moved: completing again still works.
+    let (a, sa) = make(1);
+    fs::rename(
+        root.join(format!(".fill/partial/{a}.outboard")),
+        store.outboard_path(&a),
+    )
+    .unwrap();
+    store.complete_partial(&sa).unwrap();
+    // (b) Crash after the data moved, before the catalog: recover adopts it.
+    let (b, _) = make(2);
+    fs::rename(
+        root.join(format!(".fill/partial/{b}.outboard")),
+        store.outboard_path(&b),
+    )
+    .unwrap();
+    fs::rename(store.partial_data_path(&b), store.content_path(&b)).unwrap();
+    // (c) Crash after the catalog, before the block map went: recover removes the map.
+    let (c, sc) = make(3);
+    store.complete_partial(&sc).unwrap();
+    store.save_partial(&sc).unwrap();
+    // (d) Moved content that does not match its id: removed, to be fetched again.
+    let (d, _) = make(4);
+    fs::rename(
+        root.join(format!(".fill/partial/{d}.outboard")),
+        store.outboard_path(&d),
+    )
+    .unwrap();
+    fs::write(store.content_path(&d), b"not the content").unwrap();
+    fs::remove_file(store.partial_data_path(&d)).unwrap();
+
+    assert_eq!(store.recover().unwrap(), 3);
+    let file = store.catalog().unwrap();
+    let cat = file.validate().unwrap();
+    for id in [a, b, c] {
+        assert!(cat.find(&id).is_some(), "{id} not listed");
+        assert_eq!(
+            ContentId::of(&fs::read(store.content_path(&id)).unwrap()),
+            id
+        );
+    }
+    assert!(cat.find(&d).is_none());
+    assert!(!store.content_path(&d).exists() && !store.outboard_path(&d).exists());
+    assert!(store.partials().unwrap().is_empty());
+    assert!(store.verify(false, &|_| {}).unwrap().bad.is_empty());
+    assert_eq!(store.recover().unwrap(), 0, "nothing left to settle");
+}
