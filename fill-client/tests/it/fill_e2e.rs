@@ -368,8 +368,8 @@ fn resume_after_kill_and_rate_cap() {
     );
 }
 
-/// kill -9 at up to 20 seeded random moments of one fill (each run lives 0.3 to 0.9 s, longer
-/// than the 500 ms group commit, so runs make progress), resuming each time: what is recorded
+/// kill -9 at up to 20 seeded random moments of one fill (each run is killed 0 to 400 ms after
+/// it first records something, so every run moves the fill on), resuming each time: what is recorded
 /// never shrinks (nothing recorded is lost or refetched), every restart re-verifies what is on
 /// disk, and the last run fetches exactly what is still unrecorded. The result is the target,
 /// byte for byte.
@@ -416,7 +416,16 @@ fn twenty_seeded_kills() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300 + next() % 600));
+        // Let the run record something first (bounded), so every run moves the fill on
+        // however slow the machine; then kill it a seeded moment later.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while recorded_bytes(&appliance) <= recorded
+            && Instant::now() < deadline
+            && child.try_wait().ok().flatten().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(next() % 400));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         kills += 1;

@@ -420,8 +420,8 @@ fn idle_connections_are_closed_and_others_served() {
     let tmp = tempfile::tempdir().unwrap();
     store_with_files(tmp.path(), &[1000]);
     let mut cfg = config(&tmp.path().join("store"));
-    cfg.idle_timeout = Duration::from_millis(1500);
-    cfg.header_read_timeout = Duration::from_millis(1500);
+    cfg.idle_timeout = Duration::from_millis(2500);
+    cfg.header_read_timeout = Duration::from_millis(2500);
     let srv = start(cfg);
     let a = srv.addr;
     let idle: Vec<TcpStream> = (0..1000)
@@ -430,12 +430,13 @@ fn idle_connections_are_closed_and_others_served() {
     // Others are still served while 1,000 connections sit silent.
     let t = Instant::now();
     assert_eq!(get(a, "/healthz", "").status, 200);
+    // Well before the timeout: not held up behind the silent ones.
     assert!(
-        t.elapsed() < Duration::from_secs(1),
+        t.elapsed() < Duration::from_secs(2),
         "took {:?}",
         t.elapsed()
     );
-    std::thread::sleep(Duration::from_millis(3500));
+    std::thread::sleep(Duration::from_millis(5000));
     let closed = idle.iter().filter(|&s| is_closed(s)).count();
     assert_eq!(closed, 1000, "idle connections left open");
     assert_eq!(get(a, "/healthz", "").status, 200);
