@@ -749,3 +749,73 @@ fn admin(st: &AppState, rest: &str, req: &Request<Incoming>) -> Response<Body> {
 pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
     listener.local_addr().ok()
 }
+
+/// A server on its own thread and runtime, stopped (gracefully) when dropped: for embedding
+/// a source in another program, such as a test of a client.
+#[derive(Debug)]
+pub struct BackgroundServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state (metrics).
+    pub state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundServer {
+    /// Binds and starts serving `config` on a new thread.
+    pub fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("fill-server".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(anyhow::Error::from(e)));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match bind(config).await {
+                        Ok((listener, state)) => {
+                            let addr = listener.local_addr().map_err(anyhow::Error::from);
+                            let _ = tx.send(addr.map(|a| (a, state.clone())));
+                            serve(listener, state, async {
+                                let _ = stopped.await;
+                            })
+                            .await;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                });
+            })?;
+        let (addr, state) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| anyhow::anyhow!("the server thread did not start"))??;
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -12,49 +12,11 @@ use fill_server::store::Store;
 use crate::{data, fill, p};
 
 /// A fill-server for `store` on a free loopback port, stopped on drop.
-struct Server {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(store: &Path) -> Server {
+fn serve(store: &Path) -> fill_server::http::BackgroundServer {
     let cfg = fill_server::config::ConfigFile::default()
         .resolve(Some("127.0.0.1:0"), Some(store), None)
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (listener, state) = fill_server::http::bind(cfg).await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            fill_server::http::serve(listener, state, async {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-    });
-    Server {
-        addr: rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-        stop: Some(stop),
-        thread: Some(thread),
-    }
+    fill_server::http::BackgroundServer::start(cfg).unwrap()
 }
 
 struct Region {

@@ -3,31 +3,14 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fill_core::outboard::BlockSize;
 use fill_server::config::{ConfigFile, SendfileMode, ServerConfig};
-use fill_server::http::{self, AppState};
+use fill_server::http;
 use fill_server::store::Store;
 
-struct TestServer {
-    addr: SocketAddr,
-    state: Arc<AppState>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+type TestServer = http::BackgroundServer;
 
 fn config(store: &Path) -> ServerConfig {
     let mut c = ConfigFile::default()
@@ -38,33 +21,7 @@ fn config(store: &Path) -> ServerConfig {
 }
 
 fn start(cfg: ServerConfig) -> TestServer {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (listener, state) = http::bind(cfg).await.unwrap();
-            tx.send((listener.local_addr().unwrap(), state.clone()))
-                .unwrap();
-            http::serve(listener, state, async {
-                let _ = stop_rx.await;
-            })
-            .await;
-        });
-    });
-    let (addr, state) = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server started");
-    TestServer {
-        addr,
-        state,
-        stop: Some(stop_tx),
-        thread: Some(thread),
-    }
+    http::BackgroundServer::start(cfg).expect("server started")
 }
 
 struct Reply {
