@@ -227,23 +227,11 @@ fn list_store(s: &Store) -> Result<Vec<Listed>> {
                 block_size: p.file.block.bytes(),
                 blocks: p.file.block_count(),
                 verified_blocks: p.file.verified_count(),
-                verified: verified_ranges(&p.file),
+                verified: p.file.verified_ranges(),
             }),
         });
     }
     Ok(out)
-}
-
-fn verified_ranges(p: &PartialFile) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for b in (0..p.block_count()).filter(|&b| p.is_verified(b)) {
-        let (off, len) = p.block.range(p.size, b);
-        match out.last_mut() {
-            Some((o, l)) if *o + *l == off => *l += len,
-            _ => out.push((off, len)),
-        }
-    }
-    out
 }
 
 fn catalog(cmd: CatalogCommand) -> Result<Outcome> {

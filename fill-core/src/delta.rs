@@ -81,11 +81,18 @@ impl PartialFile {
 
     /// Runs of blocks not yet verified, as `(offset, length)` byte ranges in file order.
     pub fn missing_ranges(&self) -> Vec<(u64, u64)> {
+        self.runs(false)
+    }
+
+    /// Runs of verified blocks, as `(offset, length)` byte ranges in file order.
+    pub fn verified_ranges(&self) -> Vec<(u64, u64)> {
+        self.runs(true)
+    }
+
+    /// Byte ranges of the runs of blocks whose verified bit is `verified`.
+    fn runs(&self, verified: bool) -> Vec<(u64, u64)> {
         let mut out: Vec<(u64, u64)> = Vec::new();
-        for i in 0..self.block_count() {
-            if self.is_verified(i) {
-                continue;
-            }
+        for i in (0..self.block_count()).filter(|&i| self.is_verified(i) == verified) {
             let (off, len) = self.block.range(self.size, i);
             match out.last_mut() {
                 Some((o, l)) if *o + *l == off => *l += len,
