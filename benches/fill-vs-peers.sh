@@ -49,6 +49,9 @@ $FILL store import --store "$W/origin" "$W/ds/target" >/dev/null
 $FILL catalog build --store "$W/origin" --popularity "$W/ds/popularity.csv" --out "$W/target.cat" >/dev/null
 $FILL store import --store "$W/stale-store" "$W/ds/stale" >/dev/null
 TOTAL=$(du -sb "$W/ds/target" | cut -f1)
+# A file of the same volume for fio's reader in (c).
+fio --name=prep --filename="$W/fio-read.dat" --size="$TOTAL" --bs=1M --rw=write --direct=1 \
+    --output=/dev/null
 
 FILL_PORT=18580; NGINX_PORT=18581; RSYNC_PORT=18582
 FILL_LOG=warn $SERVER --store "$W/origin" --listen "127.0.0.1:$FILL_PORT" 2>"$W/server.log" &
@@ -121,6 +124,14 @@ for round in $(seq 1 "$ROUNDS"); do
     fio --name=seq --filename="$W/fio.dat" --size="$TOTAL" --bs=1M --rw=write --ioengine=io_uring \
         --direct=1 --iodepth=8 --output-format=json > "$W/fio.json"
     rm -f "$W/fio.dat"
+    # The same writes while a reader streams the same volume from the same disk, as a fill's
+    # server reads the origin's files: the write rate the disk leaves a fill that also reads.
+    drop
+    fio --name=seq --filename="$W/fio.dat" --size="$TOTAL" --bs=1M --rw=write --ioengine=io_uring \
+        --direct=1 --iodepth=8 --name=reader --filename="$W/fio-read.dat" --rw=read --bs=1M --direct=0 \
+        --output-format=json > "$W/fio-rw.json"
+    rm -f "$W/fio.dat"
+    record c-fio-while-reading-MBps "$(python3 -c "import json; j=json.load(open('$W/fio-rw.json')); print(f\"{j['jobs'][0]['write']['bw_bytes']/1e6:.1f}\")")" MB/s
     record c-fio-MBps "$(python3 -c "import json; j=json.load(open('$W/fio.json')); print(f\"{j['jobs'][0]['write']['bw_bytes']/1e6:.1f}\")")" MB/s
     # (d) prefill 4 stores vs 4 sequential fills.
     drop
@@ -146,10 +157,12 @@ print(f"\nmedians of {rounds} rounds, {total/1e9:.2f} GB target, page cache drop
 for k in ["a-fill", "a-rsync-W", "a-rsync-default", "b-fill", "b-curl-b3sum", "d-prefill4", "d-sequential4"]:
     print(f"  {k:<18} {med(k):8.2f} s")
 print(f"  {'c-fio-MBps':<18} {med('c-fio-MBps'):8.1f} MB/s")
+print(f"  {'c-fio-while-reading-MBps':<18} {med('c-fio-while-reading-MBps'):8.1f} MB/s")
 print(f"(a) fill / rsync -W wall time: {med('a-fill') / med('a-rsync-W'):.2f} (goal <= 0.5); fill / rsync default: {med('a-fill') / med('a-rsync-default'):.2f}")
 print(f"(b) nginx+curl+b3sum / fill: {med('b-curl-b3sum') / med('b-fill'):.2f}x faster (goal >= 1.5x)")
 fill_rate = total / med('b-fill') / 1e6
 print(f"(c) fill write rate {fill_rate:.1f} MB/s = {fill_rate / med('c-fio-MBps'):.2f} of fio's (goal >= 0.8); writer: {backend}")
+print(f"    = {fill_rate / med('c-fio-while-reading-MBps'):.2f} of fio's while a reader streams the same volume from the disk")
 print(f"(d) 4 sequential fills / prefill to 4: {med('d-sequential4') / med('d-prefill4'):.2f}x")
 print(f"peak RSS of the full fill: {med('b-fill-peak-rss-MiB'):.0f} MiB (goal <= 256 MiB for 4 GiB)")
 PY

@@ -578,6 +578,7 @@ fn ranged(method: &Method, headers: &HeaderMap, body: Bytes, etag: &HeaderValue)
     let part = if method == Method::HEAD {
         Bytes::new()
     } else {
+        mapped::prefetch(&part);
         part
     };
     builder
