@@ -129,7 +129,7 @@ for round in $(seq 1 "$ROUNDS"); do
     drop
     fio --name=seq --filename="$W/fio.dat" --size="$TOTAL" --bs=1M --rw=write --ioengine=io_uring \
         --direct=1 --iodepth=8 --name=reader --filename="$W/fio-read.dat" --rw=read --bs=1M --direct=0 \
-        --output-format=json > "$W/fio-rw.json"
+        --output-format=json --output="$W/fio-rw.json" >/dev/null
     rm -f "$W/fio.dat"
     record c-fio-while-reading-MBps "$(python3 -c "import json; j=json.load(open('$W/fio-rw.json')); print(f\"{j['jobs'][0]['write']['bw_bytes']/1e6:.1f}\")")" MB/s
     record c-fio-MBps "$(python3 -c "import json; j=json.load(open('$W/fio.json')); print(f\"{j['jobs'][0]['write']['bw_bytes']/1e6:.1f}\")")" MB/s
