@@ -329,21 +329,34 @@ pub fn plan(p: &Problem<'_>, strategy: Strategy) -> Result<Plan, PlanError> {
     if first.delivered == total {
         let mut best = first;
         if strategy == Strategy::Optimal {
-            // The fewest slots that carry everything at the same cost.
+            // The fewest slots that carry everything at the same cost. The time preference
+            // in the costs usually finds it already: one solve without the last slot used
+            // confirms that (the test is monotone in the number of slots), else search.
             let used = best.last_slot().map_or(0, |l| l + 1);
-            let (mut lo, mut hi) = (used.min(1), used);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                let s = solve(&slots, mid);
-                if s.delivered == total && s.money == best.money {
-                    hi = mid;
-                } else {
-                    lo = mid + 1;
+            let ok = |n: usize| {
+                let s = solve(&slots, n);
+                (s.delivered == total && s.money == best.money).then_some(s)
+            };
+            let mut hi = used;
+            if used > 1
+                && let Some(fewer) = ok(used - 1)
+            {
+                let (mut lo, mut found) = (1, (used - 1, fewer));
+                let mut top = used - 1;
+                while lo < top {
+                    let mid = (lo + top) / 2;
+                    match ok(mid) {
+                        Some(s) => {
+                            top = mid;
+                            found = (mid, s);
+                        }
+                        None => lo = mid + 1,
+                    }
                 }
+                hi = found.0;
+                best = found.1;
             }
-            if hi < used {
-                best = solve(&slots, hi);
-            }
+            debug_assert!(hi <= used);
         }
         return Ok(finish(p, strategy, slots, best, None));
     }

@@ -13,64 +13,88 @@ use std::collections::BinaryHeap;
 /// A capacity no arc reaches.
 pub const INF: i64 = i64::MAX / 4;
 
-/// A directed graph with residual arcs (arc `e` and its reverse `e ^ 1`).
+/// A directed graph with residual arcs. Arcs are added in any order; solving lays them out
+/// by tail node (CSR), each with the position of its residual twin, so that a node's arcs
+/// are contiguous in memory.
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
-    first: Vec<u32>,
-    next: Vec<u32>,
+    n: usize,
+    /// Arcs as added: (from, to, cap, cost).
+    added: Vec<(u32, u32, i64, i128)>,
+    /// CSR: arcs of node `u` are `start[u]..start[u + 1]`.
+    start: Vec<u32>,
     to: Vec<u32>,
+    rev: Vec<u32>,
     cap: Vec<i64>,
     cost: Vec<i128>,
+    /// Position of added arc `i` (forward) in the CSR arrays.
+    pos: Vec<u32>,
 }
-
-const NONE: u32 = u32::MAX;
 
 impl Graph {
     /// A graph of `n` nodes and no arcs.
     pub fn new(n: usize) -> Self {
         Self {
-            first: vec![NONE; n],
+            n,
             ..Self::default()
         }
     }
 
-    /// Adds an arc `u → v` and its residual twin; returns the arc's index.
+    /// Adds an arc `u → v`; returns its index.
     pub fn add(&mut self, u: usize, v: usize, cap: i64, cost: i128) -> usize {
-        let e = self.to.len();
-        for (from, to, c, k) in [(u, v, cap, cost), (v, u, 0, -cost)] {
-            self.to.push(to as u32);
-            self.cap.push(c);
-            self.cost.push(k);
-            self.next.push(self.first[from]);
-            self.first[from] = (self.to.len() - 1) as u32;
-        }
-        e
+        self.added.push((u as u32, v as u32, cap, cost));
+        self.added.len() - 1
     }
 
-    /// Flow on arc `e` (what its twin can give back).
+    /// Flow on arc `e` (after [`Graph::min_cost_max_flow`]).
     pub fn flow(&self, e: usize) -> i64 {
-        self.cap[e ^ 1]
+        let p = self.pos[e] as usize;
+        self.cap[self.rev[p] as usize]
     }
 
-    fn arcs(&self, u: usize) -> impl Iterator<Item = usize> + '_ {
-        let mut e = self.first[u];
-        std::iter::from_fn(move || {
-            (e != NONE).then(|| {
-                let cur = e as usize;
-                e = self.next[cur];
-                cur
-            })
-        })
+    fn layout(&mut self) {
+        let n = self.n;
+        let mut degree = vec![0u32; n + 1];
+        for &(u, v, _, _) in &self.added {
+            degree[u as usize] += 1;
+            degree[v as usize] += 1;
+        }
+        let mut start = vec![0u32; n + 1];
+        for u in 0..n {
+            start[u + 1] = start[u] + degree[u];
+        }
+        let m = start[n] as usize;
+        let mut fill = start.clone();
+        self.to = vec![0; m];
+        self.rev = vec![0; m];
+        self.cap = vec![0; m];
+        self.cost = vec![0; m];
+        self.pos = Vec::with_capacity(self.added.len());
+        for &(u, v, c, k) in &self.added {
+            let (a, b) = (fill[u as usize] as usize, fill[v as usize] as usize);
+            fill[u as usize] += 1;
+            fill[v as usize] += 1;
+            (self.to[a], self.rev[a], self.cap[a], self.cost[a]) = (v, b as u32, c, k);
+            (self.to[b], self.rev[b], self.cap[b], self.cost[b]) = (u, a as u32, 0, -k);
+            self.pos.push(a as u32);
+        }
+        self.start = start;
+    }
+
+    fn arcs(&self, u: usize) -> std::ops::Range<usize> {
+        self.start[u] as usize..self.start[u + 1] as usize
     }
 
     /// Sends as much flow as possible from `s` to `t` at minimum cost. Arc costs must be
-    /// non-negative on entry. Returns the flow sent.
+    /// non-negative. Returns the flow sent.
     pub fn min_cost_max_flow(&mut self, s: usize, t: usize) -> i64 {
-        let n = self.first.len();
+        self.layout();
+        let n = self.n;
         let mut pot = vec![0i128; n];
         let mut dist = vec![i128::MAX; n];
         let mut level = vec![u32::MAX; n];
-        let mut iter = vec![NONE; n];
+        let mut iter = vec![0u32; n];
+        let mut queue = Vec::with_capacity(n);
         let mut total = 0i64;
         loop {
             // Shortest distances by reduced cost.
@@ -83,12 +107,13 @@ impl Graph {
                 if d > dist[u] {
                     continue;
                 }
+                let pu = pot[u];
                 for e in self.arcs(u) {
                     if self.cap[e] <= 0 {
                         continue;
                     }
                     let v = self.to[e] as usize;
-                    let nd = d + self.cost[e] + pot[u] - pot[v];
+                    let nd = d + self.cost[e] + pu - pot[v];
                     if nd < dist[v] {
                         dist[v] = nd;
                         heap.push(Reverse((nd, v as u32)));
@@ -106,8 +131,12 @@ impl Graph {
             loop {
                 level.fill(u32::MAX);
                 level[s] = 0;
-                let mut queue = std::collections::VecDeque::from([s]);
-                while let Some(u) = queue.pop_front() {
+                queue.clear();
+                queue.push(s as u32);
+                let mut head = 0;
+                while head < queue.len() {
+                    let u = queue[head] as usize;
+                    head += 1;
                     for e in self.arcs(u) {
                         let v = self.to[e] as usize;
                         if self.cap[e] > 0
@@ -115,15 +144,15 @@ impl Graph {
                             && self.cost[e] + pot[u] - pot[v] == 0
                         {
                             level[v] = level[u] + 1;
-                            queue.push_back(v);
+                            queue.push(v as u32);
                         }
                     }
                 }
                 if level[t] == u32::MAX {
                     break;
                 }
-                for (u, it) in iter.iter_mut().enumerate() {
-                    *it = self.first[u];
+                for u in 0..n {
+                    iter[u] = self.start[u];
                 }
                 loop {
                     let pushed = self.augment(s, t, &level, &mut iter, &pot);
@@ -152,12 +181,13 @@ impl Graph {
                 let push = path.iter().map(|&e| self.cap[e]).min().unwrap_or(0);
                 for &e in &path {
                     self.cap[e] -= push;
-                    self.cap[e ^ 1] += push;
+                    self.cap[self.rev[e] as usize] += push;
                 }
                 return push;
             }
+            let end = self.start[u + 1];
             let mut advanced = false;
-            while iter[u] != NONE {
+            while iter[u] < end {
                 let e = iter[u] as usize;
                 let v = self.to[e] as usize;
                 if self.cap[e] > 0
@@ -169,7 +199,7 @@ impl Graph {
                     advanced = true;
                     break;
                 }
-                iter[u] = self.next[e];
+                iter[u] += 1;
             }
             if advanced {
                 continue;
@@ -178,15 +208,15 @@ impl Graph {
             let Some(e) = path.pop() else {
                 return 0;
             };
-            u = self.to[e ^ 1] as usize;
-            iter[u] = self.next[e];
+            u = self.to[self.rev[e] as usize] as usize;
+            iter[u] += 1;
         }
     }
 
     /// Nodes reachable from `s` by arcs with residual capacity: after a maximum flow, the
     /// source side of a minimum cut.
     pub fn reachable(&self, s: usize) -> Vec<bool> {
-        let mut seen = vec![false; self.first.len()];
+        let mut seen = vec![false; self.n];
         seen[s] = true;
         let mut stack = vec![s];
         while let Some(u) = stack.pop() {
