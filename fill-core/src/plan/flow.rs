@@ -151,9 +151,7 @@ impl Graph {
                 if level[t] == u32::MAX {
                     break;
                 }
-                for u in 0..n {
-                    iter[u] = self.start[u];
-                }
+                iter.copy_from_slice(&self.start[..n]);
                 loop {
                     let pushed = self.augment(s, t, &level, &mut iter, &pot);
                     if pushed == 0 {
