@@ -56,6 +56,52 @@ pub enum Command {
     /// Each store gets the target (or what fits its capacity), verified and resumable as with
     /// `fill run`.
     Prefill(PrefillArgs),
+    /// Plan where each byte of the delta comes from, and when, at minimum money cost.
+    ///
+    /// The horizon (start to deadline) is cut into slots at midnights (UTC) and at the edges of
+    /// the sources' windows. Each source delivers at most its bandwidth over its open time in
+    /// each slot, the appliance takes at most --ingress; among the plans that fit, the cheapest
+    /// (exactly: a min-cost flow), then the one that finishes earliest, with the most popular
+    /// content first. When the deadline cannot be met, the plan says what binds and by how much,
+    /// and gives the cheapest plan that finishes soonest. --explain puts it in plain words and
+    /// compares it with escalation.
+    #[command(after_long_help = SOURCES_HELP)]
+    Plan(PlanArgs),
+}
+
+/// `fill plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The target catalog (raw or zstd).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// The appliance's store (its holdings and partial files; not modified).
+    #[arg(long)]
+    pub store: PathBuf,
+    /// The sources file (TOML; format at the end of `fill help plan`).
+    #[arg(long)]
+    pub sources: PathBuf,
+    /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
+    #[arg(long)]
+    pub capacity: String,
+    /// How long the fill may take, from --start: 48h, 14d, 1h30m.
+    #[arg(long, default_value = "48h")]
+    pub deadline: String,
+    /// When the fill starts, RFC 3339 (2026-11-28T02:00:00Z); default: now.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// The appliance's ingress cap, bits per second (1.2Gbps, 800Mbps); default: none.
+    #[arg(long)]
+    pub ingress: Option<String>,
+    /// optimal (minimum cost) or escalation (the baseline).
+    #[arg(long, value_enum, default_value_t = Strategy::Optimal)]
+    pub strategy: Strategy,
+    /// Print the plan as JSON (see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Explain the plan in plain words: what binds, cost by tier, escalation's cost.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// `fill prefill`.
@@ -111,7 +157,8 @@ everything.";
 pub enum Strategy {
     /// The cheapest source that holds the file and is inside its window, then the next.
     Escalation,
-    /// Minimum-cost plan over capacities, windows and a deadline (arrives with the planner).
+    /// Minimum-cost plan over capacities, windows, the ingress cap and the deadline (see
+    /// `fill help plan`); each block goes first to its planned source, waiting for its window.
     Optimal,
 }
 
@@ -144,6 +191,12 @@ pub struct RunArgs {
     /// How ranges are assigned to sources.
     #[arg(long, value_enum, default_value_t = Strategy::Escalation)]
     pub strategy: Strategy,
+    /// With --strategy optimal: the deadline the plan aims for.
+    #[arg(long, default_value = "48h")]
+    pub deadline: String,
+    /// With --strategy optimal: the appliance's ingress cap (1.2Gbps); default: none.
+    #[arg(long)]
+    pub ingress: Option<String>,
     /// Print the plan (bytes and cost per source) and stop.
     #[arg(long)]
     pub dry_run: bool,

@@ -16,8 +16,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{
-    CatalogCommand, Cli, Command, DeltaArgs, ExportFormat, PrefillArgs, RunArgs, StoreCommand,
-    Strategy, WriterChoice,
+    CatalogCommand, Cli, Command, DeltaArgs, ExportFormat, PlanArgs, PrefillArgs, RunArgs,
+    StoreCommand, Strategy, WriterChoice,
 };
 use crate::{Outcome, catalog_io, demo};
 
@@ -30,7 +30,119 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Delta(args) => delta_cmd(&args),
         Command::Run(args) => run_cmd(&args),
         Command::Prefill(args) => prefill_cmd(&args),
+        Command::Plan(args) => plan_cmd(&args),
     }
+}
+
+fn core_strategy(s: Strategy) -> fill_core::plan::Strategy {
+    match s {
+        Strategy::Optimal => fill_core::plan::Strategy::Optimal,
+        Strategy::Escalation => fill_core::plan::Strategy::Escalation,
+    }
+}
+
+fn parse_deadline(text: &str) -> Result<i64> {
+    let d = fill_core::duration::parse_duration(text).context("bad --deadline")?;
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    if secs < 1 {
+        bail!("bad --deadline {text:?}: at least one second");
+    }
+    Ok(secs)
+}
+
+fn parse_ingress(text: Option<&str>) -> Result<Option<u64>> {
+    text.map(|t| fill_core::source::parse_bandwidth(t).context("bad --ingress"))
+        .transpose()
+}
+
+fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
+    let capacity = parse_size(&args.capacity).context("bad --capacity")?;
+    let deadline = parse_deadline(&args.deadline)?;
+    let ingress_bps = parse_ingress(args.ingress.as_deref())?;
+    let start = match &args.start {
+        Some(t) => fill_core::duration::parse_rfc3339(t).context("bad --start")?,
+        None => crate::planning::now()?,
+    };
+    let target_file = open_catalog(&args.target)?;
+    let target = target_file.validate()?;
+    let specs = crate::sources::load(&args.sources)?;
+    let s = open_store(&args.store)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let holdings = rt.block_on(crate::sources::holdings(&specs, &crate::net::Net::new()))?;
+    let sources: Vec<fill_core::source::Source> = specs.iter().map(|s| s.source.clone()).collect();
+    let sd = compute_delta(&target, &s, capacity)?;
+    let input = crate::planning::PlanInput {
+        target: &target,
+        delta: &sd.delta,
+        sources: &sources,
+        holdings: &holdings,
+        start,
+        deadline,
+        ingress_bps,
+    };
+    let planned = crate::planning::make(&input, core_strategy(args.strategy))?;
+    let escalation = match args.strategy {
+        Strategy::Optimal if args.explain || args.json => {
+            Some(crate::planning::make(&input, fill_core::plan::Strategy::Escalation)?.plan)
+        }
+        _ => None,
+    };
+    if args.json {
+        print_json(&crate::planning::to_json(
+            &input,
+            &planned,
+            escalation.as_ref().map(|e| e.total_cost),
+        ))?;
+    } else if args.explain {
+        print!(
+            "{}",
+            crate::planning::explain(&input, &planned, escalation.as_ref())
+        );
+    } else {
+        print!("{}", plan_table(&input, &planned));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// The short human form of a plan: per source, then the total and the finish.
+fn plan_table(input: &crate::planning::PlanInput<'_>, p: &crate::planning::Planned) -> String {
+    use fill_core::duration::format_rfc3339;
+    let plan = &p.plan;
+    let mut s = format!(
+        "{:<14} {:<7} {:>12} {:>10} {:>12}\n",
+        "source", "kind", "bytes", "cost", "available"
+    );
+    for (u, src) in plan.per_source.iter().zip(input.sources) {
+        s += &format!(
+            "{:<14} {:<7} {:>12} {:>10.4} {:>12}\n",
+            src.name,
+            serde_json::to_value(src.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            format_size(u.bytes),
+            u.cost,
+            format_size(u.available)
+        );
+    }
+    s += &format!(
+        "plan: {} for {:.4}, {} slots, finish {}{}\n",
+        format_size(plan.bytes),
+        plan.total_cost,
+        plan.slots.len(),
+        format_rfc3339(plan.finish),
+        match &plan.shortfall {
+            None => " (meets the deadline)".to_owned(),
+            Some(short) => format!(
+                " (misses the deadline: {} short by then; see --explain)",
+                format_size(short.bytes)
+            ),
+        }
+    );
+    s
 }
 
 fn open_store(dir: &Path) -> Result<Store> {
@@ -603,11 +715,8 @@ struct RunJson<'a> {
 }
 
 fn run_cmd(args: &RunArgs) -> Result<Outcome> {
-    if args.strategy == Strategy::Optimal {
-        bail!(
-            "--strategy optimal needs the planner, which is not built yet: use --strategy escalation"
-        );
-    }
+    let deadline = parse_deadline(&args.deadline)?;
+    let ingress_bps = parse_ingress(args.ingress.as_deref())?;
     let capacity = parse_size(&args.capacity).context("bad --capacity")?;
     let target_file = open_catalog(&args.target)?;
     let target = target_file.validate()?;
@@ -626,7 +735,48 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
     let holdings = rt.block_on(crate::sources::holdings(&specs, &net))?;
     let sources: Vec<fill_core::source::Source> = specs.iter().map(|s| s.source.clone()).collect();
     let sd = compute_delta(&target, &s, capacity)?;
-    let report = if args.dry_run {
+    let planned = match args.strategy {
+        Strategy::Escalation => None,
+        Strategy::Optimal => {
+            let input = crate::planning::PlanInput {
+                target: &target,
+                delta: &sd.delta,
+                sources: &sources,
+                holdings: &holdings,
+                start: crate::planning::now()?,
+                deadline,
+                ingress_bps,
+            };
+            let p = crate::planning::make(&input, fill_core::plan::Strategy::Optimal)?;
+            if let Some(short) = &p.plan.shortfall {
+                tracing::warn!(
+                    "the plan misses the deadline: {} cannot arrive in time (see fill plan --explain)",
+                    format_size(short.bytes)
+                );
+            }
+            Some(p)
+        }
+    };
+    let routes = planned.as_ref().map(crate::planning::routes);
+    let report = if let (true, Some(p)) = (args.dry_run, &planned) {
+        crate::fill::FillReport {
+            total_cost: p.plan.total_cost,
+            bytes_fetched: 0,
+            sources: p
+                .plan
+                .per_source
+                .iter()
+                .zip(&sources)
+                .map(|(u, src)| crate::fill::SourceReport::planned(src, u.bytes, u.cost))
+                .collect(),
+            files_completed: 0,
+            files_evicted: 0,
+            duration_secs: 0.0,
+            throughput_bytes_per_sec: 0.0,
+            retries: 0,
+            write_backend: "none (dry run)".into(),
+        }
+    } else if args.dry_run {
         let per = crate::fill::dry_run(&target, &sd.delta, &sources, &holdings)?;
         crate::fill::FillReport {
             total_cost: per.iter().map(|r| r.cost).sum(),
@@ -657,6 +807,7 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             sources: &sources,
             holdings: &holdings,
             timeout: parse_timeout(&args.timeout)?,
+            routes: routes.as_ref(),
         };
         let r = rt.block_on(crate::fill::run(job, &writer, &bar))?;
         bar.finish_and_clear();
@@ -665,7 +816,10 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
     if args.json {
         print_json(&RunJson {
             dry_run: args.dry_run,
-            strategy: "escalation",
+            strategy: match args.strategy {
+                Strategy::Optimal => "optimal",
+                Strategy::Escalation => "escalation",
+            },
             bytes_to_fetch: sd.delta.bytes_to_fetch,
             offload_before: sd.delta.offload_before,
             offload_after: sd.delta.offload_after,
@@ -831,6 +985,7 @@ fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         sources: &sources,
         holdings: &holdings,
         timeout: parse_timeout(&args.timeout)?,
+        routes: None,
     };
     let most = deltas
         .iter()

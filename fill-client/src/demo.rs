@@ -320,6 +320,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             sources: &sources,
             holdings: &holdings,
             timeout: crate::net::DEFAULT_TIMEOUT,
+            routes: None,
         };
         let report = crate::fill::run(job, &writer, &bar).await;
         bar.finish_and_clear();

@@ -72,6 +72,23 @@ pub struct SourceReport {
     pub unreachable: Option<String>,
 }
 
+impl SourceReport {
+    /// A source's line in a plan (nothing fetched yet).
+    pub fn planned(source: &Source, bytes: u64, cost: f64) -> Self {
+        Self {
+            name: source.name.clone(),
+            kind: format!("{:?}", source.kind).to_lowercase(),
+            bytes,
+            cost,
+            requests: 0,
+            failed_requests: 0,
+            bad_blocks: 0,
+            quarantined: false,
+            unreachable: None,
+        }
+    }
+}
+
 /// What a fill did.
 #[derive(Debug, Clone, Serialize)]
 pub struct FillReport {
@@ -102,9 +119,22 @@ struct FileWork {
     outboard: Outboard,
     writer: Writer,
     candidates: Vec<usize>,
+    /// The plan's pieces of this file: (offset, end, source), by offset; empty without a plan.
+    planned: Vec<(u64, u64, usize)>,
     /// One per store that needs the file: each verified block is written to every one that
     /// lacks it, so it crosses the network once.
     targets: Vec<FileTarget>,
+}
+
+impl FileWork {
+    /// The planned source of a block: the plan's piece holding its first byte.
+    fn planned_at(&self, block: u64) -> Option<usize> {
+        let offset = self.outboard.block_range(block).0;
+        self.planned
+            .iter()
+            .find(|p| p.0 <= offset && offset < p.1)
+            .map(|p| p.2)
+    }
 }
 
 #[derive(Debug)]
@@ -182,6 +212,9 @@ pub struct FillJob<'a> {
     pub holdings: &'a [Holdings],
     /// How long a source may stay silent before its range moves elsewhere.
     pub timeout: Duration,
+    /// A plan's pieces per file (`fill run --strategy optimal`): each block goes first to its
+    /// planned source, waiting for that source's window; escalation takes over when it fails.
+    pub routes: Option<&'a crate::planning::Routes>,
 }
 
 /// Runs a fill. Files go in popularity order; each is fetched once and written to every
@@ -193,6 +226,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
         sources,
         holdings,
         timeout,
+        routes,
     } = job;
     let started = Instant::now();
     let mut report: Vec<SourceReport> = sources
@@ -345,6 +379,10 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                 outboard,
                 writer: writer.clone(),
                 candidates,
+                planned: routes
+                    .and_then(|r| r.get(&(entry as u32)))
+                    .cloned()
+                    .unwrap_or_default(),
                 targets,
             }));
             unsynced.push(vec![Vec::new(); file_states.len()]);
@@ -370,9 +408,12 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             let mut i = 0;
             while i < missing.len() {
                 let mut n = 1;
+                // A request stays within one planned source's piece.
+                let file = &files[index];
                 while i + (n as usize) < missing.len()
                     && n < BLOCKS_PER_JOB
                     && missing[i + n as usize] == missing[i] + n
+                    && file.planned_at(missing[i] + n) == file.planned_at(missing[i])
                 {
                     n += 1;
                 }
@@ -643,7 +684,19 @@ impl Fetchers<'_> {
         let (sources, quarantined) = (self.sources, &self.quarantined);
         let file = files[job.file].clone();
         let usable = |s: usize| !quarantined[s] && !job.excluded.contains(&s);
-        let Some((source, wait_secs)) = choose(sources, &file.candidates, usable, now) else {
+        // The plan's source for the job's first byte, while it is usable; else escalation.
+        let planned = file
+            .planned_at(job.first_block)
+            .filter(|&s| usable(s))
+            .map(|s| {
+                (
+                    s,
+                    sources[s].window.map_or(0, |w| w.seconds_until_open(now)),
+                )
+            });
+        let Some((source, wait_secs)) =
+            planned.or_else(|| choose(sources, &file.candidates, usable, now))
+        else {
             bail!(
                 "every source failed blocks {}..{} of {}",
                 job.first_block,

@@ -623,3 +623,123 @@ fn stalling_dying_and_misranging_sources() {
         assert_filled(&r, &appliance);
     }
 }
+
+/// A store holding the region's files `which`, served on loopback.
+fn partial_store(tmp: &Path, r: &Region, name: &str, which: &[usize]) -> PathBuf {
+    let dir = tmp.join(format!("{name}-files"));
+    fs::create_dir_all(&dir).unwrap();
+    for &i in which {
+        fs::write(dir.join(&r.files[i].0), &r.files[i].1).unwrap();
+    }
+    let store = tmp.join(name);
+    Store::new(&store)
+        .unwrap()
+        .import(&[dir], BlockSize::DEFAULT, &|_| {})
+        .unwrap();
+    store
+}
+
+/// `fill plan` finds the plan escalation misses (the popular files from the cheap tier, so
+/// the free but slow peer can carry what only it and the origin hold), and `fill run
+/// --strategy optimal` follows it byte for byte.
+#[test]
+fn optimal_plan_is_cheaper_than_escalation_and_the_run_follows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 6);
+    let peer = partial_store(tmp.path(), &r, "peer", &[0, 1, 2, 3, 4, 5]);
+    let tier = partial_store(tmp.path(), &r, "tier", &[0, 1, 2]);
+    let (peer_srv, tier_srv) = (serve(&peer), serve(&tier));
+    let origin_srv = serve(&tmp.path().join("origin"));
+    let src = tmp.path().join("sources.toml");
+    // The peer carries 8 MB in the 4 s deadline: not all 13 MiB.
+    sources(
+        &src,
+        &[
+            ("peer", "peer", peer_srv.addr, 0.0, "16Mbps"),
+            ("tier", "tier", tier_srv.addr, 0.001, "1Gbps"),
+            ("origin", "origin", origin_srv.addr, 0.02, "1Gbps"),
+        ],
+    );
+    let appliance = tmp.path().join("appliance");
+    let common = [
+        "--target",
+        p(&r.target),
+        "--store",
+        p(&appliance),
+        "--sources",
+        p(&src),
+        "--capacity",
+        "1TB",
+        "--deadline",
+        "4s",
+    ];
+    let plan = fill(&[&["plan", "--json"][..], &common].concat())
+        .ok()
+        .json();
+    let size = |which: &[usize]| -> u64 { which.iter().map(|&i| r.files[i].1.len() as u64).sum() };
+    let bytes_of = |j: &serde_json::Value, key: &str, name: &str| {
+        j[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let all = size(&[0, 1, 2, 3, 4, 5]);
+    assert_eq!(plan["meets_deadline"], true, "{plan}");
+    // The peer to its capacity (2 MB/s for 4 s), the rest from the tier: files 3-5, which
+    // only the peer and the origin hold, all from the peer.
+    assert_eq!(bytes_of(&plan, "per_source", "peer"), 8_000_000, "{plan}");
+    assert_eq!(
+        bytes_of(&plan, "per_source", "tier"),
+        all - 8_000_000,
+        "{plan}"
+    );
+    assert_eq!(bytes_of(&plan, "per_source", "origin"), 0, "{plan}");
+    assert!(size(&[3, 4, 5]) < 8_000_000 && size(&[0, 1, 2]) > all - 8_000_000);
+    let (cost, esc) = (
+        plan["total_cost"].as_f64().unwrap(),
+        plan["escalation_cost"].as_f64().unwrap(),
+    );
+    assert!(cost * 5.0 < esc, "optimal {cost} vs escalation {esc}");
+    // Every piece of the plan names a real file, source and slot.
+    let pieces: u64 = plan["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["length"].as_u64().unwrap())
+        .sum();
+    assert_eq!(pieces, all);
+    let explained = fill(&[&["plan", "--explain"][..], &common].concat()).ok();
+    assert!(
+        explained.stdout().contains("What binds:"),
+        "{}",
+        explained.stdout()
+    );
+    assert!(
+        explained.stdout().contains("peer is used to its bandwidth"),
+        "{}",
+        explained.stdout()
+    );
+
+    let run = fill(&[&["run", "--strategy", "optimal", "--json"][..], &common].concat())
+        .ok()
+        .json();
+    assert_eq!(run["strategy"], "optimal");
+    // Requests are whole blocks: where the plan splits inside a block, the block comes from
+    // the piece that holds its first byte, so each source may differ by up to a block.
+    for name in ["peer", "tier"] {
+        let (planned, got) = (
+            bytes_of(&plan, "per_source", name),
+            bytes_of(&run, "sources", name),
+        );
+        assert!(
+            planned.abs_diff(got) <= 1 << 20,
+            "{name}: planned {planned}, fetched {got}: {run}"
+        );
+    }
+    assert_eq!(bytes_of(&run, "sources", "origin"), 0, "{run}");
+    assert_filled(&r, &appliance);
+}
