@@ -65,5 +65,78 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A site: `apps` appliances whose deltas are seeded two-thirds subsets of one region of
+/// `files` files (so each needs about `files × 2/3`), 50 shared sources, 14 days, 1-hour
+/// slots for the copies, 10 Gbps of in-site bandwidth per appliance.
+fn site_bench(c: &mut Criterion) {
+    use fill_core::plan::site::{self, SiteAppliance, SiteProblem};
+    let files = std::env::var("FILL_BENCH_SITE_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150_000);
+    let (sources, classes, all) = fill_benches::plan_region(files, 50);
+    let deltas = |apps: usize| -> Vec<Vec<fill_core::plan::Demand>> {
+        (0..apps)
+            .map(|a| {
+                all.iter()
+                    .copied()
+                    .filter(|d| {
+                        !fill_benches::Rng(u64::from(d.entry) << 8 | a as u64)
+                            .next_u64()
+                            .is_multiple_of(3)
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    for apps in [10usize, 20] {
+        let demands = deltas(apps);
+        let holds: Vec<Vec<u32>> = vec![Vec::new(); apps];
+        let appliances: Vec<SiteAppliance<'_>> = (0..apps)
+            .map(|a| SiteAppliance {
+                demands: &demands[a],
+                holds: &holds[a],
+                ingress_bps: Some(40_000_000_000),
+            })
+            .collect();
+        let problem = SiteProblem {
+            sources: &sources,
+            classes: &classes,
+            appliances: &appliances,
+            start: 1_780_012_800,
+            horizon: 14 * 86_400,
+            uplink_bps: None,
+            peer_bps: 10_000_000_000,
+            step: 3600,
+        };
+        let plan = site::plan_site(&problem).expect("site plan");
+        let alone = site::plan_alone(&problem).expect("alone");
+        let origin = |p: &fill_core::plan::Plan| -> u64 {
+            p.per_source
+                .iter()
+                .zip(&sources)
+                .filter(|(_, s)| s.kind == fill_core::source::SourceKind::Origin)
+                .map(|(u, _)| u.bytes)
+                .sum()
+        };
+        eprintln!(
+            "site of {apps}: {} ranges in all, {} unique; origin bytes {:.2} TB site-level vs {:.2} TB alone; cost {:.2} vs {:.2}; late copies {} bytes",
+            demands.iter().map(Vec::len).sum::<usize>(),
+            plan.unique.len(),
+            origin(&plan.external) as f64 / 1e12,
+            alone.iter().map(origin).sum::<u64>() as f64 / 1e12,
+            plan.external.total_cost,
+            alone.iter().map(|p| p.total_cost).sum::<f64>(),
+            plan.late_bytes
+        );
+        let mut g = c.benchmark_group("site");
+        g.sample_size(10);
+        g.bench_function(format!("{apps}_appliances_{}k_files", files / 1000), |b| {
+            b.iter(|| site::plan_site(&problem).expect("site plan"))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench, site_bench);
 criterion_main!(benches);

@@ -73,17 +73,22 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// The target catalog (raw or zstd).
-    #[arg(long)]
-    pub target: PathBuf,
+    #[arg(long, required_unless_present = "site")]
+    pub target: Option<PathBuf>,
     /// The appliance's store (its holdings and partial files; not modified).
-    #[arg(long)]
-    pub store: PathBuf,
+    #[arg(long, required_unless_present = "site")]
+    pub store: Option<PathBuf>,
     /// The sources file (TOML; format at the end of `fill help plan`).
-    #[arg(long)]
-    pub sources: PathBuf,
+    #[arg(long, required_unless_present = "site")]
+    pub sources: Option<PathBuf>,
     /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
-    #[arg(long)]
-    pub capacity: String,
+    #[arg(long, required_unless_present = "site")]
+    pub capacity: Option<String>,
+    /// Plan a whole site jointly instead (a TOML file naming the appliances, their stores,
+    /// capacities and ingress, the shared sources and the in-site bandwidth; its format is in
+    /// docs/planner.md): each range crosses a costly link once, the other appliances copy it.
+    #[arg(long, conflicts_with_all = ["target", "store", "sources", "capacity", "strategy"])]
+    pub site: Option<PathBuf>,
     /// How long the fill may take, from --start: 48h, 14d, 1h30m.
     #[arg(long, default_value = "48h")]
     pub deadline: String,

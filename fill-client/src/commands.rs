@@ -56,17 +56,32 @@ fn parse_ingress(text: Option<&str>) -> Result<Option<u64>> {
 }
 
 fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
-    let capacity = parse_size(&args.capacity).context("bad --capacity")?;
     let deadline = parse_deadline(&args.deadline)?;
     let ingress_bps = parse_ingress(args.ingress.as_deref())?;
     let start = match &args.start {
         Some(t) => fill_core::duration::parse_rfc3339(t).context("bad --start")?,
         None => crate::planning::now()?,
     };
-    let target_file = open_catalog(&args.target)?;
+    if let Some(site) = &args.site {
+        let planned = crate::site::plan_site(site, crate::site::Horizon { start, deadline })?;
+        if args.json {
+            print_json(&crate::site::to_json(&planned))?;
+        } else {
+            print!("{}", crate::site::table(&planned, args.explain));
+        }
+        return Ok(Outcome::Ok);
+    }
+    // clap requires these without --site.
+    let (Some(target_path), Some(store_path), Some(sources_path), Some(capacity)) =
+        (&args.target, &args.store, &args.sources, &args.capacity)
+    else {
+        bail!("--target, --store, --sources and --capacity are required without --site");
+    };
+    let capacity = parse_size(capacity).context("bad --capacity")?;
+    let target_file = open_catalog(target_path)?;
     let target = target_file.validate()?;
-    let specs = crate::sources::load(&args.sources)?;
-    let s = open_store(&args.store)?;
+    let specs = crate::sources::load(sources_path)?;
+    let s = open_store(store_path)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

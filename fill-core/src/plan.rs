@@ -31,6 +31,7 @@
 //! soonest, on a horizon extended until everything fits.
 
 mod flow;
+pub mod site;
 
 use std::collections::BTreeMap;
 
@@ -289,6 +290,28 @@ pub fn slots(sources: &[Source], start: i64, horizon: i64) -> Vec<Slot> {
         .collect()
 }
 
+/// [`slots`], cut further every `step` seconds from `start` (no further cuts when `step` is
+/// 0): finer slots for plans whose timing matters within a day.
+pub fn slots_with_step(sources: &[Source], start: i64, horizon: i64, step: i64) -> Vec<Slot> {
+    let coarse = slots(sources, start, horizon);
+    if step <= 0 {
+        return coarse;
+    }
+    let mut out = Vec::with_capacity(coarse.len());
+    for s in coarse {
+        let mut at = s.start;
+        while at < s.end {
+            let next = (start + ((at - start) / step + 1) * step).min(s.end);
+            out.push(Slot {
+                start: at,
+                end: next,
+            });
+            at = next;
+        }
+    }
+    out
+}
+
 /// Bytes a source can deliver in a slot.
 fn source_cap(s: &Source, slot: &Slot) -> u64 {
     if s.is_open(slot.start) {
@@ -314,11 +337,16 @@ fn micro(cost_per_gib: f64) -> i128 {
 
 /// Makes a plan.
 pub fn plan(p: &Problem<'_>, strategy: Strategy) -> Result<Plan, PlanError> {
+    plan_with_step(p, strategy, 0)
+}
+
+/// Makes a plan whose slots are also cut every `step` seconds (see [`slots_with_step`]).
+pub fn plan_with_step(p: &Problem<'_>, strategy: Strategy, step: i64) -> Result<Plan, PlanError> {
     check(p)?;
     if p.horizon < 1 {
         return Err(PlanError::Horizon);
     }
-    let slots = slots(p.sources, p.start, p.horizon);
+    let slots = slots_with_step(p.sources, p.start, p.horizon, step);
     let demand = class_demand(p);
     let solve = |slots: &[Slot], limit: usize| match strategy {
         Strategy::Optimal => optimal_shares(p, &demand, slots, limit),
@@ -369,7 +397,9 @@ pub fn plan(p: &Problem<'_>, strategy: Strategy) -> Result<Plan, PlanError> {
     let long = loop {
         horizon = horizon.saturating_mul(2);
         let capped = horizon.min(MAX_HORIZON_DAYS * 86_400);
-        let long_slots = self::slots(p.sources, p.start, capped);
+        // Fine slots over a long horizon make a large network: at most ~2,000 step cuts.
+        let coarse = if step > 0 { step.max(capped / 2000) } else { 0 };
+        let long_slots = slots_with_step(p.sources, p.start, capped, coarse);
         // Feasibility alone: any strategy's maximum delivery is the optimiser's.
         let s = optimal_shares(p, &demand, &long_slots, long_slots.len());
         if s.delivered == total {
@@ -462,8 +492,7 @@ fn optimal_shares(p: &Problem<'_>, demand: &[u64], slots: &[Slot], limit: usize)
     let sink = 1 + nc + ns + nt;
     let mut g = flow::Graph::new(sink + 1);
     let total: u64 = demand.iter().sum();
-    // Lexicographic cost: money first, then Σ bytes × slot (at most nt × total).
-    let weight = i128::from(total) * (nt as i128 + 1) + 1;
+    // Stage 1: money only (few distinct path costs, so few phases).
     let mut class_arcs = Vec::new();
     for (c, &d) in demand.iter().enumerate() {
         if d == 0 {
@@ -475,7 +504,7 @@ fn optimal_shares(p: &Problem<'_>, demand: &[u64], slots: &[Slot], limit: usize)
                 class_node(c),
                 source_node(s),
                 flow::INF,
-                micro(p.sources[s].cost_per_gib) * weight,
+                micro(p.sources[s].cost_per_gib),
             );
             class_arcs.push((c, s, e));
         }
@@ -485,12 +514,7 @@ fn optimal_shares(p: &Problem<'_>, demand: &[u64], slots: &[Slot], limit: usize)
         for (t, slot) in slots.iter().enumerate() {
             let cap = source_cap(src, slot);
             if cap > 0 {
-                let e = g.add(
-                    source_node(s),
-                    slot_node(t),
-                    cap.min(total) as i64,
-                    t as i128,
-                );
+                let e = g.add(source_node(s), slot_node(t), cap.min(total) as i64, 0);
                 slot_arcs.push((s, t, e, cap));
             }
         }
@@ -504,6 +528,31 @@ fn optimal_shares(p: &Problem<'_>, demand: &[u64], slots: &[Slot], limit: usize)
         ingress_arcs.push((t, e, cap));
     }
     let delivered = g.min_cost_max_flow(supply, sink) as u64;
+    // Stage 2: with each source's bytes fixed by stage 1 (which fixes the money), the
+    // earliest schedule: supply → source (its bytes) → slot (its capacity, cost: the slot's
+    // index) → sink (ingress). Stage 1's schedule shows one exists, so all bytes route.
+    let mut per_source_bytes = vec![0u64; ns];
+    for &(_, s, e) in &class_arcs {
+        per_source_bytes[s] += g.flow(e) as u64;
+    }
+    let mut g2 = flow::Graph::new(ns + nt + 2);
+    let (supply2, sink2) = (ns + nt, ns + nt + 1);
+    for (s, &b) in per_source_bytes.iter().enumerate() {
+        if b > 0 {
+            g2.add(supply2, s, b as i64, 0);
+        }
+    }
+    let mut slot_arcs2 = Vec::new();
+    for &(s, t, _, cap) in &slot_arcs {
+        if per_source_bytes[s] > 0 {
+            let e = g2.add(s, ns + t, cap.min(total) as i64, t as i128);
+            slot_arcs2.push((s, t, e));
+        }
+    }
+    for &(t, _, cap) in &ingress_arcs {
+        g2.add(ns + t, sink2, cap.min(flow::INF as u64) as i64, 0);
+    }
+    g2.min_cost_max_flow(supply2, sink2);
     // Per source: the classes' bytes, then its slots' bytes; pair them earliest first, the
     // class with the most important range first.
     let mut first_demand = vec![u32::MAX; nc];
@@ -519,10 +568,10 @@ fn optimal_shares(p: &Problem<'_>, demand: &[u64], slots: &[Slot], limit: usize)
             .map(|&(c, _, e)| (first_demand[c], c, g.flow(e) as u64))
             .collect();
         classes.sort_unstable();
-        let mut slot_bytes: Vec<(usize, u64)> = slot_arcs
+        let mut slot_bytes: Vec<(usize, u64)> = slot_arcs2
             .iter()
-            .filter(|a| a.0 == s && g.flow(a.2) > 0)
-            .map(|&(_, t, e, _)| (t, g.flow(e) as u64))
+            .filter(|a| a.0 == s && g2.flow(a.2) > 0)
+            .map(|&(_, t, e)| (t, g2.flow(e) as u64))
             .collect();
         slot_bytes.sort_unstable();
         let mut k = 0;

@@ -437,3 +437,185 @@ fn short_deadline_names_the_binding_source_and_finishes_soonest() {
     assert_eq!(p.finish, start + 3 * 1024);
     assert_eq!(p.bytes, 3 * GIB);
 }
+
+/// A random site: appliances with overlapping deltas over one file table, shared sources.
+struct SiteInstance {
+    sources: Vec<Source>,
+    classes: Vec<Vec<usize>>,
+    demands: Vec<Vec<plan::Demand>>,
+    holds: Vec<Vec<u32>>,
+    ingress: Vec<Option<u64>>,
+}
+
+fn site_instance(seed: u64) -> SiteInstance {
+    let mut r = Rng(seed ^ 0x5173);
+    let base = instance(seed);
+    let n_files = 4 + r.below(12) as u32;
+    let n_app = 2 + r.below(4) as usize;
+    let file_class: Vec<u32> = (0..n_files)
+        .map(|_| r.below(base.classes.len() as u64) as u32)
+        .collect();
+    let file_size: Vec<u64> = (0..n_files).map(|_| 1 + r.below(20 * MIB)).collect();
+    let mut holds = vec![Vec::new(); n_app];
+    let mut demands = vec![Vec::new(); n_app];
+    for f in 0..n_files {
+        // Now and then a file one appliance already holds.
+        let holder = r.chance(15).then(|| r.below(n_app as u64) as usize);
+        if let Some(h) = holder {
+            holds[h].push(f);
+        }
+        for (a, d) in demands.iter_mut().enumerate() {
+            if Some(a) != holder && r.chance(70) {
+                d.push(plan::Demand {
+                    entry: f,
+                    offset: 0,
+                    length: file_size[f as usize],
+                    class: file_class[f as usize],
+                });
+            }
+        }
+    }
+    SiteInstance {
+        sources: base.sources,
+        classes: base.classes,
+        demands,
+        holds,
+        ingress: (0..n_app)
+            .map(|_| r.chance(60).then(|| 8_000 * (20 + r.below(400))))
+            .collect(),
+    }
+}
+
+/// Per file: the pieces an appliance received, (offset, length, slot).
+type Received = std::collections::BTreeMap<u32, Vec<(u64, u64, usize)>>;
+
+#[test]
+fn site_plans_cross_each_costly_link_once_and_respect_every_capacity() {
+    use fill_core::plan::site::{self, SiteAppliance, SiteProblem};
+    let (mut cheaper, mut compared) = (0, 0);
+    for seed in 0..300u64 {
+        let inst = site_instance(seed);
+        let apps: Vec<SiteAppliance<'_>> = (0..inst.demands.len())
+            .map(|a| SiteAppliance {
+                demands: &inst.demands[a],
+                holds: &inst.holds[a],
+                ingress_bps: inst.ingress[a],
+            })
+            .collect();
+        let problem = SiteProblem {
+            sources: &inst.sources,
+            classes: &inst.classes,
+            appliances: &apps,
+            start: 1_780_000_000,
+            horizon: 48 * 3600,
+            uplink_bps: None,
+            peer_bps: 8_000_000,
+            step: 3600,
+        };
+        let p = site::plan_site(&problem).expect("site plan");
+        assert_eq!(
+            p,
+            site::plan_site(&problem).unwrap(),
+            "seed {seed}: deterministic"
+        );
+        // Each unique external range crosses the costly link once: landings cover it exactly.
+        let landed: u64 = p.landings.iter().map(|l| l.length).sum();
+        let unique: u64 = p.unique.iter().map(|d| d.length).sum();
+        assert_eq!(landed, unique, "seed {seed}");
+        assert_eq!(p.external.bytes, unique, "seed {seed}");
+        // Every appliance gets every byte it needs, once, from a valid place and time.
+        let mut have: Vec<Received> = vec![Default::default(); apps.len()];
+        for l in &p.landings {
+            let d = inst.demands[l.appliance as usize]
+                .iter()
+                .find(|d| d.entry == l.entry)
+                .expect("lands only where needed");
+            assert!(inst.classes[d.class as usize].contains(&(l.source as usize)));
+            have[l.appliance as usize]
+                .entry(l.entry)
+                .or_default()
+                .push((l.offset, l.length, l.slot as usize));
+        }
+        for c in &p.copies {
+            assert_ne!(c.from, c.to);
+            let held = inst.holds[c.from as usize].contains(&c.entry);
+            let landed_before = have[c.from as usize].get(&c.entry).is_some_and(|v| {
+                v.iter().any(|&(o, l, t)| {
+                    o <= c.offset && c.offset + c.length <= o + l && t < c.slot as usize
+                })
+            });
+            assert!(
+                held || landed_before,
+                "seed {seed}: copy from an appliance that has it: {c:?}"
+            );
+        }
+        for c in &p.copies {
+            have[c.to as usize].entry(c.entry).or_default().push((
+                c.offset,
+                c.length,
+                c.slot as usize,
+            ));
+        }
+        for (a, ds) in inst.demands.iter().enumerate() {
+            for d in ds {
+                let mut pieces = have[a].get(&d.entry).cloned().unwrap_or_default();
+                pieces.sort_unstable();
+                let mut at = d.offset;
+                for (o, l, _) in pieces {
+                    assert_eq!(
+                        o, at,
+                        "seed {seed}: appliance {a} file {} contiguous, once",
+                        d.entry
+                    );
+                    at += l;
+                }
+                assert_eq!(
+                    at,
+                    d.offset + d.length,
+                    "seed {seed}: appliance {a} file {} complete",
+                    d.entry
+                );
+            }
+        }
+        // Capacities: each appliance's ingress and in-site sending, per slot.
+        let received = site::received_per_slot(&p, apps.len());
+        for (a, row) in received.iter().enumerate() {
+            for (t, &b) in row.iter().enumerate() {
+                if let Some(bps) = inst.ingress[a] {
+                    let slot = p.slots[t];
+                    assert!(
+                        b as f64 <= (bps as f64 * (slot.end - slot.start) as f64 / 8.0).floor(),
+                        "seed {seed}: ingress of {a} in slot {t}"
+                    );
+                }
+            }
+        }
+        let mut sent = std::collections::BTreeMap::<(u32, u32), u64>::new();
+        for c in &p.copies {
+            *sent.entry((c.from, c.slot)).or_default() += c.length;
+        }
+        for (&(_, t), &b) in &sent {
+            let slot = p.slots[t as usize];
+            assert!(
+                b as f64 <= (8e6 * (slot.end - slot.start) as f64 / 8.0).floor(),
+                "seed {seed}: peer sending in slot {t}"
+            );
+        }
+        // Against each appliance planning alone: never costlier.
+        let alone = site::plan_alone(&problem).unwrap();
+        let alone_cost: f64 = alone.iter().map(|p| p.total_cost).sum();
+        assert!(
+            p.external.total_cost <= alone_cost + 1e-9,
+            "seed {seed}: site {} vs alone {alone_cost}",
+            p.external.total_cost
+        );
+        compared += 1;
+        if p.external.total_cost + 1e-9 < alone_cost {
+            cheaper += 1;
+        }
+    }
+    assert!(
+        cheaper * 2 > compared,
+        "site planning saved money in {cheaper} of {compared} sites"
+    );
+}

@@ -743,3 +743,79 @@ fn optimal_plan_is_cheaper_than_escalation_and_the_run_follows_it() {
     assert_eq!(bytes_of(&run, "sources", "origin"), 0, "{run}");
     assert_filled(&r, &appliance);
 }
+
+/// `fill plan --site`: three appliances, two holding part of the target already. Ranges no
+/// appliance holds cross the external link once; the rest are copied inside the site.
+#[test]
+fn site_plan_fetches_each_range_from_outside_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 6);
+    let a1 = tmp.path().join("a1");
+    let a2 = partial_store(tmp.path(), &r, "a2", &[0, 1]);
+    let a3 = partial_store(tmp.path(), &r, "a3", &[2]);
+    // The origin holds everything without being asked (no catalog key, kind origin).
+    fs::write(
+        tmp.path().join("sources.toml"),
+        "[[source]]\nname = \"origin\"\nkind = \"origin\"\nurl = \"http://127.0.0.1:9\"\ncost_per_gib = 0.02\nbandwidth = \"1Gbps\"\n",
+    )
+    .unwrap();
+    let site = tmp.path().join("site.toml");
+    let mut text = format!(
+        "sources = \"sources.toml\"\ntarget = \"{}\"\npeer_bandwidth = \"1Gbps\"\n",
+        p(&r.target)
+    );
+    for (name, store) in [("a1", &a1), ("a2", &a2), ("a3", &a3)] {
+        text += &format!(
+            "\n[[appliance]]\nname = \"{name}\"\nstore = \"{}\"\ncapacity = \"1TB\"\ningress = \"1Gbps\"\n",
+            p(store)
+        );
+    }
+    fs::write(&site, text).unwrap();
+    let out = fill(&[
+        "plan",
+        "--site",
+        p(&site),
+        "--json",
+        "--start",
+        "2026-11-28T00:00:00Z",
+    ])
+    .ok()
+    .json();
+    let size = |which: &[usize]| -> u64 { which.iter().map(|&i| r.files[i].1.len() as u64).sum() };
+    assert_eq!(out["external_bytes"], size(&[3, 4, 5]), "{out}");
+    assert_eq!(out["origin_bytes"], size(&[3, 4, 5]));
+    // a1 needs all six, a2 all but 0 and 1, a3 all but 2.
+    let alone = size(&[0, 1, 2, 3, 4, 5]) + size(&[2, 3, 4, 5]) + size(&[0, 1, 3, 4, 5]);
+    assert_eq!(out["alone"]["external_bytes"], alone, "{out}");
+    // Everything else moves inside the site: what each needs minus what lands on it.
+    let landed: u64 = out["appliances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["external_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(landed, size(&[3, 4, 5]));
+    assert_eq!(out["peer_bytes"].as_u64().unwrap(), alone - landed, "{out}");
+    assert_eq!(out["late_bytes"], 0);
+    let explained = fill(&["plan", "--site", p(&site), "--explain"]).ok();
+    assert!(
+        explained
+            .stdout()
+            .contains("Each appliance planning alone would fetch"),
+        "{}",
+        explained.stdout()
+    );
+    // A site file with a mistake names it.
+    fs::write(
+        &site,
+        "sources = \"sources.toml\"\npeer_bandwidth = \"fast\"\n",
+    )
+    .unwrap();
+    let bad = fill(&["plan", "--site", p(&site)]);
+    assert!(!bad.out.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.out.stderr).contains("peer_bandwidth"),
+        "{}",
+        String::from_utf8_lossy(&bad.out.stderr)
+    );
+}
