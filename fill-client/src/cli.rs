@@ -76,8 +76,12 @@ pub struct PlanArgs {
     #[arg(long, required_unless_present = "site")]
     pub target: Option<PathBuf>,
     /// The appliance's store (its holdings and partial files; not modified).
-    #[arg(long, required_unless_present = "site")]
+    #[arg(long, required_unless_present_any = ["site", "inventory"])]
     pub store: Option<PathBuf>,
+    /// Instead of --store: a catalog of what the appliance holds (planning without the
+    /// appliance at hand, e.g. from an inventory it reported).
+    #[arg(long, conflicts_with = "store")]
+    pub inventory: Option<PathBuf>,
     /// The sources file (TOML; format at the end of `fill help plan`).
     #[arg(long, required_unless_present = "site")]
     pub sources: Option<PathBuf>,
@@ -87,7 +91,7 @@ pub struct PlanArgs {
     /// Plan a whole site jointly instead (a TOML file naming the appliances, their stores,
     /// capacities and ingress, the shared sources and the in-site bandwidth; its format is in
     /// docs/planner.md): each range crosses a costly link once, the other appliances copy it.
-    #[arg(long, conflicts_with_all = ["target", "store", "sources", "capacity", "strategy"])]
+    #[arg(long, conflicts_with_all = ["target", "store", "inventory", "sources", "capacity", "strategy"])]
     pub site: Option<PathBuf>,
     /// How long the fill may take, from --start: 48h, 14d, 1h30m.
     #[arg(long, default_value = "48h")]

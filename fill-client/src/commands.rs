@@ -72,8 +72,8 @@ fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
         return Ok(Outcome::Ok);
     }
     // clap requires these without --site.
-    let (Some(target_path), Some(store_path), Some(sources_path), Some(capacity)) =
-        (&args.target, &args.store, &args.sources, &args.capacity)
+    let (Some(target_path), Some(sources_path), Some(capacity)) =
+        (&args.target, &args.sources, &args.capacity)
     else {
         bail!("--target, --store, --sources and --capacity are required without --site");
     };
@@ -81,14 +81,17 @@ fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
     let target_file = open_catalog(target_path)?;
     let target = target_file.validate()?;
     let specs = crate::sources::load(sources_path)?;
-    let s = open_store(store_path)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let holdings = rt.block_on(crate::sources::holdings(&specs, &crate::net::Net::new()))?;
     let sources: Vec<fill_core::source::Source> = specs.iter().map(|s| s.source.clone()).collect();
-    let sd = compute_delta(&target, &s, capacity)?;
+    let sd = match (&args.store, &args.inventory) {
+        (Some(store), _) => compute_delta(&target, &open_store(store)?, capacity)?,
+        (None, Some(inv)) => delta_from_inventory(&target, &open_catalog(inv)?, capacity)?,
+        (None, None) => bail!("give --store or --inventory"),
+    };
     let input = crate::planning::PlanInput {
         target: &target,
         delta: &sd.delta,
@@ -620,6 +623,21 @@ pub struct StoreDelta {
     pub delta: Delta,
     /// `delta.evict[i]`'s id.
     pub evict_ids: Vec<fill_core::ContentId>,
+}
+
+/// Computes the delta of an appliance known by a catalog of what it holds (no partial files).
+pub fn delta_from_inventory(
+    target: &Catalog<'_>,
+    inventory: &CatalogFile,
+    capacity: u64,
+) -> Result<StoreDelta> {
+    let inv = Inventory {
+        complete: inventory.validate()?,
+        partial: &[],
+    };
+    let delta = delta::compute(target, &inv, capacity)?;
+    let evict_ids = delta.evict.iter().map(|e| e.id(target, &inv)).collect();
+    Ok(StoreDelta { delta, evict_ids })
 }
 
 /// Computes the delta of a store against a target.

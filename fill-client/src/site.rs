@@ -10,7 +10,8 @@
 //!
 //! [[appliance]]
 //! name = "oca-01"
-//! store = "stores/oca-01"         # its store: holdings and partial files (not modified)
+//! store = "stores/oca-01"         # its store: holdings and partial files (not modified),
+//! # inventory = "oca-01.catalog"  # or a catalog of what it holds
 //! capacity = "40TB"
 //! ingress = "10Gbps"              # optional
 //! target = "other.catalog"        # optional
@@ -46,7 +47,8 @@ struct SiteToml {
 #[serde(deny_unknown_fields)]
 struct ApplianceToml {
     name: String,
-    store: PathBuf,
+    store: Option<PathBuf>,
+    inventory: Option<PathBuf>,
     capacity: String,
     ingress: Option<String>,
     target: Option<PathBuf>,
@@ -134,10 +136,26 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
         let target_file =
             CatalogFile::open(&target_path).with_context(|| format!("appliance {}", a.name))?;
         let target = target_file.validate()?;
-        let store = Store::new(rel(&a.store))
-            .with_context(|| format!("appliance {}: cannot use its store", a.name))?;
-        let sd = crate::commands::compute_delta(&target, &store, capacity)
-            .with_context(|| format!("appliance {}", a.name))?;
+        // What it holds: its store, or a catalog of its inventory.
+        let inv_file = match (&a.store, &a.inventory) {
+            (Some(dir), None) => Store::new(rel(dir))
+                .and_then(|s| s.catalog())
+                .with_context(|| format!("appliance {}: cannot use its store", a.name))?,
+            (None, Some(cat)) => CatalogFile::open(&rel(cat))
+                .with_context(|| format!("appliance {}: inventory", a.name))?,
+            _ => bail!(
+                "appliance {}: give exactly one of store and inventory",
+                a.name
+            ),
+        };
+        let sd = match &a.store {
+            Some(dir) => {
+                let store = Store::new(rel(dir))?;
+                crate::commands::compute_delta(&target, &store, capacity)
+            }
+            None => crate::commands::delta_from_inventory(&target, &inv_file, capacity),
+        }
+        .with_context(|| format!("appliance {}", a.name))?;
         let mut ranges = Vec::with_capacity(sd.delta.fetch.len());
         for f in &sd.delta.fetch {
             let id = target.id(f.entry as usize);
@@ -149,8 +167,7 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
             ranges.push((idx, f.offset, f.length));
         }
         per_app.push(ranges);
-        let inv = store.catalog()?;
-        let inv = inv.validate()?;
+        let inv = inv_file.validate()?;
         held.push((0..inv.len()).map(|i| inv.id(i)).collect());
         names.push(a.name.clone());
     }

@@ -819,3 +819,124 @@ fn site_plan_fetches_each_range_from_outside_once() {
         String::from_utf8_lossy(&bad.out.stderr)
     );
 }
+
+/// A `fill-server` process (the real binary) serving `store` on a free loopback port; killed
+/// with SIGKILL on drop.
+struct ServerProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    fn start(store: &Path) -> Self {
+        use std::io::BufRead;
+        // `cargo test --workspace` (the README's test command) builds it beside `fill`.
+        let bin = Path::new(env!("CARGO_BIN_EXE_fill")).with_file_name("fill-server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo test --workspace`, or `cargo build -p fill-server` first",
+            bin.display()
+        );
+        let mut child = std::process::Command::new(&bin)
+            .args(["--store", p(store), "--listen", "127.0.0.1:0"])
+            .env("FILL_LOG", "warn")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("fill-server did not say where it listens: {line:?}"));
+        Self { child, addr }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Against real `fill-server` processes: the free peer is killed (SIGKILL) in the middle of
+/// the fill; the fill moves its ranges to the origin and every file matches its id.
+#[test]
+fn a_peer_server_process_killed_mid_fill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 8);
+    let peer = tmp.path().join("peer");
+    Store::new(&peer)
+        .unwrap()
+        .import(&[tmp.path().join("target")], BlockSize::DEFAULT, &|_| {})
+        .unwrap();
+    let mut peer_srv = ServerProcess::start(&peer);
+    let origin_srv = ServerProcess::start(&tmp.path().join("origin"));
+    let src = tmp.path().join("sources.toml");
+    // The peer at 5 MB/s: the ~21 MB fill is still running when it dies.
+    sources(
+        &src,
+        &[
+            ("peer", "peer", peer_srv.addr, 0.0, "40Mbps"),
+            ("origin", "origin", origin_srv.addr, 0.02, "10Gbps"),
+        ],
+    );
+    let appliance = tmp.path().join("appliance");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_fill"))
+        .args([
+            "run",
+            "--target",
+            p(&r.target),
+            "--store",
+            p(&appliance),
+            "--sources",
+            p(&src),
+            "--capacity",
+            "1TB",
+            "--timeout",
+            "2s",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while recorded_bytes(&appliance) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the fill never recorded a block"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    peer_srv.kill();
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "fill failed after the peer died");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by = |name: &str| {
+        report["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (peer_r, origin_r) = (by("peer"), by("origin"));
+    let total: u64 = r.files.iter().map(|f| f.1.len() as u64).sum();
+    assert!(peer_r["bytes"].as_u64().unwrap() > 0, "{report}");
+    assert!(peer_r["bytes"].as_u64().unwrap() < total, "{report}");
+    assert!(origin_r["bytes"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["bytes_fetched"], total, "{report}");
+    assert_filled(&r, &appliance);
+    drop(origin_srv);
+}

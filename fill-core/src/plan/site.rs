@@ -149,6 +149,11 @@ pub fn plan_site(p: &SiteProblem<'_>) -> Result<SitePlan, PlanError> {
             .iter()
             .position(|a| a.holds.binary_search(&entry).is_ok())
     };
+    let holders = |entry: u32| -> Vec<u32> {
+        (0..p.appliances.len() as u32)
+            .filter(|&a| p.appliances[a as usize].holds.binary_search(&entry).is_ok())
+            .collect()
+    };
     let mut order: Vec<((u32, u64, u64), usize, u32)> =
         first.iter().map(|(&k, &(pos, c))| (k, pos, c)).collect();
     order.sort_by_key(|&(k, pos, _)| (pos, k));
@@ -284,14 +289,22 @@ pub fn plan_site(p: &SiteProblem<'_>) -> Result<SitePlan, PlanError> {
     // First slots that may have room: ingress and sending only shrink, so these only move on.
     let mut first_in = vec![0usize; n];
     let mut first_out = vec![0usize; n];
+    // Bytes each appliance has been given to send so far: held files go out from the holder
+    // with the least, so one well-stocked appliance does not carry the site alone.
+    let mut sending = vec![0u64; n];
     for &(key, _, _) in &order {
         let who = &needing[&key];
-        let pieces: Vec<Held> = match holder(key.0) {
-            Some(h) => vec![(h as u32, key.1, key.2, 0)],
-            None => sources_of.get(&key).cloned().unwrap_or_default(),
-        };
+        let held_by = holders(key.0);
         for &to in who {
+            let pieces: Vec<Held> = match held_by.iter().min_by_key(|&&h| (sending[h as usize], h))
+            {
+                Some(&h) => vec![(h, key.1, key.2, 0)],
+                None => sources_of.get(&key).cloned().unwrap_or_default(),
+            };
             for &(from, off, len, ready) in &pieces {
+                if from != to {
+                    sending[from as usize] += len;
+                }
                 if from == to {
                     continue;
                 }
