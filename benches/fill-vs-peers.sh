@@ -36,6 +36,7 @@ cleanup() {
     [ -f "$W/rsyncd.pid" ] && kill "$(cat "$W/rsyncd.pid")" 2>/dev/null || true
     sleep 0.5
     rm -rf "$W"
+    if [ -n "${SHM:-}" ]; then rm -rf "$SHM"; fi
 }
 trap cleanup EXIT
 
@@ -53,9 +54,27 @@ TOTAL=$(du -sb "$W/ds/target" | cut -f1)
 fio --name=prep --filename="$W/fio-read.dat" --size="$TOTAL" --bs=1M --rw=write --direct=1 \
     --output=/dev/null
 
-FILL_PORT=18580; NGINX_PORT=18581; RSYNC_PORT=18582
+FILL_PORT=18580; NGINX_PORT=18581; RSYNC_PORT=18582; SHM_PORT=18583
 FILL_LOG=warn $SERVER --store "$W/origin" --listen "127.0.0.1:$FILL_PORT" 2>"$W/server.log" &
 pids+=($!)
+# For (c): the same origin in RAM (tmpfs), as a remote origin would be: the fill's writes then
+# have the disk to themselves, as fio's do. Skipped when /dev/shm lacks the room.
+SHM=""
+if [ "$(df --output=avail -B1 /dev/shm | tail -1)" -gt $((TOTAL * 3 / 2)) ]; then
+    SHM=$(mktemp -d /dev/shm/fill-bench-origin.XXXXXX)
+    cp -a "$W/origin/." "$SHM/"
+    FILL_LOG=warn $SERVER --store "$SHM" --listen "127.0.0.1:$SHM_PORT" 2>"$W/server-shm.log" &
+    pids+=($!)
+    sed "s/$FILL_PORT/$SHM_PORT/" > "$W/sources-shm.toml" <<TOML
+[[source]]
+name = "origin"
+kind = "origin"
+url = "http://127.0.0.1:$FILL_PORT"
+cost_per_gib = 0.02
+bandwidth = "100Gbps"
+max_connections = 8
+TOML
+fi
 cat > "$W/sources.toml" <<TOML
 [[source]]
 name = "origin"
@@ -110,7 +129,15 @@ for round in $(seq 1 "$ROUNDS"); do
     record b-fill "$(secs "$t0" "$t1")"
     record b-fill-peak-rss-MiB "$(( $(tail -1 "$W/rss") / 1024 ))" MiB
     python3 -c "import json; print(json.load(open('$W/full.json'))['write_backend'])" > "$W/backend"
-    rm -rf "$W/empty"; mkdir -p "$W/curl"; drop
+    rm -rf "$W/empty"; drop
+    if [ -n "$SHM" ]; then
+        t0=$(now)
+        $FILL run --target "$W/target.cat" --store "$W/empty" --sources "$W/sources-shm.toml" --capacity 1PB >/dev/null
+        t1=$(now)
+        record c-fill-ram-origin "$(secs "$t0" "$t1")"
+        rm -rf "$W/empty"; drop
+    fi
+    mkdir -p "$W/curl"
     t0=$(now)
     while read -r name; do
         curl -sf --create-dirs -o "$W/curl/$name" "http://127.0.0.1:$NGINX_PORT/$name"
@@ -163,6 +190,9 @@ print(f"(b) nginx+curl+b3sum / fill: {med('b-curl-b3sum') / med('b-fill'):.2f}x 
 fill_rate = total / med('b-fill') / 1e6
 print(f"(c) fill write rate {fill_rate:.1f} MB/s = {fill_rate / med('c-fio-MBps'):.2f} of fio's (goal >= 0.8); writer: {backend}")
 print(f"    = {fill_rate / med('c-fio-while-reading-MBps'):.2f} of fio's while a reader streams the same volume from the disk")
+if any(n == 'c-fill-ram-origin' for n, _ in rows):
+    ram_rate = total / med('c-fill-ram-origin') / 1e6
+    print(f"    from an origin in RAM (tmpfs): {med('c-fill-ram-origin'):.2f} s, {ram_rate:.1f} MB/s = {ram_rate / med('c-fio-MBps'):.2f} of fio's (goal >= 0.8)")
 print(f"(d) 4 sequential fills / prefill to 4: {med('d-sequential4') / med('d-prefill4'):.2f}x")
 print(f"peak RSS of the full fill: {med('b-fill-peak-rss-MiB'):.0f} MiB (goal <= 256 MiB for 4 GiB)")
 PY
