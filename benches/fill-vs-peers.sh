@@ -57,24 +57,6 @@ fio --name=prep --filename="$W/fio-read.dat" --size="$TOTAL" --bs=1M --rw=write 
 FILL_PORT=18580; NGINX_PORT=18581; RSYNC_PORT=18582; SHM_PORT=18583
 FILL_LOG=warn $SERVER --store "$W/origin" --listen "127.0.0.1:$FILL_PORT" 2>"$W/server.log" &
 pids+=($!)
-# For (c): the same origin in RAM (tmpfs), as a remote origin would be: the fill's writes then
-# have the disk to themselves, as fio's do. Skipped when /dev/shm lacks the room.
-SHM=""
-if [ "$(df --output=avail -B1 /dev/shm | tail -1)" -gt $((TOTAL * 3 / 2)) ]; then
-    SHM=$(mktemp -d /dev/shm/fill-bench-origin.XXXXXX)
-    cp -a "$W/origin/." "$SHM/"
-    FILL_LOG=warn $SERVER --store "$SHM" --listen "127.0.0.1:$SHM_PORT" 2>"$W/server-shm.log" &
-    pids+=($!)
-    sed "s/$FILL_PORT/$SHM_PORT/" > "$W/sources-shm.toml" <<TOML
-[[source]]
-name = "origin"
-kind = "origin"
-url = "http://127.0.0.1:$FILL_PORT"
-cost_per_gib = 0.02
-bandwidth = "100Gbps"
-max_connections = 8
-TOML
-fi
 cat > "$W/sources.toml" <<TOML
 [[source]]
 name = "origin"
@@ -84,6 +66,16 @@ cost_per_gib = 0.02
 bandwidth = "100Gbps"
 max_connections = 8
 TOML
+# For (c): the same origin in RAM (tmpfs), as a remote origin would be: the fill's writes then
+# have the disk to themselves, as fio's do. Skipped when /dev/shm lacks the room.
+SHM=""
+if [ "$(df --output=avail -B1 /dev/shm | tail -1)" -gt $((TOTAL * 3 / 2)) ]; then
+    SHM=$(mktemp -d /dev/shm/fill-bench-origin.XXXXXX)
+    cp -a "$W/origin/." "$SHM/"
+    FILL_LOG=warn $SERVER --store "$SHM" --listen "127.0.0.1:$SHM_PORT" 2>"$W/server-shm.log" &
+    pids+=($!)
+    sed "s/:$FILL_PORT/:$SHM_PORT/" "$W/sources.toml" > "$W/sources-shm.toml"
+fi
 cat > "$W/nginx.conf" <<CONF
 worker_processes 2;
 pid $W/nginx.pid;

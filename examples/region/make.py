@@ -65,9 +65,7 @@ for a in range(10):
     write_csv(f"oca-{a:02}.csv", held)
     appliances.append(f"oca-{a:02}")
 
-with open(os.path.join(out, "sources.toml"), "w") as f:
-    f.write("""# The region's sources for the example (catalog paths are built by run.sh).
-[[source]]
+PEER = """[[source]]
 name = "peer"
 kind = "peer"
 url = "http://127.0.0.1:1"
@@ -76,12 +74,13 @@ bandwidth = "1Gbps"
 window = "02:00-14:00"
 catalog = "peer.catalog"
 
-[[source]]
+"""
+SHARED = """[[source]]
 name = "tier-eu"
 kind = "tier"
 url = "http://127.0.0.1:2"
 cost_per_gib = 0.004
-bandwidth = "1Gbps"
+bandwidth = "{eu}"
 catalog = "tier-eu.catalog"
 
 [[source]]
@@ -89,7 +88,7 @@ name = "tier-us"
 kind = "tier"
 url = "http://127.0.0.1:3"
 cost_per_gib = 0.008
-bandwidth = "2Gbps"
+bandwidth = "{us}"
 catalog = "tier-us.catalog"
 
 [[source]]
@@ -97,34 +96,14 @@ name = "origin"
 kind = "origin"
 url = "http://127.0.0.1:4"
 cost_per_gib = 0.02
-bandwidth = "10Gbps"
-""")
-
+bandwidth = "{origin}"
+"""
+with open(os.path.join(out, "sources.toml"), "w") as f:
+    f.write("# The region's sources for one appliance (catalogs are built by run.sh).\n")
+    f.write(PEER + SHARED.format(eu="1Gbps", us="2Gbps", origin="10Gbps"))
 with open(os.path.join(out, "site-sources.toml"), "w") as f:
-    f.write("""# The site's external sources (no peer: the appliances are each other's peers).
-[[source]]
-name = "tier-eu"
-kind = "tier"
-url = "http://127.0.0.1:2"
-cost_per_gib = 0.004
-bandwidth = "2Gbps"
-catalog = "tier-eu.catalog"
-
-[[source]]
-name = "tier-us"
-kind = "tier"
-url = "http://127.0.0.1:3"
-cost_per_gib = 0.008
-bandwidth = "4Gbps"
-catalog = "tier-us.catalog"
-
-[[source]]
-name = "origin"
-kind = "origin"
-url = "http://127.0.0.1:4"
-cost_per_gib = 0.02
-bandwidth = "20Gbps"
-""")
+    f.write("# The site's external sources: the appliances are each other's peers.\n")
+    f.write(SHARED.format(eu="2Gbps", us="4Gbps", origin="20Gbps"))
 
 with open(os.path.join(out, "site.toml"), "w") as f:
     f.write('sources = "site-sources.toml"\ntarget = "target.catalog"\npeer_bandwidth = "10Gbps"\n')

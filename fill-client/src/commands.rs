@@ -137,10 +137,7 @@ fn plan_table(input: &crate::planning::PlanInput<'_>, p: &crate::planning::Plann
         s += &format!(
             "{:<14} {:<7} {:>12} {:>10.4} {:>12}\n",
             src.name,
-            serde_json::to_value(src.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            src.kind.name(),
             format_size(u.bytes),
             u.cost,
             format_size(u.available)
@@ -791,37 +788,19 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
         }
     };
     let routes = planned.as_ref().map(crate::planning::routes);
-    let report = if let (true, Some(p)) = (args.dry_run, &planned) {
-        crate::fill::FillReport {
-            total_cost: p.plan.total_cost,
-            bytes_fetched: 0,
-            sources: p
+    let report = if args.dry_run {
+        // The plan without fetching: the planner's bytes per source, or escalation's.
+        let per = match &planned {
+            Some(p) => p
                 .plan
                 .per_source
                 .iter()
                 .zip(&sources)
                 .map(|(u, src)| crate::fill::SourceReport::planned(src, u.bytes, u.cost))
                 .collect(),
-            files_completed: 0,
-            files_evicted: 0,
-            duration_secs: 0.0,
-            throughput_bytes_per_sec: 0.0,
-            retries: 0,
-            write_backend: "none (dry run)".into(),
-        }
-    } else if args.dry_run {
-        let per = crate::fill::dry_run(&target, &sd.delta, &sources, &holdings)?;
-        crate::fill::FillReport {
-            total_cost: per.iter().map(|r| r.cost).sum(),
-            bytes_fetched: 0,
-            sources: per,
-            files_completed: 0,
-            files_evicted: 0,
-            duration_secs: 0.0,
-            throughput_bytes_per_sec: 0.0,
-            retries: 0,
-            write_backend: "none (dry run)".into(),
-        }
+            None => crate::fill::dry_run(&target, &sd.delta, &sources, &holdings)?,
+        };
+        crate::fill::FillReport::dry_run(per)
     } else {
         s.create()?;
         let writer = rt.block_on(crate::write::Writer::start(

@@ -77,7 +77,7 @@ impl SourceReport {
     pub fn planned(source: &Source, bytes: u64, cost: f64) -> Self {
         Self {
             name: source.name.clone(),
-            kind: format!("{:?}", source.kind).to_lowercase(),
+            kind: source.kind.name().to_owned(),
             bytes,
             cost,
             requests: 0,
@@ -85,6 +85,23 @@ impl SourceReport {
             bad_blocks: 0,
             quarantined: false,
             unreachable: None,
+        }
+    }
+}
+
+impl FillReport {
+    /// The report of a dry run: the plan's bytes and costs per source, nothing fetched.
+    pub fn dry_run(sources: Vec<SourceReport>) -> Self {
+        Self {
+            total_cost: sources.iter().map(|r| r.cost).sum(),
+            bytes_fetched: 0,
+            sources,
+            files_completed: 0,
+            files_evicted: 0,
+            duration_secs: 0.0,
+            throughput_bytes_per_sec: 0.0,
+            retries: 0,
+            write_backend: "none (dry run)".into(),
         }
     }
 }
@@ -234,7 +251,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
         .zip(holdings)
         .map(|(s, h)| SourceReport {
             name: s.name.clone(),
-            kind: format!("{:?}", s.kind).to_lowercase(),
+            kind: s.kind.name().to_owned(),
             unreachable: match h {
                 Holdings::Unreachable(why) => Some(why.clone()),
                 _ => None,
@@ -920,7 +937,7 @@ pub fn dry_run(
             let bytes = per.get(&i).copied().unwrap_or(0);
             SourceReport {
                 name: s.name.clone(),
-                kind: format!("{:?}", s.kind).to_lowercase(),
+                kind: s.kind.name().to_owned(),
                 bytes,
                 cost: s.cost(bytes),
                 unreachable: match &holdings[i] {

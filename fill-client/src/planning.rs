@@ -345,13 +345,7 @@ pub fn explain(input: &PlanInput<'_>, planned: &Planned, escalation: Option<&Pla
         }
     }
     let _ = writeln!(s, "\nCost by tier:");
-    for (kind, bytes, cost) in plan::cost_by_kind(plan, sources) {
-        let kind = serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let _ = writeln!(s, "  {kind:<7} {:>12}  {cost:>10.4}", format_size(bytes));
-    }
+    write_tiers(&mut s, plan, sources);
     let _ = writeln!(
         s,
         "  {:<7} {:>12}  {:>10.4}",
@@ -420,15 +414,21 @@ pub fn explain(input: &PlanInput<'_>, planned: &Planned, escalation: Option<&Pla
             }
         }
         let _ = writeln!(s, "{line}.");
-        for (kind, bytes, cost) in plan::cost_by_kind(e, sources) {
-            let kind = serde_json::to_value(kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            let _ = writeln!(s, "  {kind:<7} {:>12}  {cost:>10.4}", format_size(bytes));
-        }
+        write_tiers(&mut s, e, sources);
     }
     s
+}
+
+/// A plan's bytes and money by source kind, a line each.
+fn write_tiers(s: &mut String, plan: &Plan, sources: &[Source]) {
+    for (kind, bytes, cost) in plan::cost_by_kind(plan, sources) {
+        let _ = writeln!(
+            s,
+            "  {:<7} {:>12}  {cost:>10.4}",
+            kind.name(),
+            format_size(bytes)
+        );
+    }
 }
 
 /// The "What binds" section of [`explain`].

@@ -11,6 +11,7 @@
 //! - [`size`]: byte sizes as people write them; [`duration`]: durations likewise.
 //! - [`source`]: fill sources (bandwidth, windows, costs) and the escalation policy.
 //! - [`plan`]: minimum-cost plans over sources, slots, windows and an ingress cap.
+//! - [`lifecycle`]: an appliance's states, allowed transitions, events and turn-up checks.
 //!
 //! Data flows: bytes of a catalog → [`catalog::CatalogView::open`] (header) →
 //! [`catalog::CatalogView::validate`] → [`catalog::Catalog`] → [`delta::compute`] with an
@@ -20,6 +21,7 @@ pub mod catalog;
 pub mod delta;
 pub mod duration;
 pub mod id;
+pub mod lifecycle;
 pub mod outboard;
 pub mod plan;
 pub mod size;

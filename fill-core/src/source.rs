@@ -23,6 +23,17 @@ pub enum SourceKind {
     Origin,
 }
 
+impl SourceKind {
+    /// The name, as in the sources file and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Peer => "peer",
+            Self::Tier => "tier",
+            Self::Origin => "origin",
+        }
+    }
+}
+
 /// Why a source value is rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
