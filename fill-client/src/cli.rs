@@ -67,6 +67,43 @@ pub enum Command {
     /// compares it with escalation.
     #[command(after_long_help = SOURCES_HELP)]
     Plan(PlanArgs),
+    /// An appliance's lifecycle: its state and the events that brought it there.
+    ///
+    /// States: allocated, prefilling, in_transit, delivered, installed, burn_in, live,
+    /// draining, drained, maintenance, retired. Events are kept in the store
+    /// (.fill/state/events.jsonl); a store that never had any reports live.
+    #[command(subcommand)]
+    Appliance(ApplianceCommand),
+}
+
+/// `fill appliance ...`.
+#[derive(Debug, Subcommand)]
+pub enum ApplianceCommand {
+    /// The current state and the recent events.
+    Status {
+        /// The appliance's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a transition people make (allocated to start a lifecycle, then prefilling,
+    /// in_transit when shipped, delivered, installed, burn_in, retired...). A transition the
+    /// lifecycle does not allow is refused with the states that are allowed.
+    Event {
+        /// The appliance's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// The new state.
+        state: String,
+        /// Why, in words (kept with the event).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Print the event as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `fill plan`.

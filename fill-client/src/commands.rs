@@ -16,8 +16,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{
-    CatalogCommand, Cli, Command, DeltaArgs, ExportFormat, PlanArgs, PrefillArgs, RunArgs,
-    StoreCommand, Strategy, WriterChoice,
+    ApplianceCommand, CatalogCommand, Cli, Command, DeltaArgs, ExportFormat, PlanArgs, PrefillArgs,
+    RunArgs, StoreCommand, Strategy, WriterChoice,
 };
 use crate::{Outcome, catalog_io, demo};
 
@@ -31,7 +31,82 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Run(args) => run_cmd(&args),
         Command::Prefill(args) => prefill_cmd(&args),
         Command::Plan(args) => plan_cmd(&args),
+        Command::Appliance(cmd) => appliance(cmd),
     }
+}
+
+/// `fill appliance status --json` (docs/json.md).
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    state: fill_core::lifecycle::State,
+    before_drain: Option<fill_core::lifecycle::State>,
+    events: &'a [fill_core::lifecycle::Event],
+}
+
+fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
+    use fill_core::lifecycle::{Lifecycle, State};
+    match cmd {
+        ApplianceCommand::Status { store, json } => {
+            let s = open_store(&store)?;
+            let events = s.lifecycle_events()?;
+            let l = Lifecycle::replay(&events)
+                .with_context(|| format!("{}", s.events_path().display()))?;
+            let recent = &events[events.len().saturating_sub(20)..];
+            if json {
+                print_json(&StatusJson {
+                    state: l.state(),
+                    before_drain: l.before_drain(),
+                    events: recent,
+                })?;
+            } else {
+                println!("state: {}", l.state());
+                if events.is_empty() {
+                    println!("(no lifecycle recorded: a store serving as origin or tier is live)");
+                }
+                for e in recent {
+                    println!(
+                        "{}  {} -> {}  {}",
+                        fill_core::duration::format_rfc3339(e.time),
+                        e.from,
+                        e.to,
+                        e.reason
+                    );
+                }
+            }
+        }
+        ApplianceCommand::Event {
+            store,
+            state,
+            reason,
+            json,
+        } => {
+            let to: State = state.parse()?;
+            let s = open_store(&store)?;
+            let _lock = s.lock().context("cannot lock the store")?;
+            let events = s.lifecycle_events()?;
+            let now = crate::planning::now()?;
+            let event = if events.is_empty() && to == State::Allocated {
+                Lifecycle::start(now, &reason).1
+            } else if events.is_empty() {
+                bail!(
+                    "{} has no lifecycle yet: start it with `fill appliance event --store {} allocated`",
+                    store.display(),
+                    store.display()
+                );
+            } else {
+                let mut l = Lifecycle::replay(&events)
+                    .with_context(|| format!("{}", s.events_path().display()))?;
+                l.transition(to, now, &reason)?
+            };
+            s.record_event(&event)?;
+            if json {
+                print_json(&event)?;
+            } else {
+                println!("{} -> {}", event.from, event.to);
+            }
+        }
+    }
+    Ok(Outcome::Ok)
 }
 
 fn core_strategy(s: Strategy) -> fill_core::plan::Strategy {

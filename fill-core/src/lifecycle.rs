@@ -207,6 +207,22 @@ impl Lifecycle {
         Ok(l)
     }
 
+    /// The first event of a lifecycle: the appliance is allocated (`from` and `to` are both
+    /// `allocated`). Only for an appliance with no recorded events.
+    pub fn start(time: i64, reason: &str) -> (Self, Event) {
+        let l = Self {
+            state: State::Allocated,
+            before_drain: None,
+        };
+        let e = Event {
+            time,
+            from: State::Allocated,
+            to: State::Allocated,
+            reason: reason.to_owned(),
+        };
+        (l, e)
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.state

@@ -9,6 +9,7 @@
 //!     partial/<hex id>           preallocated data of a file being filled
 //!     partial/<hex id>.outboard  its outboard
 //!     partial/<hex id>.blocks    which of its blocks are verified (docs/store-format.md)
+//!     state/events.jsonl         the appliance's lifecycle events, one JSON object a line
 //! ```
 //!
 //! Invariants: a file enters `content/` only by an atomic rename after it is verified and
@@ -300,6 +301,70 @@ impl Store {
 
     fn partial_dir(&self) -> PathBuf {
         self.state_dir().join("partial")
+    }
+
+    /// `.fill/state/events.jsonl`: the appliance's lifecycle events.
+    pub fn events_path(&self) -> PathBuf {
+        self.state_dir().join("state").join("events.jsonl")
+    }
+
+    /// The recorded lifecycle events, oldest first; none for a store that never had any (it
+    /// then reports `live`). A last line cut short by a crash (no newline) is ignored; any
+    /// other line that does not parse is an error naming it.
+    pub fn lifecycle_events(&self) -> Result<Vec<fill_core::lifecycle::Event>, StoreError> {
+        let path = self.events_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..=end],
+            None => "",
+        };
+        complete
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                serde_json::from_str(line).map_err(|e| StoreError::CorruptState {
+                    path: path.clone(),
+                    reason: format!("line {}: {e}", i + 1),
+                })
+            })
+            .collect()
+    }
+
+    /// Appends a lifecycle event and syncs it before returning.
+    pub fn record_event(&self, event: &fill_core::lifecycle::Event) -> Result<(), StoreError> {
+        let path = self.events_path();
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        }
+        let mut line = serde_json::to_string(event).map_err(|e| StoreError::CorruptState {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        line.push('\n');
+        // Drop a line a crash cut short, so the new one starts on a line of its own.
+        if let Ok(text) = fs::read(&path)
+            && !text.is_empty()
+            && !text.ends_with(b"\n")
+        {
+            let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(keep as u64))
+                .map_err(io_err("truncate", &path))?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io_err("append to", &path))
     }
 
     /// Creates the directories of the layout.

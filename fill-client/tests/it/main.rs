@@ -424,3 +424,59 @@ fn demo_runs_and_keeps_its_promises() {
     let human = fill(&["demo", "--files", "12"]).ok();
     assert!(human.stdout().contains("all good"), "{}", human.stdout());
 }
+
+/// `fill appliance`: a store without events is live; a lifecycle starts at allocated, moves
+/// only along allowed transitions, survives restarts (every command is a new process), and
+/// shrugs off a last line a crash cut short.
+#[test]
+fn appliance_lifecycle_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let st = |args: &[&str]| fill(&[&["appliance"][..], args].concat());
+    let status = || st(&["status", "--store", p(&store), "--json"]).ok().json();
+    assert_eq!(status()["state"], "live");
+    assert_eq!(status()["events"].as_array().unwrap().len(), 0);
+    // No lifecycle yet: it must start at allocated.
+    let e = st(&["event", "--store", p(&store), "prefilling"]);
+    assert_eq!(e.code(), 1);
+    assert!(e.stderr().contains("start it with"), "{}", e.stderr());
+    for (to, reason) in [
+        ("allocated", "site FRA-3"),
+        ("prefilling", "station 7"),
+        ("in_transit", "shipped"),
+    ] {
+        st(&["event", "--store", p(&store), to, "--reason", reason]).ok();
+    }
+    let s = status();
+    assert_eq!(s["state"], "in_transit");
+    let events = s["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2]["from"], "prefilling");
+    assert_eq!(events[2]["to"], "in_transit");
+    assert_eq!(events[2]["reason"], "shipped");
+    // Forbidden, with what is allowed; unknown names are named.
+    let bad = st(&["event", "--store", p(&store), "live"]);
+    assert_eq!(bad.code(), 1);
+    assert!(
+        bad.stderr()
+            .contains("cannot go from in_transit to live: from in_transit the next states are delivered, retired"),
+        "{}",
+        bad.stderr()
+    );
+    let unknown = st(&["event", "--store", p(&store), "shipped"]);
+    assert!(
+        unknown.stderr().contains("unknown state \"shipped\""),
+        "{}",
+        unknown.stderr()
+    );
+    // A crash in the middle of an append: the torn line is ignored, and the next event
+    // starts on a line of its own.
+    let path = store.join(".fill/state/events.jsonl");
+    let mut text = fs::read_to_string(&path).unwrap();
+    text += "{\"time\":17,\"from\":\"in_tr";
+    fs::write(&path, &text).unwrap();
+    assert_eq!(status()["state"], "in_transit");
+    st(&["event", "--store", p(&store), "delivered"]).ok();
+    assert_eq!(status()["state"], "delivered");
+    assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 4);
+}
