@@ -3,25 +3,8 @@
 use fill_core::ContentId;
 use fill_core::catalog::CatalogBuilder;
 
-/// splitmix64, seeded: the same inputs on every run.
-#[derive(Debug)]
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The seeded generator of every benchmark input (splitmix64).
+pub use fill_core::rng::SplitMix64 as Rng;
 
 /// The id of synthetic file number `k`.
 pub fn synthetic_id(k: u64) -> ContentId {

@@ -15,27 +15,15 @@ use fill_core::size::format_size;
 use fill_server::store::Store;
 use serde::Serialize;
 
+use fill_core::rng::SplitMix64 as Rng;
+
 use crate::Outcome;
 use crate::cli::DemoArgs;
 use crate::commands::{DeltaReport, compute_delta, delta_table};
 
-/// splitmix64: a tiny seeded generator, enough to lay out a synthetic region.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn log_uniform(&mut self, lo: f64, hi: f64) -> u64 {
-        (lo.ln() + self.unit() * (hi.ln() - lo.ln())).exp() as u64
-    }
+/// Log-uniform in [lo, hi).
+fn log_uniform(rng: &mut Rng, lo: f64, hi: f64) -> u64 {
+    (lo.ln() + rng.unit() * (hi.ln() - lo.ln())).exp() as u64
 }
 
 /// Deterministic, incompressible content for one version of one file.
@@ -142,7 +130,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     // Zipf(0.9) popularity over a seeded shuffle of the files.
     let mut ranks: Vec<u32> = (1..=args.files).collect();
     for k in (1..ranks.len()).rev() {
-        ranks.swap(k, (rng.next() % (k as u64 + 1)) as usize);
+        ranks.swap(k, (rng.next_u64() % (k as u64 + 1)) as usize);
     }
     for i in 0..args.files {
         let title = i / 3;
@@ -150,18 +138,18 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         let name = if sidecar {
             format!(
                 "titles/t{title:04}/{}-{i}",
-                sidecars[(rng.next() % 3) as usize]
+                sidecars[(rng.next_u64() % 3) as usize]
             )
         } else {
             format!(
                 "titles/t{title:04}/{}-{i}",
-                renditions[(rng.next() % 4) as usize]
+                renditions[(rng.next_u64() % 4) as usize]
             )
         };
         let size = if sidecar {
-            rng.log_uniform(1024.0, 65536.0)
+            log_uniform(&mut rng, 1024.0, 65536.0)
         } else {
-            rng.log_uniform(256.0 * 1024.0, 3.0 * 1048576.0)
+            log_uniform(&mut rng, 256.0 * 1024.0, 3.0 * 1048576.0)
         };
         let data = content(args.seed, &format!("{name} v1"), size);
         write(&target_dir.join(&name), &data)?;
@@ -194,7 +182,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     let retired = (args.files / 10).max(1);
     for j in 0..retired {
         let name = format!("titles/r{j:04}/video_720p.mp4");
-        let size = rng.log_uniform(256.0 * 1024.0, 2.0 * 1048576.0);
+        let size = log_uniform(&mut rng, 256.0 * 1024.0, 2.0 * 1048576.0);
         write(
             &stale_dir.join(&name),
             &content(args.seed, &format!("{name} retired"), size),

@@ -11,6 +11,7 @@
 //! - [`size`]: byte sizes as people write them; [`duration`]: durations likewise.
 //! - [`source`]: fill sources (bandwidth, windows, costs) and the escalation policy.
 //! - [`plan`]: minimum-cost plans over sources, slots, windows and an ingress cap.
+//! - [`rng`]: splitmix64, the seeded generator every seeded thing uses.
 //! - [`lifecycle`]: an appliance's states, allowed transitions, events and turn-up checks.
 //!
 //! Data flows: bytes of a catalog → [`catalog::CatalogView::open`] (header) →
@@ -24,6 +25,7 @@ pub mod id;
 pub mod lifecycle;
 pub mod outboard;
 pub mod plan;
+pub mod rng;
 pub mod size;
 pub mod source;
 

@@ -4,27 +4,9 @@
 //! exactly, be no costlier than escalation, and be the same plan every time.
 
 use fill_core::plan::{self, Plan, Problem, Strategy};
+use fill_core::rng::SplitMix64 as Rng;
 use fill_core::source::{Source, SourceKind, Window};
 use good_lp::{Expression, ResolutionError, Solution, SolverModel, microlp, variable, variables};
-
-/// SplitMix64: a tiny seeded generator, enough for test instances.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-}
 
 const DAY: i64 = 86_400;
 const MIB: u64 = 1 << 20;

@@ -360,14 +360,8 @@ fn twenty_seeded_kills() {
         "--json",
     ];
     let total: u64 = r.files.iter().map(|f| f.1.len() as u64).sum();
-    let mut seed = 0x5EED_u64;
-    let mut next = || {
-        seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = fill_core::rng::SplitMix64(0x5EED);
+    let mut next = || rng.next_u64();
     let mut recorded = 0;
     let mut kills = 0;
     let mut mid_fill = false;
