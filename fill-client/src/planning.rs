@@ -62,14 +62,19 @@ pub fn make(input: &PlanInput<'_>, strategy: Strategy) -> Result<Planned> {
         horizon: input.deadline,
         ingress_bps: input.ingress_bps,
     };
-    let plan = plan::plan(&problem, strategy).map_err(|e| match e {
+    let plan = plan::plan(&problem, strategy).map_err(plan_error)?;
+    Ok(Planned { plan, demands })
+}
+
+/// A planner error in the user's terms.
+pub fn plan_error(e: plan::PlanError) -> anyhow::Error {
+    match e {
         plan::PlanError::Unheld { ranges, bytes } => anyhow::anyhow!(
             "{ranges} ranges ({}) are held by no source in the sources file; add an origin that holds everything",
             format_size(bytes)
         ),
         e => anyhow::anyhow!(e),
-    })?;
-    Ok(Planned { plan, demands })
+    }
 }
 
 /// Per file (target entry): the planned pieces as (offset, end, source), by offset.
@@ -452,21 +457,16 @@ fn what_binds(s: &mut String, plan: &Plan, sources: &[Source]) {
             );
         }
     }
+    // Bytes per slot, in one pass over the pieces.
+    let mut per_slot = vec![0u64; plan.slots.len()];
+    for a in &plan.assignments {
+        per_slot[a.slot as usize] += a.length;
+    }
     let full_ingress = plan
         .ingress_per_slot
         .iter()
-        .enumerate()
-        .filter(|(t, cap)| {
-            cap.is_some_and(|c| {
-                let used: u64 = plan
-                    .assignments
-                    .iter()
-                    .filter(|a| a.slot as usize == *t)
-                    .map(|a| a.length)
-                    .sum();
-                c > 0 && used >= c
-            })
-        })
+        .zip(&per_slot)
+        .filter(|(cap, used)| cap.is_some_and(|c| c > 0 && **used >= c))
         .count();
     if full_ingress > 0 {
         any = true;

@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use fill_core::ContentId;
 use fill_core::duration::format_rfc3339;
 use fill_core::plan::site::{self, SiteAppliance, SitePlan, SiteProblem};
-use fill_core::plan::{self, Demand, Plan};
+use fill_core::plan::{Demand, Plan};
 use fill_core::size::{format_size, parse_size};
 use fill_core::source::{Source, SourceKind, parse_bandwidth};
 use fill_server::store::{CatalogFile, Store};
@@ -225,15 +225,8 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
         peer_bps,
         step,
     };
-    let err = |e: plan::PlanError| match e {
-        plan::PlanError::Unheld { ranges, bytes } => anyhow::anyhow!(
-            "{ranges} ranges ({}) are held by no source in the sources file; add an origin that holds everything",
-            format_size(bytes)
-        ),
-        e => anyhow::anyhow!(e),
-    };
-    let plan = site::plan_site(&problem).map_err(err)?;
-    let alone = site::plan_alone(&problem).map_err(err)?;
+    let plan = site::plan_site(&problem).map_err(crate::planning::plan_error)?;
+    let alone = site::plan_alone(&problem).map_err(crate::planning::plan_error)?;
     Ok(Planned {
         names,
         sources,

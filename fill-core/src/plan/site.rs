@@ -144,11 +144,6 @@ pub fn plan_site(p: &SiteProblem<'_>) -> Result<SitePlan, PlanError> {
             needing.entry(key).or_default().push(a as u32);
         }
     }
-    let holder = |entry: u32| {
-        p.appliances
-            .iter()
-            .position(|a| a.holds.binary_search(&entry).is_ok())
-    };
     let holders = |entry: u32| -> Vec<u32> {
         (0..p.appliances.len() as u32)
             .filter(|&a| p.appliances[a as usize].holds.binary_search(&entry).is_ok())
@@ -159,7 +154,7 @@ pub fn plan_site(p: &SiteProblem<'_>) -> Result<SitePlan, PlanError> {
     order.sort_by_key(|&(k, pos, _)| (pos, k));
     let unique: Vec<Demand> = order
         .iter()
-        .filter(|(k, _, _)| holder(k.0).is_none())
+        .filter(|(k, _, _)| holders(k.0).is_empty())
         .map(|&((entry, offset, length), _, class)| Demand {
             entry,
             offset,
