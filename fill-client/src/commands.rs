@@ -82,23 +82,14 @@ fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
         } => {
             let to: State = state.parse()?;
             let s = open_store(&store)?;
-            let _lock = s.lock().context("cannot lock the store")?;
-            let events = s.lifecycle_events()?;
-            let now = crate::planning::now()?;
-            let event = if events.is_empty() && to == State::Allocated {
-                Lifecycle::start(now, &reason).1
-            } else if events.is_empty() {
+            if to != State::Allocated && s.lifecycle_events()?.is_empty() {
                 bail!(
                     "{} has no lifecycle yet: start it with `fill appliance event --store {} allocated`",
                     store.display(),
                     store.display()
                 );
-            } else {
-                let mut l = Lifecycle::replay(&events)
-                    .with_context(|| format!("{}", s.events_path().display()))?;
-                l.transition(to, now, &reason)?
-            };
-            s.record_event(&event)?;
+            }
+            let event = s.transition(to, crate::planning::now()?, &reason)?;
             if json {
                 print_json(&event)?;
             } else {
@@ -878,6 +869,9 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
         crate::fill::FillReport::dry_run(per)
     } else {
         s.create()?;
+        // The turn-up checks measure the store against the target it fills towards.
+        s.record_target(target_file.bytes())
+            .context("cannot record the target in the store")?;
         let writer = rt.block_on(crate::write::Writer::start(
             backend(args.writer),
             &s.root().join(".fill/tmp"),
@@ -1040,6 +1034,8 @@ fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
                 s.root().display()
             )
         })?;
+        s.record_target(target_file.bytes())
+            .context("cannot record the target in the store")?;
     }
     let deltas: Vec<StoreDelta> = stores
         .iter()

@@ -158,6 +158,8 @@ impl FileWork {
 struct FileTarget {
     /// Index into `FillJob::stores`.
     store: usize,
+    /// That store, where a failed write is recorded.
+    dir: Store,
     data: WriteFile,
     /// Blocks this store lacked when the file was opened (bitmap words).
     needs: Vec<u64>,
@@ -384,6 +386,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                 );
                 targets.push(FileTarget {
                     store: s,
+                    dir: stores[s].store.clone(),
                     data,
                     needs,
                 });
@@ -865,10 +868,18 @@ async fn write_blocks(
                 })
             };
             let Some(buf) = buf else { break };
-            file.writer
-                .write(&t.data, offset, buf)
-                .await
-                .with_context(|| format!("cannot write block {block} of {}", file.id))?;
+            if let Err(e) = file.writer.write(&t.data, offset, buf).await {
+                // Kept for the store-health check: a disk that failed a write is suspect.
+                let record = fill_server::store::WriteErrorRecord {
+                    time: crate::planning::now().unwrap_or(0),
+                    id: file.id,
+                    error: format!("{e:#}"),
+                };
+                if let Err(log) = t.dir.record_write_error(&record) {
+                    tracing::warn!("cannot record the write error: {log}");
+                }
+                return Err(e.context(format!("cannot write block {block} of {}", file.id)));
+            }
         }
         if let Some(unused) = data {
             unused.recycle();

@@ -14,6 +14,9 @@
 //! idle_timeout = "60s"            # a connection with no byte read or written is closed
 //! max_header_bytes = 16384        # request head larger than this is refused (>= 8192)
 //! shutdown_grace = "10s"          # on SIGTERM/ctrl-c, in-flight requests get this long
+//!
+//! [lifecycle]                     # turn-up checks, drain, webhook: see crate::lifecycle
+//! check_interval = "5m"
 //! ```
 
 use std::net::SocketAddr;
@@ -43,6 +46,12 @@ pub struct ConfigFile {
     /// Resource limits.
     #[serde(default)]
     pub limits: LimitsFile,
+    /// The appliance's lifecycle: turn-up checks, webhook (docs/lifecycle.md).
+    #[serde(default)]
+    pub lifecycle: crate::lifecycle::SettingsFile,
+    /// The folder relative paths are taken from (the config file's).
+    #[serde(skip)]
+    pub base: PathBuf,
 }
 
 /// `[limits]`, as written. Durations are strings like `10s`, `500ms`, `2m`.
@@ -121,6 +130,8 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// Lifecycle settings.
+    pub lifecycle: crate::lifecycle::Settings,
 }
 
 /// What is wrong with the configuration.
@@ -160,7 +171,9 @@ impl ConfigFile {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut file = Self::parse(&text, path)?;
+        file.base = path.parent().map(Path::to_owned).unwrap_or_default();
+        Ok(file)
     }
 
     /// Parses configuration text (`path` only names it in errors).
@@ -232,6 +245,7 @@ impl ConfigFile {
                     }
                 }
             };
+        let lifecycle = self.lifecycle.resolve(&self.base)?;
         let l = self.limits;
         let max_connections = l.max_connections.unwrap_or(1024);
         if !(1..=1_000_000).contains(&max_connections) {
@@ -270,6 +284,7 @@ impl ConfigFile {
                 l.shutdown_grace,
                 Duration::from_secs(10),
             )?,
+            lifecycle,
         })
     }
 }

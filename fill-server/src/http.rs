@@ -19,14 +19,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fill_core::ContentId;
-use http_body_util::Full;
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -40,8 +39,89 @@ use crate::mapped::{self, FileStamp};
 use crate::metrics::{EndpointLabels, Metrics, RequestLabels};
 use crate::store::Store;
 
-/// Response bodies: one contiguous chunk (a slice of a mapped file, or a short message).
-pub type Body = Full<Bytes>;
+/// Largest frame a body hands hyper at a time. hyper asks for the next one only when what
+/// it holds is nearly written, so a body is dropped (and its request stops counting as in
+/// flight) with at most this much plus the socket's buffer still to send.
+const CHUNK: usize = 1 << 20;
+
+/// A response body: one contiguous run of bytes (a slice of a mapped file, or a short
+/// message), handed out in frames of at most [`CHUNK`] bytes. It carries its request's
+/// place among those in flight, released when hyper drops it (sent, or connection gone).
+#[derive(Debug, Default)]
+pub struct Body {
+    rest: Bytes,
+    in_flight: Option<InFlight>,
+}
+
+impl Body {
+    /// A body of `bytes`.
+    pub fn new(bytes: Bytes) -> Self {
+        Self {
+            rest: bytes,
+            in_flight: None,
+        }
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        let n = this.rest.len().min(CHUNK);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(this.rest.split_to(n)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
+/// Requests being answered: counted from arrival until their body is dropped.
+#[derive(Debug)]
+pub struct Requests {
+    active: AtomicU64,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    /// Woken when the count reaches zero (a drain waits for it).
+    idle: tokio::sync::Notify,
+}
+
+/// One request's place in [`Requests`].
+#[derive(Debug)]
+pub struct InFlight(Arc<Requests>);
+
+impl Requests {
+    fn enter(self: &Arc<Self>) -> InFlight {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        self.gauge.inc();
+        InFlight(self.clone())
+    }
+
+    /// Requests being answered now.
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.gauge.dec();
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_one();
+        }
+    }
+}
 
 /// Mapped files kept open between requests, at most this many.
 const MAP_CACHE: usize = 4096;
@@ -56,6 +136,26 @@ pub struct AppState {
     maps: Mutex<MapCache>,
     catalog: Mutex<Option<CachedCatalog>>,
     token: Option<blake3::Hash>,
+    /// Requests being answered (a drain waits for none).
+    pub requests: Arc<Requests>,
+    /// The appliance's lifecycle as last read from the store, and the last checks.
+    life: Mutex<Life>,
+    /// Content requests are refused (draining, drained, maintenance, retired).
+    refusing: AtomicBool,
+    /// Seconds for `Retry-After` while refusing.
+    retry_after: AtomicU64,
+    /// Wakes the lifecycle loop (a drain started, a request finished, checks asked for).
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Life {
+    lifecycle: fill_core::lifecycle::Lifecycle,
+    events: Vec<fill_core::lifecycle::Event>,
+    windows: Vec<crate::store::MaintenanceWindow>,
+    report: Option<crate::lifecycle::Report>,
+    /// Why the lifecycle could not be read, if it could not.
+    error: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -89,14 +189,26 @@ pub async fn bind(config: ServerConfig) -> anyhow::Result<(TcpListener, Arc<AppS
         .admin_token
         .as_deref()
         .map(|t| blake3::hash(t.as_bytes()));
+    let metrics = Metrics::new();
+    let requests = Arc::new(Requests {
+        active: AtomicU64::new(0),
+        gauge: metrics.in_flight.clone(),
+        idle: tokio::sync::Notify::new(),
+    });
     let state = AppState {
         store,
         config,
-        metrics: Metrics::new(),
+        metrics,
         maps: Mutex::new(MapCache::default()),
         catalog: Mutex::new(None),
         token,
+        requests,
+        life: Mutex::new(Life::default()),
+        refusing: AtomicBool::new(false),
+        retry_after: AtomicU64::new(0),
+        wake: tokio::sync::Notify::new(),
     };
+    state.refresh_life();
     Ok((listener, Arc::new(state)))
 }
 
@@ -108,6 +220,7 @@ pub async fn serve(
 ) {
     let limit = Arc::new(Semaphore::new(state.config.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let life = tokio::spawn(lifecycle_loop(state.clone()));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -141,7 +254,7 @@ pub async fn serve(
         let st = state.clone();
         let svc = hyper::service::service_fn(move |req| {
             let st = st.clone();
-            async move { Ok::<_, Infallible>(handle(&st, req)) }
+            async move { Ok::<_, Infallible>(handle(&st, req).await) }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -166,6 +279,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    life.abort();
     tracing::info!("shutting down: waiting for in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -325,10 +439,14 @@ impl AsyncWrite for Tracked {
 }
 
 /// Answers one request and records its metrics.
-fn handle(st: &AppState, req: Request<Incoming>) -> Response<Body> {
+async fn handle(st: &Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
-    st.metrics.in_flight.inc();
-    let (endpoint, resp) = route(st, &req);
+    let in_flight = st.requests.enter();
+    let (endpoint, mut resp) = if req.uri().path() == "/admin/checks" {
+        ("admin", admin_checks(st, &req).await)
+    } else {
+        route(st, &req)
+    };
     let status = resp.status().as_u16();
     let labels = RequestLabels { endpoint, status };
     st.metrics.requests.get_or_create(&labels).inc();
@@ -346,7 +464,7 @@ fn handle(st: &AppState, req: Request<Incoming>) -> Response<Body> {
         .latency
         .get_or_create(&EndpointLabels { endpoint })
         .observe(start.elapsed().as_secs_f64());
-    st.metrics.in_flight.dec();
+    resp.body_mut().in_flight = Some(in_flight);
     resp
 }
 
@@ -354,6 +472,13 @@ fn route(st: &AppState, req: &Request<Incoming>) -> (&'static str, Response<Body
     let path = req.uri().path();
     let method = req.method();
     let get_or_head = method == Method::GET || method == Method::HEAD;
+    let content = ["/content/", "/outboard/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+        || path == "/catalog";
+    if content && st.refusing.load(Ordering::SeqCst) {
+        return ("refused", st.unavailable());
+    }
     if let Some(rest) = path.strip_prefix("/content/") {
         return (
             "content",
@@ -387,7 +512,38 @@ fn route(st: &AppState, req: &Request<Incoming>) -> (&'static str, Response<Body
         "/healthz" => (
             "healthz",
             guard_get(get_or_head, || {
-                head_only(method, text(StatusCode::OK, "ok\n".into()))
+                if st.refusing.load(Ordering::SeqCst) {
+                    head_only(method, st.unavailable())
+                } else {
+                    head_only(method, text(StatusCode::OK, "ok\n".into()))
+                }
+            }),
+        ),
+        "/status.json" => (
+            "status",
+            guard_get(get_or_head, || {
+                let mut r = Response::new(Body::new(Bytes::from(st.status_json())));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                head_only(method, r)
+            }),
+        ),
+        "/status" => (
+            "status",
+            guard_get(get_or_head, || {
+                let page = crate::status_page::render(&st.status());
+                let mut r = Response::new(Body::new(Bytes::from(page)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                head_only(method, r)
             }),
         ),
         _ => ("other", text(StatusCode::NOT_FOUND, "not found\n".into())),
@@ -409,7 +565,7 @@ fn guard_get(allowed: bool, f: impl FnOnce() -> Response<Body>) -> Response<Body
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Body::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -424,7 +580,7 @@ fn head_only(method: &Method, mut r: Response<Body>) -> Response<Body> {
         let len = r.body().size_hint().exact().unwrap_or(0);
         r.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        *r.body_mut() = Full::new(Bytes::new());
+        *r.body_mut() = Body::default();
     }
     r
 }
@@ -551,7 +707,7 @@ fn ranged(method: &Method, headers: &HeaderMap, body: Bytes, etag: &HeaderValue)
     }) {
         return builder
             .status(StatusCode::NOT_MODIFIED)
-            .body(Full::new(Bytes::new()))
+            .body(Body::default())
             .unwrap_or_default();
     }
     // If-Range with another validator: the client's copy is stale, send everything.
@@ -583,7 +739,7 @@ fn ranged(method: &Method, headers: &HeaderMap, body: Bytes, etag: &HeaderValue)
     };
     builder
         .status(status)
-        .body(Full::new(part))
+        .body(Body::new(part))
         .unwrap_or_default()
 }
 
@@ -706,12 +862,13 @@ fn serve_catalog(st: &AppState, req: &Request<Incoming>) -> Response<Body> {
     resp
 }
 
-fn admin(st: &AppState, rest: &str, req: &Request<Incoming>) -> Response<Body> {
+/// The bearer token and the method of an admin request; the answer when they are wrong.
+fn admin_guard(st: &AppState, req: &Request<Incoming>) -> Option<Response<Body>> {
     let Some(token) = st.token else {
-        return text(
+        return Some(text(
             StatusCode::FORBIDDEN,
             "admin is off: set admin_token in the config or FILL_ADMIN_TOKEN\n".into(),
-        );
+        ));
     };
     let given = req
         .headers()
@@ -726,7 +883,7 @@ fn admin(st: &AppState, rest: &str, req: &Request<Incoming>) -> Response<Body> {
         );
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
+        return Some(r);
     }
     if req.method() != Method::POST {
         let mut r = text(
@@ -735,14 +892,343 @@ fn admin(st: &AppState, rest: &str, req: &Request<Incoming>) -> Response<Body> {
         );
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return Some(r);
+    }
+    None
+}
+
+fn admin(st: &AppState, rest: &str, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(r) = admin_guard(st, req) {
         return r;
     }
+    let now = unix_now();
+    let changed = |r: Result<fill_core::lifecycle::Event, crate::store::StoreError>| match r {
+        Ok(event) => {
+            st.refresh_life();
+            st.wake.notify_one();
+            json(StatusCode::OK, &event)
+        }
+        Err(crate::store::StoreError::Lifecycle(e)) => text(StatusCode::CONFLICT, format!("{e}\n")),
+        Err(e) => internal("cannot record the event", &crate::store::chain(&e)),
+    };
     match rest {
         "ping" => text(StatusCode::OK, "pong\n".into()),
+        "drain" => {
+            let reason = query(req, "reason").unwrap_or_else(|| "drain asked by admin".into());
+            let r = st
+                .store
+                .transition(fill_core::lifecycle::State::Draining, now, &reason);
+            changed(r)
+        }
+        "undrain" => {
+            let reason = query(req, "reason").unwrap_or_else(|| "undrain asked by admin".into());
+            changed(st.store.undrain(now, &reason))
+        }
+        "maintenance" => schedule_maintenance(st, req, now),
         _ => text(
             StatusCode::NOT_FOUND,
             format!("no admin endpoint {rest:?}\n"),
         ),
+    }
+}
+
+/// `POST /admin/maintenance?start=RFC3339&duration=6h&reason=...`: schedules a window.
+fn schedule_maintenance(st: &AppState, req: &Request<Incoming>, now: i64) -> Response<Body> {
+    let bad = |m: String| text(StatusCode::BAD_REQUEST, m + "\n");
+    let start = match query(req, "start") {
+        None => now,
+        Some(t) => match fill_core::duration::parse_rfc3339(&t) {
+            Ok(t) => t,
+            Err(e) => return bad(format!("start: {e}")),
+        },
+    };
+    let Some(duration) = query(req, "duration") else {
+        return bad("duration is missing: e.g. ?duration=6h (3h to 30d)".into());
+    };
+    let window = match crate::store::MaintenanceWindow::new(
+        start,
+        &duration,
+        &query(req, "reason").unwrap_or_else(|| "maintenance".into()),
+    ) {
+        Ok(w) => w,
+        Err(e) => return bad(e),
+    };
+    let result = st.store.maintenance_windows().and_then(|mut all| {
+        all.push(window.clone());
+        st.store.set_maintenance_windows(&mut all)
+    });
+    match result {
+        Ok(()) => {
+            st.refresh_life();
+            st.wake.notify_one();
+            json(StatusCode::OK, &window)
+        }
+        Err(e) => internal("cannot record the window", &crate::store::chain(&e)),
+    }
+}
+
+/// `POST /admin/checks`: runs the turn-up checks now; the report.
+async fn admin_checks(st: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(r) = admin_guard(st, req) {
+        return r;
+    }
+    let report = st.run_checks().await;
+    json(StatusCode::OK, &report)
+}
+
+/// A query parameter, percent-decoded (`+` is a space).
+fn query(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k).as_deref() == Some(name)).then(|| percent_decode(v))?
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(Body::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What `GET /status.json` answers (docs/json.md).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The current state.
+    pub state: fill_core::lifecycle::State,
+    /// While draining or drained: the state an undrain returns to.
+    pub before_drain: Option<fill_core::lifecycle::State>,
+    /// Whether content requests are answered.
+    pub serving: bool,
+    /// Every state, in the order of the tracking diagram.
+    pub states: Vec<fill_core::lifecycle::State>,
+    /// The last turn-up checks, `{name, passed, detail}`.
+    pub checks: Vec<fill_core::lifecycle::Check>,
+    /// When they ran (RFC 3339), if they have.
+    pub checked_at: Option<String>,
+    /// The fill's progress towards the target.
+    pub progress: Option<crate::lifecycle::Progress>,
+    /// Requests being answered.
+    pub in_flight: u64,
+    /// Scheduled maintenance windows that have not ended.
+    pub maintenance: Vec<crate::store::MaintenanceWindow>,
+    /// The most recent events, oldest first (at most 20).
+    pub events: Vec<fill_core::lifecycle::Event>,
+    /// Why the lifecycle could not be read, when it could not.
+    pub error: Option<String>,
+}
+
+impl AppState {
+    /// Re-reads the lifecycle from the store, and whether to refuse content.
+    pub fn refresh_life(&self) {
+        let read = self.store.lifecycle_events().and_then(|events| {
+            let windows = self.store.maintenance_windows()?;
+            Ok((events, windows))
+        });
+        let mut life = self.life.lock().unwrap_or_else(|p| p.into_inner());
+        match read
+            .map_err(|e| crate::store::chain(&e))
+            .and_then(|(events, windows)| {
+                let l =
+                    fill_core::lifecycle::Lifecycle::replay(&events).map_err(|e| e.to_string())?;
+                Ok((l, events, windows))
+            }) {
+            Ok((l, events, windows)) => {
+                life.lifecycle = l;
+                life.events = events;
+                life.windows = windows;
+                life.error = None;
+            }
+            Err(e) => {
+                if life.error.as_ref() != Some(&e) {
+                    tracing::error!("cannot read the lifecycle: {e}");
+                }
+                life.error = Some(e);
+            }
+        }
+        use fill_core::lifecycle::State;
+        let refusing = matches!(
+            life.lifecycle.state(),
+            State::Draining | State::Drained | State::Maintenance | State::Retired
+        );
+        let now = unix_now();
+        let retry = life
+            .windows
+            .iter()
+            .find(|w| w.contains(now))
+            .map(|w| (w.end() - now).max(1) as u64)
+            .unwrap_or(self.config.lifecycle.retry_after.as_secs().max(1));
+        self.retry_after.store(retry, Ordering::SeqCst);
+        self.refusing.store(refusing, Ordering::SeqCst);
+    }
+
+    /// 503 with `Retry-After`: the appliance is drained or draining.
+    fn unavailable(&self) -> Response<Body> {
+        let state = self
+            .life
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lifecycle
+            .state();
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this appliance is {state}: content is not served\n"),
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(self.retry_after.load(Ordering::SeqCst)),
+        );
+        r
+    }
+
+    /// The appliance's status now.
+    pub fn status(&self) -> Status {
+        let life = self.life.lock().unwrap_or_else(|p| p.into_inner());
+        let now = unix_now();
+        let report = life.report.clone();
+        Status {
+            state: life.lifecycle.state(),
+            before_drain: life.lifecycle.before_drain(),
+            serving: !self.refusing.load(Ordering::SeqCst),
+            states: fill_core::lifecycle::STATES.to_vec(),
+            checks: report
+                .as_ref()
+                .map(|r| r.checks.clone())
+                .unwrap_or_default(),
+            checked_at: report
+                .as_ref()
+                .map(|r| fill_core::duration::format_rfc3339(r.checked_at)),
+            progress: report.and_then(|r| r.progress),
+            in_flight: self.requests.active(),
+            maintenance: life
+                .windows
+                .iter()
+                .filter(|w| w.end() > now)
+                .cloned()
+                .collect(),
+            events: life.events[life.events.len().saturating_sub(20)..].to_vec(),
+            error: life.error.clone(),
+        }
+    }
+
+    fn status_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(&self.status()).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Runs the turn-up checks, keeps the report, and goes live when they all pass during
+    /// burn-in (with `auto_live`).
+    pub async fn run_checks(&self) -> crate::lifecycle::Report {
+        let now = unix_now();
+        let report = crate::lifecycle::run_checks(&self.store, &self.config.lifecycle, now).await;
+        let state = {
+            let mut life = self.life.lock().unwrap_or_else(|p| p.into_inner());
+            life.report = Some(report.clone());
+            life.lifecycle.state()
+        };
+        if state == fill_core::lifecycle::State::BurnIn
+            && self.config.lifecycle.auto_live
+            && report.all_passed()
+        {
+            match self.store.transition(
+                fill_core::lifecycle::State::Live,
+                now,
+                "turn-up checks passed",
+            ) {
+                Ok(_) => tracing::info!("turn-up checks passed: live"),
+                Err(e) => tracing::warn!("cannot go live: {}", crate::store::chain(&e)),
+            }
+            self.refresh_life();
+        }
+        report
+    }
+}
+
+/// The lifecycle's own moves, until the server stops: checks every `check_interval` (and
+/// at start), going live when they pass during burn-in; a scheduled maintenance drains the
+/// appliance, waits for the requests in flight, and enters maintenance until the window
+/// ends; events are delivered to the webhook.
+async fn lifecycle_loop(st: Arc<AppState>) {
+    let interval = st.config.lifecycle.check_interval;
+    let tick = interval.min(Duration::from_secs(1));
+    let mut next_check = Instant::now();
+    let mut webhook_error: Option<String> = None;
+    loop {
+        st.refresh_life();
+        let step = {
+            let life = st.life.lock().unwrap_or_else(|p| p.into_inner());
+            crate::lifecycle::next_step(
+                &life.events,
+                &life.windows,
+                unix_now(),
+                st.requests.active(),
+            )
+        };
+        if let Some((to, reason)) = step {
+            match st.store.transition(to, unix_now(), &reason) {
+                Ok(e) => tracing::info!("{} -> {}: {}", e.from, e.to, e.reason),
+                Err(e) => tracing::warn!("cannot go to {to}: {}", crate::store::chain(&e)),
+            }
+            st.refresh_life();
+            continue;
+        }
+        if Instant::now() >= next_check {
+            st.run_checks().await;
+            next_check = Instant::now() + interval;
+        }
+        if let Some(url) = &st.config.lifecycle.webhook {
+            match crate::lifecycle::deliver_webhook(&st.store, url).await {
+                Ok(_) => webhook_error = None,
+                Err(e) => {
+                    if webhook_error.as_ref() != Some(&e) {
+                        tracing::warn!("{e} (retrying)");
+                    }
+                    webhook_error = Some(e);
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = st.wake.notified() => {}
+            () = st.requests.idle.notified() => {}
+        }
     }
 }
 

@@ -10,6 +10,10 @@
 //!     partial/<hex id>.outboard  its outboard
 //!     partial/<hex id>.blocks    which of its blocks are verified (docs/store-format.md)
 //!     state/events.jsonl         the appliance's lifecycle events, one JSON object a line
+//!     state/write_errors.jsonl   writes that failed during fills (store-health check)
+//!     state/target.catalog       the target the last fill worked towards (turn-up checks)
+//!     state/maintenance.json     scheduled maintenance windows
+//!     state/webhook.sent         how many events the webhook has been sent
 //! ```
 //!
 //! Invariants: a file enters `content/` only by an atomic rename after it is verified and
@@ -74,6 +78,9 @@ pub enum StoreError {
         /// Why it failed.
         source: OutboardError,
     },
+    /// A lifecycle transition that is not allowed.
+    #[error(transparent)]
+    Lifecycle(fill_core::lifecycle::LifecycleError),
     /// The store path exists but is not a directory.
     #[error("store {} is not a directory", .0.display())]
     NotADirectory(PathBuf),
@@ -312,59 +319,141 @@ impl Store {
     /// then reports `live`). A last line cut short by a crash (no newline) is ignored; any
     /// other line that does not parse is an error naming it.
     pub fn lifecycle_events(&self) -> Result<Vec<fill_core::lifecycle::Event>, StoreError> {
-        let path = self.events_path();
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("read", &path)(e)),
-        };
-        let complete = match text.rfind('\n') {
-            Some(end) => &text[..=end],
-            None => "",
-        };
-        complete
-            .lines()
-            .enumerate()
-            .map(|(i, line)| {
-                serde_json::from_str(line).map_err(|e| StoreError::CorruptState {
-                    path: path.clone(),
-                    reason: format!("line {}: {e}", i + 1),
-                })
-            })
-            .collect()
+        read_json_lines(&self.events_path())
     }
 
-    /// Appends a lifecycle event and syncs it before returning.
+    /// `.fill/state/<name>`: the appliance's state files (docs/store-format.md).
+    pub fn state_file(&self, name: &str) -> PathBuf {
+        self.state_dir().join("state").join(name)
+    }
+
+    /// Appends a lifecycle event and syncs it before returning. Prefer [`Store::transition`],
+    /// which checks the transition against the recorded state under the events lock.
     pub fn record_event(&self, event: &fill_core::lifecycle::Event) -> Result<(), StoreError> {
-        let path = self.events_path();
+        append_json_line(&self.events_path(), event)
+    }
+
+    /// Takes the lock that orders lifecycle changes (short: held to read, check and append).
+    fn events_lock(&self) -> Result<StoreLock, StoreError> {
+        let path = self.state_file("events.lock");
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
         }
-        let mut line = serde_json::to_string(event).map_err(|e| StoreError::CorruptState {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open lock", &path))?;
+        file.lock().map_err(io_err("lock", &path))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// The recorded lifecycle, rebuilt from the events.
+    pub fn lifecycle(&self) -> Result<fill_core::lifecycle::Lifecycle, StoreError> {
+        let events = self.lifecycle_events()?;
+        self.replay(&events)
+    }
+
+    fn replay(
+        &self,
+        events: &[fill_core::lifecycle::Event],
+    ) -> Result<fill_core::lifecycle::Lifecycle, StoreError> {
+        fill_core::lifecycle::Lifecycle::replay(events).map_err(|e| StoreError::CorruptState {
+            path: self.events_path(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Moves the appliance to `to` if the recorded state allows it, and records the event.
+    /// A store without events starts its lifecycle with `allocated` (or, being live, may
+    /// drain). Returns the event recorded.
+    pub fn transition(
+        &self,
+        to: fill_core::lifecycle::State,
+        time: i64,
+        reason: &str,
+    ) -> Result<fill_core::lifecycle::Event, StoreError> {
+        use fill_core::lifecycle::{Lifecycle, State};
+        let _lock = self.events_lock()?;
+        let events = self.lifecycle_events()?;
+        let event = if events.is_empty() && to == State::Allocated {
+            Lifecycle::start(time, reason).1
+        } else {
+            self.replay(&events)?
+                .transition(to, time, reason)
+                .map_err(StoreError::Lifecycle)?
+        };
+        self.record_event(&event)?;
+        Ok(event)
+    }
+
+    /// Back to the state before the drain; the event recorded.
+    pub fn undrain(
+        &self,
+        time: i64,
+        reason: &str,
+    ) -> Result<fill_core::lifecycle::Event, StoreError> {
+        let _lock = self.events_lock()?;
+        let events = self.lifecycle_events()?;
+        let event = self
+            .replay(&events)?
+            .undrain(time, reason)
+            .map_err(StoreError::Lifecycle)?;
+        self.record_event(&event)?;
+        Ok(event)
+    }
+
+    /// Records a failed write (`.fill/state/write_errors.jsonl`), for the store-health check.
+    pub fn record_write_error(&self, record: &WriteErrorRecord) -> Result<(), StoreError> {
+        append_json_line(&self.state_file("write_errors.jsonl"), record)
+    }
+
+    /// The failed writes recorded, oldest first.
+    pub fn write_errors(&self) -> Result<Vec<WriteErrorRecord>, StoreError> {
+        read_json_lines(&self.state_file("write_errors.jsonl"))
+    }
+
+    /// `.fill/state/target.catalog`: the target the last fill worked towards.
+    pub fn target_path(&self) -> PathBuf {
+        self.state_file("target.catalog")
+    }
+
+    /// Keeps a copy of the target catalog a fill works towards (for the turn-up checks).
+    pub fn record_target(&self, catalog: &[u8]) -> Result<(), StoreError> {
+        let path = self.target_path();
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        }
+        write_atomic(self, &path, catalog)
+    }
+
+    /// The scheduled maintenance windows (`.fill/state/maintenance.json`), by start.
+    pub fn maintenance_windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        let path = self.state_file("maintenance.json");
+        match fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| StoreError::CorruptState {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Replaces the scheduled maintenance windows (sorted by start).
+    pub fn set_maintenance_windows(
+        &self,
+        windows: &mut Vec<MaintenanceWindow>,
+    ) -> Result<(), StoreError> {
+        let _lock = self.events_lock()?;
+        windows.sort_by_key(|w| w.start);
+        let path = self.state_file("maintenance.json");
+        let bytes = serde_json::to_vec_pretty(windows).map_err(|e| StoreError::CorruptState {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        line.push('\n');
-        // Drop a line a crash cut short, so the new one starts on a line of its own.
-        if let Ok(text) = fs::read(&path)
-            && !text.is_empty()
-            && !text.ends_with(b"\n")
-        {
-            let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_len(keep as u64))
-                .map_err(io_err("truncate", &path))?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io_err("append to", &path))
+        write_atomic(self, &path, &bytes)
     }
 
     /// Creates the directories of the layout.
@@ -925,6 +1014,122 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
+/// A write that failed during a fill.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WriteErrorRecord {
+    /// Unix seconds.
+    pub time: i64,
+    /// The file being written.
+    pub id: ContentId,
+    /// The error, as the OS gave it.
+    pub error: String,
+}
+
+/// A scheduled maintenance: the appliance drains at `start` and stays in maintenance until
+/// `start + duration`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MaintenanceWindow {
+    /// Unix seconds.
+    pub start: i64,
+    /// Seconds, from 3 hours to 30 days.
+    pub duration: i64,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl MaintenanceWindow {
+    /// Shortest window: 3 hours.
+    pub const MIN: i64 = 3 * 3600;
+    /// Longest window: 30 days.
+    pub const MAX: i64 = 30 * 86400;
+
+    /// A window from `start` for `duration` (like `6h`, `2d`: 3 hours to 30 days).
+    pub fn new(start: i64, duration: &str, reason: &str) -> Result<Self, String> {
+        let d =
+            fill_core::duration::parse_duration(duration).map_err(|e| format!("duration: {e}"))?;
+        let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        if !(Self::MIN..=Self::MAX).contains(&secs) {
+            return Err(format!(
+                "duration {duration:?} is not between 3h and 30d (a maintenance window)"
+            ));
+        }
+        if reason.len() > 500 || reason.chars().any(char::is_control) {
+            return Err("reason: at most 500 characters, no control characters".into());
+        }
+        Ok(Self {
+            start,
+            duration: secs,
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Unix seconds when it ends.
+    pub fn end(&self) -> i64 {
+        self.start.saturating_add(self.duration)
+    }
+
+    /// Whether `now` is inside it.
+    pub fn contains(&self, now: i64) -> bool {
+        self.start <= now && now < self.end()
+    }
+}
+
+/// Reads a JSON-lines file; none when it does not exist. A last line cut short by a crash
+/// (no newline) is ignored; any other line that does not parse is an error naming it.
+fn read_json_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, StoreError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    complete
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| StoreError::CorruptState {
+                path: path.to_owned(),
+                reason: format!("line {}: {e}", i + 1),
+            })
+        })
+        .collect()
+}
+
+/// Appends one JSON line and syncs it. A last line a crash cut short is dropped first, so
+/// the new one starts on a line of its own.
+fn append_json_line<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    }
+    let mut line = serde_json::to_string(value).map_err(|e| StoreError::CorruptState {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    line.push('\n');
+    if let Ok(text) = fs::read(path)
+        && !text.is_empty()
+        && !text.ends_with(b"\n")
+    {
+        let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(keep as u64))
+            .map_err(io_err("truncate", path))?;
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io_err("append to", path))
+}
+
 fn write_atomic(store: &Store, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     store.create()?;
     let tmp = store.tmp_path();

@@ -1,0 +1,685 @@
+//! The appliance's turn-up checks and the I/O around its lifecycle (docs/lifecycle.md).
+//!
+//! The states and the check verdicts are pure (`fill_core::lifecycle`); this module measures
+//! a real store against its target (fill, offload, store health), asks every configured
+//! source for its catalog (sources), and delivers recorded events to a webhook. The server
+//! runs the checks periodically during `burn_in` and on demand; `fill appliance checks` runs
+//! the same code against a store directly.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fill_core::ContentId;
+use fill_core::lifecycle::{Check, DEFAULT_OFFLOAD_THRESHOLD, Event, State};
+use fill_core::outboard::Outboard;
+use fill_core::rng::SplitMix64;
+use fill_core::size::format_size;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+use crate::store::{CatalogFile, Store, StoreError, chain};
+
+/// `[lifecycle]` in the server's configuration, as written. Every field optional.
+///
+/// ```toml
+/// [lifecycle]
+/// target = "/srv/fill/target.catalog" # default: the copy `fill run` keeps in the store
+/// sources = "/etc/fill/sources.toml"  # each must answer GET /catalog (the sources check)
+/// check_interval = "5m"               # how often the checks run during burn_in
+/// offload_threshold = 0.9             # held share of the target's weight needed to go live
+/// min_free = "1GiB"                   # free space the store-health check needs
+/// sample_blocks = 64                  # blocks re-verified by each store-health check
+/// auto_live = true                    # go live by itself when every check passes
+/// retry_after = "5m"                  # Retry-After of the 503s while drained
+/// webhook = "http://10.0.0.9:8080/fill-events" # each event is POSTed here as JSON
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsFile {
+    /// The target catalog the fill check measures against.
+    pub target: Option<PathBuf>,
+    /// The sources file whose sources must answer.
+    pub sources: Option<PathBuf>,
+    /// How often the checks run during `burn_in` (default `5m`).
+    pub check_interval: Option<String>,
+    /// Held share of the target's weight needed (default 0.9).
+    pub offload_threshold: Option<f64>,
+    /// Free space the store needs (default `1GiB`).
+    pub min_free: Option<String>,
+    /// Blocks re-verified per check (default 64; every block when the store has fewer).
+    pub sample_blocks: Option<u64>,
+    /// Go live when every check passes (default true).
+    pub auto_live: Option<bool>,
+    /// `Retry-After` of 503s while draining or drained, when no maintenance window says
+    /// longer (default `5m`).
+    pub retry_after: Option<String>,
+    /// Where events are POSTed (`http://` only).
+    pub webhook: Option<String>,
+}
+
+/// The validated lifecycle settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The target catalog; `None`: the store's `.fill/state/target.catalog`.
+    pub target: Option<PathBuf>,
+    /// The sources file, if any.
+    pub sources: Option<PathBuf>,
+    /// Period of the checks during `burn_in`.
+    pub check_interval: Duration,
+    /// Offload share needed.
+    pub offload_threshold: f64,
+    /// Free bytes needed.
+    pub min_free: u64,
+    /// Blocks re-verified per check.
+    pub sample_blocks: u64,
+    /// Go live when every check passes.
+    pub auto_live: bool,
+    /// Default `Retry-After` while draining or drained.
+    pub retry_after: Duration,
+    /// Webhook URL.
+    pub webhook: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            target: None,
+            sources: None,
+            check_interval: Duration::from_secs(300),
+            offload_threshold: DEFAULT_OFFLOAD_THRESHOLD,
+            min_free: 1 << 30,
+            sample_blocks: 64,
+            auto_live: true,
+            retry_after: Duration::from_secs(300),
+            webhook: None,
+        }
+    }
+}
+
+impl SettingsFile {
+    /// Validates; relative paths are taken from `base` (the config file's folder).
+    pub fn resolve(self, base: &Path) -> Result<Settings, ConfigError> {
+        let invalid = |field, reason: String| ConfigError::Invalid { field, reason };
+        let d = Settings::default();
+        let duration = |field, v: Option<String>, default| match v {
+            None => Ok(default),
+            Some(v) => match fill_core::duration::parse_duration(&v) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(invalid(field, "must be more than zero".into())),
+                Err(e) => Err(invalid(field, e.to_string())),
+            },
+        };
+        let offload_threshold = self.offload_threshold.unwrap_or(d.offload_threshold);
+        if !(0.0..=1.0).contains(&offload_threshold) {
+            return Err(invalid(
+                "lifecycle.offload_threshold",
+                format!("{offload_threshold} is not between 0 and 1"),
+            ));
+        }
+        let min_free = match self.min_free {
+            None => d.min_free,
+            Some(s) => fill_core::size::parse_size(&s)
+                .map_err(|e| invalid("lifecycle.min_free", e.to_string()))?,
+        };
+        let sample_blocks = self.sample_blocks.unwrap_or(d.sample_blocks);
+        if sample_blocks > 1_000_000 {
+            return Err(invalid(
+                "lifecycle.sample_blocks",
+                format!("{sample_blocks} is more than 1000000"),
+            ));
+        }
+        if let Some(url) = &self.webhook {
+            crate::sources::check_url(url)
+                .map_err(|e| invalid("lifecycle.webhook", format!("{e:#}")))?;
+        }
+        let path = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        Ok(Settings {
+            target: self.target.map(path),
+            sources: self.sources.map(path),
+            check_interval: duration(
+                "lifecycle.check_interval",
+                self.check_interval,
+                d.check_interval,
+            )?,
+            offload_threshold,
+            min_free,
+            sample_blocks,
+            auto_live: self.auto_live.unwrap_or(true),
+            retry_after: duration("lifecycle.retry_after", self.retry_after, d.retry_after)?,
+            webhook: self.webhook.map(|w| w.trim_end_matches('/').to_owned()),
+        })
+    }
+}
+
+/// How far the store is towards its target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    /// Files in the target.
+    pub target_files: u64,
+    /// Bytes in the target.
+    pub target_bytes: u64,
+    /// Target files complete in the store.
+    pub complete_files: u64,
+    /// Bytes of those files, plus the verified blocks of target files being filled.
+    pub complete_bytes: u64,
+    /// `complete_bytes ÷ target_bytes` (1 for an empty target).
+    pub share: f64,
+    /// Held share of the target's weight (its demand).
+    pub offload: f64,
+    /// The share the offload check needs.
+    pub offload_threshold: f64,
+}
+
+/// One run of the checks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Unix seconds.
+    pub checked_at: i64,
+    /// fill, offload, store_health, sources: in that order.
+    pub checks: Vec<Check>,
+    /// The fill's progress, when the target is known.
+    pub progress: Option<Progress>,
+}
+
+impl Report {
+    /// Whether every check passed.
+    pub fn all_passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// Runs every check against `store`: the store's own in a blocking task, the sources over
+/// the network. `now` seeds the block sample, so successive runs look at different blocks.
+pub async fn run_checks(store: &Store, settings: &Settings, now: i64) -> Report {
+    let (s, cfg) = (store.clone(), settings.clone());
+    let local = tokio::task::spawn_blocking(move || local_checks(&s, &cfg, now)).await;
+    let (mut checks, progress) = match local {
+        Ok(x) => x,
+        Err(e) => (
+            vec![Check {
+                name: "store_health",
+                passed: false,
+                detail: format!("the store checks did not finish: {e}"),
+            }],
+            None,
+        ),
+    };
+    checks.push(sources_check(settings).await);
+    Report {
+        checked_at: now,
+        checks,
+        progress,
+    }
+}
+
+/// The fill, offload and store-health checks, and the progress they measured.
+pub fn local_checks(
+    store: &Store,
+    settings: &Settings,
+    now: i64,
+) -> (Vec<Check>, Option<Progress>) {
+    let mut sample = SplitMix64(now as u64);
+    let health = health_facts(store, settings, &mut sample);
+    let (fill, offload, progress) = match measure(store, settings) {
+        Ok(p) => {
+            let fill = fill_core::lifecycle::fill_check(
+                p.complete_bytes,
+                p.target_bytes,
+                health.bad_blocks,
+            );
+            let offload =
+                fill_core::lifecycle::offload_check(p.offload, 1.0, settings.offload_threshold);
+            (fill, offload, Some(p))
+        }
+        Err(why) => {
+            let fail = |name| Check {
+                name,
+                passed: false,
+                detail: why.clone(),
+            };
+            (fail("fill"), fail("offload"), None)
+        }
+    };
+    (vec![fill, offload, health.check], progress)
+}
+
+/// Where the target catalog is: the configured one, else the copy a fill left in the store.
+fn target_path(store: &Store, settings: &Settings) -> PathBuf {
+    settings
+        .target
+        .clone()
+        .unwrap_or_else(|| store.target_path())
+}
+
+/// Measures the store against its target.
+pub fn measure(store: &Store, settings: &Settings) -> Result<Progress, String> {
+    let path = target_path(store, settings);
+    if !path.exists() {
+        return Err(format!(
+            "no target catalog at {}: run `fill run --target CATALOG ...` on this store, or set \
+             lifecycle.target in the server's config",
+            path.display()
+        ));
+    }
+    let target_file = CatalogFile::open(&path).map_err(|e| chain(&e))?;
+    let target = target_file.validate().map_err(|e| chain(&e))?;
+    let held_file = store.catalog().map_err(|e| chain(&e))?;
+    let held = held_file.validate().map_err(|e| chain(&e))?;
+    let partial: std::collections::HashMap<ContentId, u64> = store
+        .partials()
+        .map_err(|e| chain(&e))?
+        .into_iter()
+        .map(|p| {
+            let bytes = p.file.verified_ranges().iter().map(|r| r.1).sum();
+            (p.file.id, bytes)
+        })
+        .collect();
+    let (mut complete_files, mut complete_bytes, mut held_weight) = (0u64, 0u64, 0f64);
+    for i in 0..target.len() {
+        let id = target.id(i);
+        if held.find(&id).is_some() {
+            complete_files += 1;
+            complete_bytes += target.size(i);
+            held_weight += target.weight(i);
+        } else if let Some(&b) = partial.get(&id) {
+            complete_bytes += b.min(target.size(i));
+        }
+    }
+    let target_bytes = target.total_size();
+    let total_weight = target.total_weight();
+    Ok(Progress {
+        target_files: target.len() as u64,
+        target_bytes,
+        complete_files,
+        complete_bytes,
+        share: if target_bytes == 0 {
+            1.0
+        } else {
+            complete_bytes as f64 / target_bytes as f64
+        },
+        offload: if total_weight > 0.0 {
+            held_weight / total_weight
+        } else {
+            1.0
+        },
+        offload_threshold: settings.offload_threshold,
+    })
+}
+
+struct Health {
+    check: Check,
+    bad_blocks: u64,
+}
+
+/// Free space, failed writes since burn-in began, and a sample of blocks re-verified.
+fn health_facts(store: &Store, settings: &Settings, rng: &mut SplitMix64) -> Health {
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    match rustix::fs::statvfs(store.root()) {
+        Ok(st) => {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            let total = st.f_blocks.saturating_mul(st.f_frsize);
+            let line = format!("{} free of {}", format_size(free), format_size(total));
+            if free < settings.min_free {
+                problems.push(format!(
+                    "{line}, below the {} needed: free space or evict",
+                    format_size(settings.min_free)
+                ));
+            } else {
+                notes.push(line);
+            }
+        }
+        Err(e) => problems.push(format!("cannot read free space: {e}")),
+    }
+    match write_errors_since_burn_in(store) {
+        Ok((0, _)) => notes.push("no write errors".into()),
+        Ok((n, last)) => problems.push(format!(
+            "{n} writes failed since burn-in began (last: {last}): check the disk (kernel log, \
+             SMART) before going live"
+        )),
+        Err(e) => problems.push(e),
+    }
+    let mut bad_blocks = 0;
+    match sample_blocks(store, settings.sample_blocks, rng) {
+        Ok(s) if s.bad.is_empty() => notes.push(format!("{} sampled blocks verify", s.checked)),
+        Ok(s) => {
+            bad_blocks = s.bad.len() as u64;
+            let shown: Vec<String> = s
+                .bad
+                .iter()
+                .take(3)
+                .map(|(id, b)| format!("block {b} of {id}"))
+                .collect();
+            problems.push(format!(
+                "{} of {} sampled blocks fail verification ({}{}): run `fill store verify \
+                 --repair` and fill again",
+                s.bad.len(),
+                s.checked,
+                shown.join(", "),
+                if s.bad.len() > 3 { ", ..." } else { "" }
+            ));
+        }
+        Err(e) => problems.push(format!("cannot sample blocks: {e}")),
+    }
+    let passed = problems.is_empty();
+    Health {
+        check: Check {
+            name: "store_health",
+            passed,
+            detail: if passed {
+                notes.join("; ")
+            } else {
+                problems.join("; ")
+            },
+        },
+        bad_blocks,
+    }
+}
+
+/// Failed writes recorded since the last transition into `burn_in` (all, without one), and
+/// the last one's error.
+fn write_errors_since_burn_in(store: &Store) -> Result<(usize, String), String> {
+    let since = store
+        .lifecycle_events()
+        .map_err(|e| chain(&e))?
+        .iter()
+        .rev()
+        .find(|e| e.to == State::BurnIn)
+        .map_or(i64::MIN, |e| e.time);
+    let errors = store.write_errors().map_err(|e| chain(&e))?;
+    let recent: Vec<_> = errors.iter().filter(|e| e.time >= since).collect();
+    Ok((
+        recent.len(),
+        recent
+            .last()
+            .map(|e| format!("{}: {}", e.id, e.error))
+            .unwrap_or_default(),
+    ))
+}
+
+struct Sample {
+    checked: u64,
+    bad: Vec<(ContentId, u64)>,
+}
+
+/// Re-verifies `n` blocks of the store's complete files, drawn by byte (every block when
+/// the store has no more than `n`).
+fn sample_blocks(store: &Store, n: u64, rng: &mut SplitMix64) -> Result<Sample, String> {
+    use std::os::unix::fs::FileExt;
+    let file = store.catalog().map_err(|e| chain(&e))?;
+    let cat = file.validate().map_err(|e| chain(&e))?;
+    let mut sample = Sample {
+        checked: 0,
+        bad: Vec::new(),
+    };
+    if cat.is_empty() || n == 0 {
+        return Ok(sample);
+    }
+    // Which blocks: by file and block index.
+    let mut picks: Vec<(usize, Option<u64>)> = Vec::new();
+    let ends: Vec<u64> = (0..cat.len())
+        .scan(0u64, |acc, i| {
+            *acc += cat.size(i);
+            Some(*acc)
+        })
+        .collect();
+    let total = *ends.last().unwrap_or(&0);
+    // Upper bound on the block count: with the smallest block size (1 KiB), every file.
+    let max_blocks: u64 = (0..cat.len())
+        .map(|i| cat.size(i).div_ceil(1024).max(1))
+        .sum();
+    if max_blocks <= n || total == 0 {
+        picks.extend((0..cat.len()).map(|i| (i, None)));
+    } else {
+        for _ in 0..n {
+            let at = rng.below(total);
+            let i = ends.partition_point(|&e| e <= at);
+            let start = ends[i] - cat.size(i);
+            picks.push((i, Some(at - start)));
+        }
+        picks.sort_unstable();
+        picks.dedup();
+    }
+    let mut current: Option<(usize, Outboard, std::fs::File)> = None;
+    for (i, at) in picks {
+        let id = cat.id(i);
+        if current.as_ref().is_none_or(|c| c.0 != i) {
+            let ob = match store.outboard(&id) {
+                Ok(ob) => ob,
+                Err(e) => {
+                    sample.checked += 1;
+                    sample.bad.push((id, 0));
+                    tracing::warn!("sample: {}", chain(&e));
+                    continue;
+                }
+            };
+            let path = store.content_path(&id);
+            let f = std::fs::File::open(&path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            current = Some((i, ob, f));
+        }
+        let Some((_, ob, f)) = &current else {
+            continue;
+        };
+        let blocks: Vec<u64> = match at {
+            Some(offset) => vec![offset / ob.block_size().bytes()],
+            None => (0..ob.block_count()).collect(),
+        };
+        for b in blocks {
+            let (off, len) = ob.block_range(b);
+            let mut buf = vec![0u8; len as usize];
+            sample.checked += 1;
+            let ok = f.read_exact_at(&mut buf, off).is_ok() && ob.verify_block(b, &buf).is_ok();
+            if !ok {
+                sample.bad.push((id, b));
+            }
+        }
+    }
+    Ok(sample)
+}
+
+/// Each configured source must answer `HEAD {url}/catalog` with 200, within 5 seconds.
+pub async fn sources_check(settings: &Settings) -> Check {
+    let name = "sources";
+    let Some(path) = &settings.sources else {
+        return Check {
+            name,
+            passed: true,
+            detail: "no sources file configured (lifecycle.sources): nothing to reach".into(),
+        };
+    };
+    let specs = match crate::sources::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            return Check {
+                name,
+                passed: false,
+                detail: format!("{e:#}"),
+            };
+        }
+    };
+    let probes = specs.iter().map(|s| {
+        let (name, url) = (s.source.name.clone(), format!("{}/catalog", s.source.url));
+        async move {
+            let r = request(hyper::Method::HEAD, &url, None, Duration::from_secs(5)).await;
+            (name, url, r)
+        }
+    });
+    let mut failed = Vec::new();
+    for (name, url, r) in futures_join_all(probes).await {
+        match r {
+            Ok(status) if status.is_success() => {}
+            Ok(status) => failed.push(format!("{name} ({url}) answered {status}")),
+            Err(e) => failed.push(format!("{name} ({url}): {e}")),
+        }
+    }
+    if failed.is_empty() {
+        Check {
+            name,
+            passed: true,
+            detail: format!("all {} sources answer their catalog", specs.len()),
+        }
+    } else {
+        Check {
+            name,
+            passed: false,
+            detail: format!(
+                "{} of {} sources do not answer: {}",
+                failed.len(),
+                specs.len(),
+                failed.join("; ")
+            ),
+        }
+    }
+}
+
+/// Runs the futures concurrently (a few probes: no need for a crate).
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// One HTTP/1.1 request with a short body; its status.
+pub async fn request(
+    method: hyper::Method,
+    url: &str,
+    json: Option<Bytes>,
+    timeout: Duration,
+) -> Result<hyper::StatusCode, String> {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(timeout));
+    let client: Client<_, http_body_util::Full<Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if json.is_some() {
+        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let req = req
+        .body(http_body_util::Full::new(json.unwrap_or_default()))
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => Err(chain(&e)),
+        Ok(Ok(resp)) => Ok(resp.status()),
+    }
+}
+
+/// Posts the events the webhook has not been sent yet, oldest first, and records how many
+/// it has been sent (`.fill/state/webhook.sent`) after each: at-least-once delivery, in
+/// order, across restarts. Stops at the first failure (tried again on the next call).
+pub async fn deliver_webhook(store: &Store, url: &str) -> Result<usize, String> {
+    let events = store.lifecycle_events().map_err(|e| chain(&e))?;
+    let cursor_path = store.state_file("webhook.sent");
+    let mut sent: usize = std::fs::read_to_string(&cursor_path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    let mut delivered = 0;
+    while sent < events.len() {
+        let body = serde_json::to_vec(&events[sent]).map_err(|e| e.to_string())?;
+        let status = request(
+            hyper::Method::POST,
+            url,
+            Some(Bytes::from(body)),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| format!("webhook {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("webhook {url} answered {status}"));
+        }
+        sent += 1;
+        delivered += 1;
+        std::fs::write(&cursor_path, format!("{sent}\n"))
+            .map_err(|e| format!("cannot write {}: {e}", cursor_path.display()))?;
+    }
+    Ok(delivered)
+}
+
+/// The maintenance window `now` is in, if any.
+pub fn active_window(
+    store: &Store,
+    now: i64,
+) -> Result<Option<crate::store::MaintenanceWindow>, StoreError> {
+    Ok(store
+        .maintenance_windows()?
+        .into_iter()
+        .find(|w| w.contains(now)))
+}
+
+/// What the lifecycle loop should do next on its own, given the recorded events, the
+/// scheduled windows, and whether requests are still in flight. Pure: the caller acts.
+pub fn next_step(
+    events: &[Event],
+    windows: &[crate::store::MaintenanceWindow],
+    now: i64,
+    in_flight: u64,
+) -> Option<(State, String)> {
+    let l = fill_core::lifecycle::Lifecycle::replay(events).ok()?;
+    let window = windows.iter().find(|w| w.contains(now));
+    match l.state() {
+        State::BurnIn | State::Live => window.map(|w| {
+            (
+                State::Draining,
+                format!(
+                    "maintenance window {} for {}: {}",
+                    fill_core::duration::format_rfc3339(w.start),
+                    human_secs(w.duration),
+                    w.reason
+                ),
+            )
+        }),
+        State::Draining if in_flight == 0 => Some((State::Drained, "no request in flight".into())),
+        State::Drained => window.map(|w| {
+            (
+                State::Maintenance,
+                format!(
+                    "maintenance window until {}",
+                    fill_core::duration::format_rfc3339(w.end())
+                ),
+            )
+        }),
+        State::Maintenance => {
+            // Only a maintenance the loop started (inside a window) ends on its own.
+            let entered = events.last().filter(|e| e.to == State::Maintenance)?;
+            let w = windows.iter().find(|w| w.contains(entered.time))?;
+            (now >= w.end()).then(|| {
+                (
+                    State::BurnIn,
+                    "maintenance window over: burn-in checks again".into(),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `3h`, `2d 4h`: a duration in words for events.
+pub fn human_secs(secs: i64) -> String {
+    let (d, h, m) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60);
+    let mut parts = Vec::new();
+    if d > 0 {
+        parts.push(format!("{d}d"));
+    }
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 || parts.is_empty() {
+        parts.push(format!("{m}m"));
+    }
+    parts.join(" ")
+}

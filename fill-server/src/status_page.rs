@@ -1,0 +1,274 @@
+//! `GET /status`: the appliance's status as one self-contained HTML page (no script, no
+//! asset from elsewhere), readable on a phone and a laptop, refreshing itself every 15 s.
+//! The tracking diagram shows the states as a path with the current one highlighted and
+//! named in text; then the turn-up checks, the fill's progress, maintenance windows and the
+//! recent events. Element ids (`state`, `track`, `checks`, `progress`, `events`) are stable:
+//! the browser test reads them.
+
+use std::fmt::Write as _;
+
+use fill_core::duration::format_rfc3339;
+use fill_core::lifecycle::State;
+use fill_core::size::format_size;
+
+use crate::http::Status;
+
+const STYLE: &str = "\
+*{box-sizing:border-box}\
+body{font:16px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1b1f24;background:#f4f6f8}\
+main{max-width:960px;margin:0 auto;padding:16px}\
+h1{font-size:1.3rem;margin:0 0 4px}h2{font-size:1.05rem;margin:0 0 8px}\
+section,header{background:#fff;border:1px solid #d8dee4;border-radius:8px;padding:14px;margin:0 0 14px}\
+.now{font-size:1.6rem;font-weight:700}\
+.now .tag{display:inline-block;padding:2px 12px;border-radius:6px;background:#0b5cad;color:#fff}\
+.serving{color:#1a7f37;font-weight:600}.refusing{color:#b3261e;font-weight:600}\
+ol.track{list-style:none;display:flex;flex-wrap:wrap;gap:6px;padding:0;margin:0}\
+ol.track li{padding:6px 10px;border-radius:16px;border:2px solid #c3cbd3;color:#57606a;background:#fff;font-size:.9rem}\
+ol.track li.done{border-color:#8fb8e3;color:#0b5cad;background:#eaf2fb}\
+ol.track li.current{border-color:#0b5cad;background:#0b5cad;color:#fff;font-weight:700;transform:scale(1.08)}\
+ol.track li.side{border-style:dashed}\
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:6px;border-top:1px solid #eaeef2;vertical-align:top}\
+td.v{font-weight:700;white-space:nowrap}tr.pass td.v{color:#1a7f37}tr.fail td.v{color:#b3261e}\
+.bar{height:18px;background:#eaeef2;border-radius:9px;overflow:hidden;margin:6px 0}\
+.bar div{height:100%;background:#1a7f37}\
+.muted{color:#57606a;font-size:.9rem}\
+@media (max-width:560px){body{font-size:15px}.now{font-size:1.3rem}td,th{padding:4px}}";
+
+/// Escapes text for HTML content and attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page for `status`.
+pub fn render(status: &Status) -> String {
+    let mut h = String::with_capacity(8192);
+    let state = status.state.name();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"15\">\
+         <title>fill appliance: {state}</title><style>{STYLE}</style></head><body><main>"
+    );
+    let _ = write!(
+        h,
+        "<header><h1>Appliance status</h1><div class=\"now\">State: \
+         <span class=\"tag\" id=\"state\">{state}</span></div><div id=\"serving\" class=\"{}\">{}</div>",
+        if status.serving {
+            "serving"
+        } else {
+            "refusing"
+        },
+        if status.serving {
+            "serving content"
+        } else {
+            "not serving content (503, Retry-After)"
+        }
+    );
+    if let Some(b) = status.before_drain {
+        let _ = write!(
+            h,
+            "<div class=\"muted\">undrain returns to {}</div>",
+            b.name()
+        );
+    }
+    if let Some(e) = &status.error {
+        let _ = write!(
+            h,
+            "<div class=\"refusing\">lifecycle unreadable: {}</div>",
+            esc(e)
+        );
+    }
+    h.push_str("</header>");
+
+    // The tracking diagram: the main path, then the side states.
+    h.push_str("<section><h2>Lifecycle</h2><ol class=\"track\" id=\"track\">");
+    let current = status
+        .states
+        .iter()
+        .position(|s| *s == status.state)
+        .unwrap_or(0);
+    for (i, s) in status.states.iter().enumerate() {
+        let mut class = if i == current {
+            "current"
+        } else if i < current {
+            "done"
+        } else {
+            ""
+        }
+        .to_owned();
+        if matches!(
+            s,
+            State::Draining | State::Drained | State::Maintenance | State::Retired
+        ) {
+            class.push_str(" side");
+        }
+        let aria = if i == current {
+            " aria-current=\"step\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            h,
+            "<li class=\"{}\" data-state=\"{}\"{aria}>{}</li>",
+            class.trim(),
+            s.name(),
+            s.name()
+        );
+    }
+    h.push_str("</ol></section>");
+
+    // Checks.
+    h.push_str("<section><h2>Turn-up checks</h2>");
+    match &status.checked_at {
+        Some(t) => {
+            let passed = status.checks.iter().filter(|c| c.passed).count();
+            let _ = write!(
+                h,
+                "<div class=\"muted\">{passed} of {} passed · checked {}</div>",
+                status.checks.len(),
+                esc(t)
+            );
+        }
+        None => h.push_str("<div class=\"muted\">not run yet</div>"),
+    }
+    h.push_str("<table id=\"checks\">");
+    for c in &status.checks {
+        let (class, word) = if c.passed {
+            ("pass", "✔ pass")
+        } else {
+            ("fail", "✘ FAIL")
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"{class}\" data-check=\"{}\"><td class=\"v\">{word}</td><th>{}</th><td>{}</td></tr>",
+            c.name,
+            c.name,
+            esc(&c.detail)
+        );
+    }
+    h.push_str("</table></section>");
+
+    // Fill progress.
+    h.push_str("<section><h2>Fill</h2><div id=\"progress\">");
+    match &status.progress {
+        Some(p) => {
+            let pct = (p.share * 100.0).clamp(0.0, 100.0);
+            let _ = write!(
+                h,
+                "<div class=\"bar\" role=\"progressbar\" aria-valuemin=\"0\" aria-valuemax=\"100\" \
+                 aria-valuenow=\"{pct:.1}\"><div style=\"width:{pct:.1}%\"></div></div>\
+                 <div>{pct:.1}% of the target's bytes ({} of {}), {} of {} files complete</div>\
+                 <div>offload: {:.1}% of the target's demand held (turn-up needs {:.0}%)</div>",
+                format_size(p.complete_bytes),
+                format_size(p.target_bytes),
+                p.complete_files,
+                p.target_files,
+                p.offload * 100.0,
+                p.offload_threshold * 100.0
+            );
+        }
+        None => h.push_str("<div class=\"muted\">no target known yet</div>"),
+    }
+    let _ = write!(
+        h,
+        "<div class=\"muted\">{} requests in flight</div></div></section>",
+        status.in_flight
+    );
+
+    // Maintenance.
+    if !status.maintenance.is_empty() {
+        h.push_str("<section><h2>Maintenance windows</h2><table id=\"maintenance\">");
+        for w in &status.maintenance {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                format_rfc3339(w.start),
+                crate::lifecycle::human_secs(w.duration),
+                esc(&w.reason)
+            );
+        }
+        h.push_str("</table></section>");
+    }
+
+    // Events, newest first.
+    h.push_str("<section><h2>Recent events</h2><table id=\"events\">");
+    if status.events.is_empty() {
+        h.push_str(
+            "<tr><td class=\"muted\">no lifecycle recorded: a store serving as origin or tier \
+             is live</td></tr>",
+        );
+    }
+    for e in status.events.iter().rev() {
+        let _ = write!(
+            h,
+            "<tr><td class=\"muted\">{}</td><td>{} → {}</td><td>{}</td></tr>",
+            format_rfc3339(e.time),
+            e.from.name(),
+            e.to.name(),
+            esc(&e.reason)
+        );
+    }
+    h.push_str(
+        "</table></section><footer class=\"muted\">the same as JSON: \
+         <a href=\"/status.json\">/status.json</a> · refreshes every 15 s</footer></main></body></html>\n",
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fill_core::lifecycle::{Check, Event, STATES};
+
+    fn status(state: State) -> Status {
+        Status {
+            state,
+            before_drain: None,
+            serving: true,
+            states: STATES.to_vec(),
+            checks: vec![Check {
+                name: "fill",
+                passed: false,
+                detail: "50.0% <b>done</b>".into(),
+            }],
+            checked_at: Some("2026-11-28T12:00:00Z".into()),
+            progress: None,
+            in_flight: 0,
+            maintenance: Vec::new(),
+            events: vec![Event {
+                time: 0,
+                from: State::Installed,
+                to: State::BurnIn,
+                reason: "<script>alert(1)</script>".into(),
+            }],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn highlights_the_current_state_and_escapes_text() {
+        let page = render(&status(State::BurnIn));
+        assert!(page.contains("<span class=\"tag\" id=\"state\">burn_in</span>"));
+        assert!(page.contains(
+            "<li class=\"current\" data-state=\"burn_in\" aria-current=\"step\">burn_in</li>"
+        ));
+        assert!(page.contains("<li class=\"done\" data-state=\"installed\">"));
+        assert!(page.contains("<li class=\"side\" data-state=\"drained\">"));
+        assert!(!page.contains("<script>"), "event text is escaped");
+        assert!(page.contains("&lt;b&gt;done&lt;/b&gt;"));
+        assert!(page.contains("data-check=\"fill\""));
+        assert!(!page.contains("http://") && !page.contains("https://"));
+    }
+}
