@@ -74,6 +74,16 @@ pub enum Command {
     /// (.fill/state/events.jsonl); a store that never had any reports live.
     #[command(subcommand)]
     Appliance(ApplianceCommand),
+    /// A running fill-server's appliance status: state, turn-up checks, fill progress, recent
+    /// events (GET URL/status.json; the same as a page at URL/status).
+    Status {
+        /// The server's base URL, e.g. http://127.0.0.1:7878.
+        #[arg(long)]
+        server: String,
+        /// Print the server's JSON as it is.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `fill appliance ...`.
@@ -103,6 +113,42 @@ pub enum ApplianceCommand {
         /// Print the event as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Run the turn-up checks now against the store: fill (target bytes complete, no bad
+    /// block), offload (held share of the target's demand), store health (free space, no
+    /// failed writes since burn-in began, a sample of blocks re-verified), sources (each
+    /// answers its catalog). Exits with 4 when a check fails.
+    ///
+    /// The target is the copy `fill run` keeps in the store unless the config names one;
+    /// the settings (threshold, sample size, sources file...) come from the server's config
+    /// file's [lifecycle] section when --config is given, else the defaults.
+    Checks {
+        /// The appliance's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// The fill-server configuration file whose [lifecycle] settings apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Schedule a maintenance window: when it starts, the running fill-server drains (new
+    /// content requests get 503 with Retry-After, those in flight finish), enters
+    /// maintenance, and at its end goes back to burn_in, then live once the checks pass.
+    Maintenance {
+        /// The appliance's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// When it starts (RFC 3339, e.g. 2026-12-01T02:00:00Z); default now.
+        #[arg(long)]
+        start: Option<String>,
+        /// How long: 3h to 30d (e.g. 6h, 2d).
+        #[arg(long)]
+        duration: String,
+        /// Why, in words (kept with the window and its events).
+        #[arg(long, default_value = "maintenance")]
+        reason: String,
     },
 }
 

@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Prefill(args) => prefill_cmd(&args),
         Command::Plan(args) => plan_cmd(&args),
         Command::Appliance(cmd) => appliance(cmd),
+        Command::Status { server, json } => status_cmd(&server, json),
     }
 }
 
@@ -41,6 +42,7 @@ struct StatusJson<'a> {
     state: fill_core::lifecycle::State,
     before_drain: Option<fill_core::lifecycle::State>,
     events: &'a [fill_core::lifecycle::Event],
+    maintenance: &'a [fill_server::store::MaintenanceWindow],
 }
 
 fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
@@ -52,11 +54,18 @@ fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
             let l = Lifecycle::replay(&events)
                 .with_context(|| format!("{}", s.events_path().display()))?;
             let recent = &events[events.len().saturating_sub(20)..];
+            let now = crate::planning::now()?;
+            let windows: Vec<_> = s
+                .maintenance_windows()?
+                .into_iter()
+                .filter(|w| w.end() > now)
+                .collect();
             if json {
                 print_json(&StatusJson {
                     state: l.state(),
                     before_drain: l.before_drain(),
                     events: recent,
+                    maintenance: &windows,
                 })?;
             } else {
                 println!("state: {}", l.state());
@@ -70,6 +79,14 @@ fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
                         e.from,
                         e.to,
                         e.reason
+                    );
+                }
+                for w in &windows {
+                    println!(
+                        "maintenance from {} for {}: {}",
+                        fill_core::duration::format_rfc3339(w.start),
+                        fill_server::lifecycle::human_secs(w.duration),
+                        w.reason
                     );
                 }
             }
@@ -96,8 +113,176 @@ fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
                 println!("{} -> {}", event.from, event.to);
             }
         }
+        ApplianceCommand::Checks {
+            store,
+            config,
+            json,
+        } => return checks_cmd(&store, config.as_deref(), json),
+        ApplianceCommand::Maintenance {
+            store,
+            start,
+            duration,
+            reason,
+        } => {
+            let s = open_store(&store)?;
+            let start = match start {
+                Some(t) => fill_core::duration::parse_rfc3339(&t).context("bad --start")?,
+                None => crate::planning::now()?,
+            };
+            let window = fill_server::store::MaintenanceWindow::new(start, &duration, &reason)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut all = s.maintenance_windows()?;
+            all.push(window.clone());
+            s.set_maintenance_windows(&mut all)?;
+            println!(
+                "maintenance from {} for {}: {}",
+                fill_core::duration::format_rfc3339(window.start),
+                fill_server::lifecycle::human_secs(window.duration),
+                window.reason
+            );
+        }
     }
     Ok(Outcome::Ok)
+}
+
+fn checks_cmd(store: &Path, config: Option<&Path>, json: bool) -> Result<Outcome> {
+    let settings = match config {
+        Some(path) => {
+            let file = fill_server::config::ConfigFile::load(path)?;
+            file.lifecycle
+                .resolve(&file.base)
+                .with_context(|| format!("config {}", path.display()))?
+        }
+        None => fill_server::lifecycle::Settings::default(),
+    };
+    let s = open_store(store)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = rt.block_on(fill_server::lifecycle::run_checks(
+        &s,
+        &settings,
+        crate::planning::now()?,
+    ));
+    if json {
+        print_json(&report)?;
+    } else {
+        print!("{}", checks_table(&report.checks));
+        if let Some(p) = &report.progress {
+            println!(
+                "fill {:.1}% ({} of {}), offload {:.1}%",
+                p.share * 100.0,
+                format_size(p.complete_bytes),
+                format_size(p.target_bytes),
+                p.offload * 100.0
+            );
+        }
+    }
+    Ok(if report.all_passed() {
+        Outcome::Ok
+    } else {
+        Outcome::NotReady
+    })
+}
+
+fn checks_table(checks: &[fill_core::lifecycle::Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        out.push_str(&format!(
+            "{:<5} {:<13} {}\n",
+            if c.passed { "pass" } else { "FAIL" },
+            c.name,
+            c.detail
+        ));
+    }
+    out
+}
+
+/// `fill status --server URL`.
+fn status_cmd(server: &str, json: bool) -> Result<Outcome> {
+    let base = crate::sources::check_url(server).context("--server")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let url = format!("{base}/status.json");
+    let body = rt
+        .block_on(crate::net::Net::new().get_small(&url, false, 16 << 20))
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    if json {
+        std::io::stdout().write_all(&body)?;
+        return Ok(Outcome::Ok);
+    }
+    let v: StatusView =
+        serde_json::from_slice(&body).with_context(|| format!("{url}: not a status"))?;
+    println!(
+        "state: {}{}",
+        v.state,
+        if v.serving {
+            ""
+        } else {
+            " (not serving content)"
+        }
+    );
+    if let Some(p) = &v.progress {
+        println!(
+            "fill: {:.1}% of {} ({} of {} files); offload {:.1}% (needs {:.0}%)",
+            p.share * 100.0,
+            format_size(p.target_bytes),
+            p.complete_files,
+            p.target_files,
+            p.offload * 100.0,
+            p.offload_threshold * 100.0
+        );
+    }
+    for c in &v.checks {
+        println!(
+            "{:<5} {:<13} {}",
+            if c.passed { "pass" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    for e in &v.events {
+        println!(
+            "{}  {} -> {}  {}",
+            fill_core::duration::format_rfc3339(e.time),
+            e.from,
+            e.to,
+            e.reason
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+/// What `fill status` reads of `/status.json`.
+#[derive(Debug, serde::Deserialize)]
+struct StatusView {
+    state: String,
+    serving: bool,
+    #[serde(default)]
+    checks: Vec<CheckView>,
+    progress: Option<ProgressView>,
+    #[serde(default)]
+    events: Vec<fill_core::lifecycle::Event>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CheckView {
+    name: String,
+    passed: bool,
+    detail: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ProgressView {
+    target_files: u64,
+    target_bytes: u64,
+    complete_files: u64,
+    share: f64,
+    offload: f64,
+    offload_threshold: f64,
 }
 
 fn core_strategy(s: Strategy) -> fill_core::plan::Strategy {

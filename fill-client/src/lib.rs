@@ -31,6 +31,8 @@ pub enum Outcome {
     Ok,
     /// The command ran, and found bad data (exit code 3).
     BadData,
+    /// The turn-up checks ran, and at least one failed (exit code 4).
+    NotReady,
 }
 
 /// Parses the arguments, runs the command, maps the result to an exit code.
@@ -40,6 +42,7 @@ pub fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::BadData) => ExitCode::from(3),
+        Ok(Outcome::NotReady) => ExitCode::from(4),
         // A closed pipe (`fill ... | head`) is the reader's choice, not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {

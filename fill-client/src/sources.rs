@@ -6,7 +6,7 @@ use fill_core::ContentId;
 use fill_core::source::SourceKind;
 use fill_server::store::CatalogFile;
 
-pub use fill_server::sources::{SourceSpec, load, single};
+pub use fill_server::sources::{SourceSpec, check_url, load, single};
 
 /// What a source holds.
 #[derive(Debug)]

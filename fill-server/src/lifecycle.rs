@@ -275,19 +275,32 @@ pub fn measure(store: &Store, settings: &Settings) -> Result<Progress, String> {
             (p.file.id, bytes)
         })
         .collect();
+    // A target without weights (every file 0) weighs its files by their bytes.
+    let weighted = target.total_weight() > 0.0;
+    let weight = |i: usize| {
+        if weighted {
+            target.weight(i)
+        } else {
+            target.size(i) as f64
+        }
+    };
     let (mut complete_files, mut complete_bytes, mut held_weight) = (0u64, 0u64, 0f64);
     for i in 0..target.len() {
         let id = target.id(i);
         if held.find(&id).is_some() {
             complete_files += 1;
             complete_bytes += target.size(i);
-            held_weight += target.weight(i);
+            held_weight += weight(i);
         } else if let Some(&b) = partial.get(&id) {
             complete_bytes += b.min(target.size(i));
         }
     }
     let target_bytes = target.total_size();
-    let total_weight = target.total_weight();
+    let total_weight = if weighted {
+        target.total_weight()
+    } else {
+        target_bytes as f64
+    };
     Ok(Progress {
         target_files: target.len() as u64,
         target_bytes,
@@ -682,4 +695,95 @@ pub fn human_secs(secs: i64) -> String {
         parts.push(format!("{m}m"));
     }
     parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MaintenanceWindow;
+
+    fn events(path: &[State], time: i64) -> Vec<Event> {
+        let mut l = fill_core::lifecycle::Lifecycle::start(0, "").0;
+        let mut out = vec![fill_core::lifecycle::Lifecycle::start(0, "").1];
+        for &s in path {
+            out.push(l.transition(s, time, "").unwrap());
+        }
+        out
+    }
+
+    const TO_LIVE: [State; 6] = [
+        State::Prefilling,
+        State::InTransit,
+        State::Delivered,
+        State::Installed,
+        State::BurnIn,
+        State::Live,
+    ];
+
+    #[test]
+    fn a_window_drains_waits_enters_maintenance_and_ends() {
+        let w = MaintenanceWindow::new(1000, "3h", "swap").unwrap();
+        let windows = [w.clone()];
+        let mut e = events(&TO_LIVE, 10);
+        // Before the window: nothing.
+        assert_eq!(next_step(&e, &windows, 999, 0), None);
+        let (to, why) = next_step(&e, &windows, 1000, 5).unwrap();
+        assert_eq!(to, State::Draining);
+        assert_eq!(why, "maintenance window 1970-01-01T00:16:40Z for 3h: swap");
+        e.push(Event {
+            time: 1000,
+            from: State::Live,
+            to: State::Draining,
+            reason: why,
+        });
+        // Requests in flight: wait.
+        assert_eq!(next_step(&e, &windows, 1001, 2), None);
+        assert_eq!(next_step(&e, &windows, 1002, 0).unwrap().0, State::Drained);
+        e.push(Event {
+            time: 1002,
+            from: State::Draining,
+            to: State::Drained,
+            reason: String::new(),
+        });
+        assert_eq!(
+            next_step(&e, &windows, 1003, 0).unwrap().0,
+            State::Maintenance
+        );
+        e.push(Event {
+            time: 1003,
+            from: State::Drained,
+            to: State::Maintenance,
+            reason: String::new(),
+        });
+        assert_eq!(next_step(&e, &windows, w.end() - 1, 0), None);
+        assert_eq!(
+            next_step(&e, &windows, w.end(), 0).unwrap().0,
+            State::BurnIn
+        );
+    }
+
+    #[test]
+    fn a_maintenance_begun_by_hand_is_left_to_people() {
+        let windows = [MaintenanceWindow::new(1000, "3h", "later").unwrap()];
+        let mut path = TO_LIVE.to_vec();
+        path.extend([State::Draining, State::Drained, State::Maintenance]);
+        let e = events(&path, 10);
+        assert_eq!(next_step(&e, &windows, 50_000, 0), None);
+        // A drain by hand outside a window stays drained.
+        let e = events(&path[..8], 10);
+        assert_eq!(next_step(&e, &windows, 50_000, 0), None);
+    }
+
+    #[test]
+    fn window_bounds() {
+        assert!(MaintenanceWindow::new(0, "3h", "").is_ok());
+        assert!(MaintenanceWindow::new(0, "30d", "").is_ok());
+        assert_eq!(
+            MaintenanceWindow::new(0, "31d", "").unwrap_err(),
+            "duration \"31d\" is not between 3h and 30d (a maintenance window)"
+        );
+        assert!(MaintenanceWindow::new(0, "6h", "a\nb").is_err());
+        assert_eq!(human_secs(2 * 86400 + 4 * 3600), "2d 4h");
+        assert_eq!(human_secs(90), "1m");
+    }
 }

@@ -183,8 +183,11 @@ pub fn render(status: &Status) -> String {
     }
     let _ = write!(
         h,
-        "<div class=\"muted\">{} requests in flight</div></div></section>",
-        status.in_flight
+        "<div class=\"muted\">{} in flight</div></div></section>",
+        match status.in_flight {
+            1 => "1 request".to_owned(),
+            n => format!("{n} requests"),
+        }
     );
 
     // Maintenance.

@@ -934,3 +934,134 @@ fn a_peer_server_process_killed_mid_fill() {
     assert_filled(&r, &appliance);
     drop(origin_srv);
 }
+
+#[test]
+fn burn_in_fill_checks_then_live_on_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 6);
+    let origin = serve(&tmp.path().join("origin"));
+    let src = tmp.path().join("sources.toml");
+    sources(&src, &[("origin", "origin", origin.addr, 0.02, "1Gbps")]);
+    let app = tmp.path().join("app");
+    for to in [
+        "allocated",
+        "prefilling",
+        "in_transit",
+        "delivered",
+        "installed",
+        "burn_in",
+    ] {
+        fill(&["appliance", "event", "--store", p(&app), to]).ok();
+    }
+    // Before any fill: no target known, the checks fail (exit 4) and say what to do.
+    let before = fill(&["appliance", "checks", "--store", p(&app)]);
+    assert_eq!(before.code(), 4, "{}", before.stderr());
+    assert!(
+        before
+            .stdout()
+            .starts_with("FAIL  fill          no target catalog at "),
+        "{}",
+        before.stdout()
+    );
+    fill(&[
+        "run",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(&app),
+        "--sources",
+        p(&src),
+        "--capacity",
+        "1TB",
+    ])
+    .ok();
+    let cfg = tmp.path().join("server.toml");
+    fs::write(
+        &cfg,
+        "[lifecycle]\nsources = \"sources.toml\"\ncheck_interval = \"200ms\"\nmin_free = \"1MiB\"\n",
+    )
+    .unwrap();
+    let checks = fill(&[
+        "appliance",
+        "checks",
+        "--store",
+        p(&app),
+        "--config",
+        p(&cfg),
+        "--json",
+    ])
+    .ok()
+    .json();
+    let names: Vec<(&str, bool)> = checks["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["passed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("fill", true),
+            ("offload", true),
+            ("store_health", true),
+            ("sources", true)
+        ],
+        "{checks:#}"
+    );
+    assert_eq!(checks["progress"]["complete_files"], 6);
+
+    // The appliance's server goes live by itself; `fill status` shows it.
+    let file = fill_server::config::ConfigFile::load(&cfg).unwrap();
+    let server_cfg = file.resolve(Some("127.0.0.1:0"), Some(&app), None).unwrap();
+    let srv = fill_server::http::BackgroundServer::start(server_cfg).unwrap();
+    let url = format!("http://{}", srv.addr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = fill(&["status", "--server", &url, "--json"]).ok().json();
+        if s["state"] == "live" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not live: {s:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = fill(&["status", "--server", &url]).ok().stdout();
+    assert!(text.starts_with("state: live\nfill: 100.0% of "), "{text}");
+    assert!(
+        text.contains("burn_in -> live  turn-up checks passed"),
+        "{text}"
+    );
+
+    // Maintenance windows from the command line: bounds are checked.
+    let short = fill(&[
+        "appliance",
+        "maintenance",
+        "--store",
+        p(&app),
+        "--duration",
+        "2h",
+    ]);
+    assert_eq!(short.code(), 1);
+    assert!(
+        short.stderr().contains("is not between 3h and 30d"),
+        "{}",
+        short.stderr()
+    );
+    fill(&[
+        "appliance",
+        "maintenance",
+        "--store",
+        p(&app),
+        "--start",
+        "2099-01-01T02:00:00Z",
+        "--duration",
+        "6h",
+        "--reason",
+        "disk swap",
+    ])
+    .ok();
+    let s = fill(&["appliance", "status", "--store", p(&app), "--json"])
+        .ok()
+        .json();
+    assert_eq!(s["maintenance"][0]["reason"], "disk swap");
+    assert_eq!(s["maintenance"][0]["duration"], 6 * 3600);
+}

@@ -10,9 +10,9 @@ use fill_server::config::{ConfigFile, SendfileMode, ServerConfig};
 use fill_server::http;
 use fill_server::store::Store;
 
-type TestServer = http::BackgroundServer;
+pub(crate) type TestServer = http::BackgroundServer;
 
-fn config(store: &Path) -> ServerConfig {
+pub(crate) fn config(store: &Path) -> ServerConfig {
     let mut c = ConfigFile::default()
         .resolve(Some("127.0.0.1:0"), Some(store), None)
         .unwrap();
@@ -20,18 +20,18 @@ fn config(store: &Path) -> ServerConfig {
     c
 }
 
-fn start(cfg: ServerConfig) -> TestServer {
+pub(crate) fn start(cfg: ServerConfig) -> TestServer {
     http::BackgroundServer::start(cfg).expect("server started")
 }
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -41,7 +41,7 @@ impl Reply {
 
 /// Sends raw request bytes on a fresh connection (the request should say
 /// `Connection: close`) and reads the whole answer.
-fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
+pub(crate) fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request).unwrap();
@@ -50,7 +50,7 @@ fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
     parse_reply(&out)
 }
 
-fn parse_reply(out: &[u8]) -> Reply {
+pub(crate) fn parse_reply(out: &[u8]) -> Reply {
     let end = out
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -76,7 +76,7 @@ fn parse_reply(out: &[u8]) -> Reply {
     }
 }
 
-fn get(addr: SocketAddr, path: &str, extra: &str) -> Reply {
+pub(crate) fn get(addr: SocketAddr, path: &str, extra: &str) -> Reply {
     raw(
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
@@ -84,7 +84,7 @@ fn get(addr: SocketAddr, path: &str, extra: &str) -> Reply {
 }
 
 /// A store with a few files; returns (store dir, [(id, bytes)]).
-fn store_with_files(dir: &Path, sizes: &[usize]) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn store_with_files(dir: &Path, sizes: &[usize]) -> Vec<(String, Vec<u8>)> {
     let src = dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
     let mut files = Vec::new();

@@ -1,4 +1,5 @@
 //! Integration tests of fill-server: the store on a real file system (temp dirs).
 
 mod http;
+mod lifecycle;
 mod store;
