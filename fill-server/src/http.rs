@@ -1182,7 +1182,7 @@ impl AppState {
 }
 
 /// The lifecycle's own moves, until the server stops: checks every `check_interval` (and
-/// at start), going live when they pass during burn-in; a scheduled maintenance drains the
+/// at start) on an appliance (a store with recorded events), going live when they pass during burn-in; a scheduled maintenance drains the
 /// appliance, waits for the requests in flight, and enters maintenance until the window
 /// ends; events are delivered to the webhook.
 async fn lifecycle_loop(st: Arc<AppState>) {
@@ -1209,7 +1209,15 @@ async fn lifecycle_loop(st: Arc<AppState>) {
             st.refresh_life();
             continue;
         }
-        if Instant::now() >= next_check {
+        // Checks are for appliances: a store with no lifecycle (an origin, a tier) is
+        // checked only when asked (POST /admin/checks).
+        let appliance = !st
+            .life
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .events
+            .is_empty();
+        if appliance && Instant::now() >= next_check {
             st.run_checks().await;
             next_check = Instant::now() + interval;
         }
