@@ -911,6 +911,14 @@ fn admin(st: &AppState, rest: &str, req: &Request<Incoming>) -> Response<Body> {
         Err(crate::store::StoreError::Lifecycle(e)) => text(StatusCode::CONFLICT, format!("{e}\n")),
         Err(e) => internal("cannot record the event", &crate::store::chain(&e)),
     };
+    if let Some(reason) = query(req, "reason")
+        && (reason.chars().count() > 500 || reason.chars().any(char::is_control))
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "reason: at most 500 characters, no control characters\n".into(),
+        );
+    }
     match rest {
         "ping" => text(StatusCode::OK, "pong\n".into()),
         "drain" => {
@@ -1190,6 +1198,7 @@ async fn lifecycle_loop(st: Arc<AppState>) {
     let tick = interval.min(Duration::from_secs(1));
     let mut next_check = Instant::now();
     let mut webhook_error: Option<String> = None;
+    let mut step_error: Option<String> = None;
     loop {
         st.refresh_life();
         let step = {
@@ -1203,11 +1212,20 @@ async fn lifecycle_loop(st: Arc<AppState>) {
         };
         if let Some((to, reason)) = step {
             match st.store.transition(to, unix_now(), &reason) {
-                Ok(e) => tracing::info!("{} -> {}: {}", e.from, e.to, e.reason),
-                Err(e) => tracing::warn!("cannot go to {to}: {}", crate::store::chain(&e)),
+                Ok(e) => {
+                    tracing::info!("{} -> {}: {}", e.from, e.to, e.reason);
+                    step_error = None;
+                    continue;
+                }
+                Err(e) => {
+                    // Tried again after the tick; said once.
+                    let e = format!("cannot go to {to}: {}", crate::store::chain(&e));
+                    if step_error.as_ref() != Some(&e) {
+                        tracing::error!("{e}");
+                    }
+                    step_error = Some(e);
+                }
             }
-            st.refresh_life();
-            continue;
         }
         // Checks are for appliances: a store with no lifecycle (an origin, a tier) is
         // checked only when asked (POST /admin/checks).

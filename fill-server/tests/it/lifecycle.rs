@@ -476,6 +476,13 @@ fn a_maintenance_window_drains_then_enters_maintenance() {
     );
     let r = post(srv.addr, "/admin/maintenance?duration=6h&start=soon");
     assert_eq!(r.status, 400);
+    let r = post(srv.addr, "/admin/drain?reason=a%0Ab");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "reason: at most 500 characters, no control characters\n"
+    );
+    assert_eq!(status(srv.addr)["state"], "live");
     // One starting now.
     let r = post(
         srv.addr,
