@@ -73,13 +73,7 @@ fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
                     println!("(no lifecycle recorded: a store serving as origin or tier is live)");
                 }
                 for e in recent {
-                    println!(
-                        "{}  {} -> {}  {}",
-                        fill_core::duration::format_rfc3339(e.time),
-                        e.from,
-                        e.to,
-                        e.reason
-                    );
+                    println!("{}", event_line(e));
                 }
                 for w in &windows {
                     println!(
@@ -168,7 +162,15 @@ fn checks_cmd(store: &Path, config: Option<&Path>, json: bool) -> Result<Outcome
     if json {
         print_json(&report)?;
     } else {
-        print!("{}", checks_table(&report.checks));
+        print!(
+            "{}",
+            checks_table(
+                report
+                    .checks
+                    .iter()
+                    .map(|c| (c.name, c.passed, c.detail.as_str()))
+            )
+        );
         if let Some(p) = &report.progress {
             println!(
                 "fill {:.1}% ({} of {}), offload {:.1}%",
@@ -186,17 +188,25 @@ fn checks_cmd(store: &Path, config: Option<&Path>, json: bool) -> Result<Outcome
     })
 }
 
-fn checks_table(checks: &[fill_core::lifecycle::Check]) -> String {
+/// One line per check: `pass`/`FAIL`, its name, its detail.
+fn checks_table<'a>(checks: impl Iterator<Item = (&'a str, bool, &'a str)>) -> String {
     let mut out = String::new();
-    for c in checks {
-        out.push_str(&format!(
-            "{:<5} {:<13} {}\n",
-            if c.passed { "pass" } else { "FAIL" },
-            c.name,
-            c.detail
-        ));
+    for (name, passed, detail) in checks {
+        let verdict = if passed { "pass" } else { "FAIL" };
+        out.push_str(&format!("{verdict:<5} {name:<13} {detail}\n"));
     }
     out
+}
+
+/// An event as one line: time, from -> to, reason.
+fn event_line(e: &fill_core::lifecycle::Event) -> String {
+    format!(
+        "{}  {} -> {}  {}",
+        fill_core::duration::format_rfc3339(e.time),
+        e.from,
+        e.to,
+        e.reason
+    )
 }
 
 /// `fill status --server URL`.
@@ -236,22 +246,16 @@ fn status_cmd(server: &str, json: bool) -> Result<Outcome> {
             p.offload_threshold * 100.0
         );
     }
-    for c in &v.checks {
-        println!(
-            "{:<5} {:<13} {}",
-            if c.passed { "pass" } else { "FAIL" },
-            c.name,
-            c.detail
-        );
-    }
+    print!(
+        "{}",
+        checks_table(
+            v.checks
+                .iter()
+                .map(|c| (c.name.as_str(), c.passed, c.detail.as_str()))
+        )
+    );
     for e in &v.events {
-        println!(
-            "{}  {} -> {}  {}",
-            fill_core::duration::format_rfc3339(e.time),
-            e.from,
-            e.to,
-            e.reason
-        );
+        println!("{}", event_line(e));
     }
     Ok(Outcome::Ok)
 }

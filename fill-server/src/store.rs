@@ -339,14 +339,7 @@ impl Store {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("open lock", &path))?;
-        file.lock().map_err(io_err("lock", &path))?;
-        Ok(StoreLock { _file: file })
+        lock_file(&path)
     }
 
     /// The recorded lifecycle, rebuilt from the events.
@@ -472,15 +465,7 @@ impl Store {
     /// Takes the store's writer lock, waiting for any other writer.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
         self.create()?;
-        let path = self.state_dir().join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("open lock", &path))?;
-        file.lock().map_err(io_err("lock", &path))?;
-        Ok(StoreLock { _file: file })
+        lock_file(&self.state_dir().join("lock"))
     }
 
     /// The store's catalog (empty when the store has none yet). Header checked only.
@@ -1072,6 +1057,18 @@ impl MaintenanceWindow {
     pub fn contains(&self, now: i64) -> bool {
         self.start <= now && now < self.end()
     }
+}
+
+/// Takes an exclusive lock on `path` (created if missing), waiting for its holder.
+fn lock_file(path: &Path) -> Result<StoreLock, StoreError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err("open lock", path))?;
+    file.lock().map_err(io_err("lock", path))?;
+    Ok(StoreLock { _file: file })
 }
 
 /// Reads a JSON-lines file; none when it does not exist. A last line cut short by a crash
