@@ -74,6 +74,18 @@ pub enum Command {
     /// (.fill/state/events.jsonl); a store that never had any reports live.
     #[command(subcommand)]
     Appliance(ApplianceCommand),
+    /// What install delay costs: bytes, money and days until live, for one appliance and for
+    /// a fleet, from a seeded model of catalog churn run through the real delta and planner.
+    ///
+    /// Without --appliances: one appliance shipped on day 0, pre-filled with that day's
+    /// target, installed after each delay in --delays (default 0..60). With --appliances N
+    /// (or --delays-csv): a fleet of N appliances in sites, each site with its own ship day
+    /// and install delay (uniform over --delays, or drawn from the CSV's real delays), planned
+    /// alone and, with --site-planning on, with its site. Writes results.csv, results.json
+    /// and charts (cost, days, bytes by tier vs delay; SVG and PNG) into --out, and prints a
+    /// summary. The model and every default are in examples/simulate/default.toml and
+    /// docs/simulation.md; the same seed gives the same files.
+    Simulate(SimulateArgs),
     /// A running fill-server's appliance status: state, turn-up checks, fill progress, recent
     /// events (GET URL/status.json; the same as a page at URL/status).
     Status {
@@ -150,6 +162,46 @@ pub enum ApplianceCommand {
         #[arg(long, default_value = "maintenance")]
         reason: String,
     },
+}
+
+/// `fill simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The model (TOML; every field optional, defaults as in
+    /// examples/simulate/default.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Seed of the catalog's history and the fleet's draws (overrides the config's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Install delays in days: A..B (inclusive) or a list like 0,3,7. Default 0..60; in
+    /// fleet mode the range delays are drawn from (default: the config's).
+    #[arg(long)]
+    pub delays: Option<String>,
+    /// Fleet mode: this many appliances.
+    #[arg(long)]
+    pub appliances: Option<u32>,
+    /// Fleet mode with real install delays: a CSV with a `delay_days` column.
+    #[arg(long)]
+    pub delays_csv: Option<PathBuf>,
+    /// Fleet mode: also plan each site's appliances together (on) or not (off).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub site_planning: OnOff,
+    /// Folder for results.csv, results.json and the charts (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print results.json on standard output instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// `fill plan`.

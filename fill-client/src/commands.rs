@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Plan(args) => plan_cmd(&args),
         Command::Appliance(cmd) => appliance(cmd),
         Command::Status { server, json } => status_cmd(&server, json),
+        Command::Simulate(args) => crate::simulate::run(&args),
     }
 }
 
@@ -420,7 +421,7 @@ fn open_store(dir: &Path) -> Result<Store> {
 }
 
 /// A progress bar on a terminal, nothing otherwise.
-pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress_bar(total: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

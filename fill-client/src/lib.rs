@@ -20,6 +20,7 @@ mod demo;
 mod fill;
 mod net;
 mod planning;
+mod simulate;
 mod site;
 mod sources;
 mod write;

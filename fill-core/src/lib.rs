@@ -13,6 +13,8 @@
 //! - [`plan`]: minimum-cost plans over sources, slots, windows and an ingress cap.
 //! - [`rng`]: splitmix64, the seeded generator every seeded thing uses.
 //! - [`lifecycle`]: an appliance's states, allowed transitions, events and turn-up checks.
+//! - [`sim`]: what install delay costs: a seeded catalog churn model run through the real
+//!   delta and planner.
 //!
 //! Data flows: bytes of a catalog → [`catalog::CatalogView::open`] (header) →
 //! [`catalog::CatalogView::validate`] → [`catalog::Catalog`] → [`delta::compute`] with an
@@ -26,6 +28,7 @@ pub mod lifecycle;
 pub mod outboard;
 pub mod plan;
 pub mod rng;
+pub mod sim;
 pub mod size;
 pub mod source;
 

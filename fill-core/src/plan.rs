@@ -68,7 +68,7 @@ pub struct Problem<'a> {
 }
 
 /// How the plan is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// Minimum cost (this module's optimiser).

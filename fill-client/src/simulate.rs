@@ -1,0 +1,643 @@
+//! `fill simulate`: the cost of install delay, from `fill_core::sim` (the real delta and
+//! planner on a seeded model), written as CSV, JSON and charts (SVG and PNG, plotters).
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use fill_core::sim::{self, FleetRow, Model, Outcome, SimConfig};
+use fill_core::size::format_size;
+use serde::Serialize;
+
+use crate::cli::{OnOff, SimulateArgs};
+
+/// The default model, as shipped in examples/simulate/default.toml.
+pub const DEFAULT_CONFIG: &str = include_str!("../../examples/simulate/default.toml");
+
+/// The font the PNG charts are drawn with (a subset of DejaVu Sans; license beside it).
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
+
+/// Parses `--delays`: `A..B` (inclusive) or a comma-separated list.
+pub fn parse_delays(text: &str) -> Result<Vec<u32>> {
+    let bad = || {
+        anyhow::anyhow!(
+            "bad --delays {text:?}: expected A..B (inclusive, e.g. 0..60) or a list like 0,3,7"
+        )
+    };
+    let t = text.trim();
+    let mut out: Vec<u32> = if let Some((a, b)) = t.split_once("..") {
+        let a: u32 = a.trim().parse().map_err(|_| bad())?;
+        let b: u32 = b
+            .trim()
+            .trim_start_matches('=')
+            .parse()
+            .map_err(|_| bad())?;
+        if a > b {
+            return Err(bad());
+        }
+        (a..=b).collect()
+    } else {
+        t.split(',')
+            .map(|s| s.trim().parse().map_err(|_| bad()))
+            .collect::<Result<_>>()?
+    };
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        return Err(bad());
+    }
+    if out.last().is_some_and(|&d| d > 3650) {
+        bail!("bad --delays {text:?}: at most 3650 days");
+    }
+    Ok(out)
+}
+
+/// Reads real install delays: a CSV with a `delay_days` column (whole days, >= 0).
+fn read_delays_csv(path: &Path) -> Result<Vec<u32>> {
+    let mut r = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read delays {}", path.display()))?;
+    let col = r
+        .headers()
+        .with_context(|| format!("delays {}", path.display()))?
+        .iter()
+        .position(|h| h.trim() == "delay_days")
+        .with_context(|| format!("delays {}: no `delay_days` column", path.display()))?;
+    let mut out = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.with_context(|| format!("delays {}: row {}", path.display(), i + 2))?;
+        let v = rec.get(col).unwrap_or("").trim();
+        let d: u32 = v.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "delays {}: row {}: {v:?} is not a whole number of days",
+                path.display(),
+                i + 2
+            )
+        })?;
+        if d > 3650 {
+            bail!(
+                "delays {}: row {}: {d} days is more than 3650",
+                path.display(),
+                i + 2
+            );
+        }
+        out.push(d);
+    }
+    if out.is_empty() {
+        bail!("delays {}: no rows", path.display());
+    }
+    Ok(out)
+}
+
+/// The model: the default, or a file (every field optional), with `--seed` over it.
+fn model(args: &SimulateArgs) -> Result<Model> {
+    let (text, label) = match &args.config {
+        Some(p) => (
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config {}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (DEFAULT_CONFIG.to_owned(), "the default config".to_owned()),
+    };
+    let mut cfg: SimConfig = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{label}: {}", e.to_string().trim_end()))?;
+    if let Some(seed) = args.seed {
+        cfg.seed = seed;
+    }
+    if args.appliances.is_some() && args.delays.is_some() {
+        let d = parse_delays(args.delays.as_deref().unwrap_or_default())?;
+        cfg.fleet.delay_min = d[0];
+        cfg.fleet.delay_max = *d.last().unwrap_or(&d[0]);
+    }
+    if let Some(n) = args.appliances {
+        if n == 0 {
+            bail!("--appliances must be at least 1");
+        }
+        cfg.fleet.appliances = n;
+    }
+    cfg.validate().with_context(|| label.clone())
+}
+
+/// One CSV row.
+#[derive(Debug, Serialize)]
+struct Row {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    appliance: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ship_day: Option<i32>,
+    delay_days: u32,
+    bytes_fetched: u64,
+    cost: String,
+    days_to_live: u32,
+    days_to_complete: u32,
+    bytes_peer: u64,
+    bytes_tier: u64,
+    bytes_origin: u64,
+    bytes_in_site: u64,
+    offload_at_install: String,
+}
+
+impl Row {
+    fn new(o: &Outcome, who: Option<&sim::Member>) -> Self {
+        Self {
+            appliance: who.map(|m| m.appliance),
+            site: who.map(|m| m.site),
+            ship_day: who.map(|m| m.ship_day),
+            delay_days: o.delay_days,
+            bytes_fetched: o.bytes_fetched,
+            cost: format!("{:.4}", o.cost),
+            days_to_live: o.days_to_live,
+            days_to_complete: o.days_to_complete,
+            bytes_peer: o.bytes_peer,
+            bytes_tier: o.bytes_tier,
+            bytes_origin: o.bytes_origin,
+            bytes_in_site: o.bytes_in_site,
+            offload_at_install: format!("{:.6}", o.offload_at_install),
+        }
+    }
+}
+
+/// Totals and percentiles of a fleet under one way of planning.
+#[derive(Debug, Serialize)]
+struct FleetSummary {
+    appliances: usize,
+    bytes_fetched: u64,
+    bytes_peer: u64,
+    bytes_tier: u64,
+    bytes_origin: u64,
+    bytes_in_site: u64,
+    cost: f64,
+    cost_p50: f64,
+    cost_p90: f64,
+    cost_p99: f64,
+    days_to_live_p50: u32,
+    days_to_live_p90: u32,
+    days_to_live_p99: u32,
+    days_to_complete_p50: u32,
+    days_to_complete_p90: u32,
+    days_to_complete_p99: u32,
+}
+
+/// The `p`-th percentile (nearest rank) of sorted values.
+fn pct<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn summarize<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> FleetSummary {
+    let all: Vec<&Outcome> = outcomes.collect();
+    let mut cost: Vec<f64> = all.iter().map(|o| o.cost).collect();
+    cost.sort_by(f64::total_cmp);
+    let mut live: Vec<u32> = all.iter().map(|o| o.days_to_live).collect();
+    live.sort_unstable();
+    let mut done: Vec<u32> = all.iter().map(|o| o.days_to_complete).collect();
+    done.sort_unstable();
+    let sum = |f: fn(&Outcome) -> u64| all.iter().map(|o| f(o)).sum::<u64>();
+    FleetSummary {
+        appliances: all.len(),
+        bytes_fetched: sum(|o| o.bytes_fetched),
+        bytes_peer: sum(|o| o.bytes_peer),
+        bytes_tier: sum(|o| o.bytes_tier),
+        bytes_origin: sum(|o| o.bytes_origin),
+        bytes_in_site: sum(|o| o.bytes_in_site),
+        cost: cost.iter().sum(),
+        cost_p50: pct(&cost, 50.0),
+        cost_p90: pct(&cost, 90.0),
+        cost_p99: pct(&cost, 99.0),
+        days_to_live_p50: pct(&live, 50.0),
+        days_to_live_p90: pct(&live, 90.0),
+        days_to_live_p99: pct(&live, 99.0),
+        days_to_complete_p50: pct(&done, 50.0),
+        days_to_complete_p90: pct(&done, 90.0),
+        days_to_complete_p99: pct(&done, 99.0),
+    }
+}
+
+/// results.json.
+#[derive(Debug, Serialize)]
+struct Results<'a> {
+    mode: &'static str,
+    config: &'a SimConfig,
+    /// The largest target over the simulated days, and the capacity (above it, the laws in
+    /// docs/simulation.md need not hold).
+    peak_target_bytes: u64,
+    capacity: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sweep: Option<&'a [Outcome]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<&'a [FleetRow]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet_alone: Option<FleetSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet_site: Option<FleetSummary>,
+}
+
+/// `fill simulate`.
+pub fn run(args: &SimulateArgs) -> Result<crate::Outcome> {
+    let m = model(args)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let fleet_mode = args.appliances.is_some() || args.delays_csv.is_some();
+    let (sweep_rows, fleet_rows, last_day) = if fleet_mode {
+        let real = args
+            .delays_csv
+            .as_deref()
+            .map(read_delays_csv)
+            .transpose()?;
+        let members = sim::draw_fleet(&m, real.as_deref());
+        let site = args.site_planning == OnOff::On;
+        let bar = crate::commands::progress_bar(sim::fleet_cases(&members, site), "simulating");
+        let rows = sim::fleet(&m, &members, site, &|n| bar.inc(n))?;
+        bar.finish_and_clear();
+        let last = members
+            .iter()
+            .map(|a| a.ship_day + a.delay_days as i32)
+            .max()
+            .unwrap_or(0);
+        (None, Some(rows), last)
+    } else {
+        let delays = parse_delays(args.delays.as_deref().unwrap_or("0..60"))?;
+        let bar = crate::commands::progress_bar(delays.len() as u64, "simulating");
+        let rows = sim::sweep(&m, &delays, &|n| bar.inc(n))?;
+        bar.finish_and_clear();
+        let last = delays.last().copied().unwrap_or(0) as i32;
+        (Some(rows), None, last)
+    };
+    let peak = {
+        let u = m.universe(last_day);
+        m.peak_target_bytes(&u, 0, last_day)
+    };
+    if peak > m.capacity {
+        tracing::warn!(
+            "the target reaches {} but the appliance holds {}: it cannot hold the whole target, \
+             and bytes need not grow with the delay",
+            format_size(peak),
+            format_size(m.capacity)
+        );
+    }
+    let site_on = args.site_planning == OnOff::On;
+    // The outcome each row reports: with site planning when it ran.
+    let chosen = |r: &FleetRow| -> Outcome { r.site.clone().unwrap_or_else(|| r.alone.clone()) };
+    let results = Results {
+        mode: if fleet_mode { "fleet" } else { "sweep" },
+        config: &m.config,
+        peak_target_bytes: peak,
+        capacity: m.capacity,
+        sweep: sweep_rows.as_deref(),
+        fleet: fleet_rows.as_deref(),
+        fleet_alone: fleet_rows
+            .as_ref()
+            .map(|rows| summarize(rows.iter().map(|r| &r.alone))),
+        fleet_site: fleet_rows
+            .as_ref()
+            .filter(|_| site_on)
+            .map(|rows| summarize(rows.iter().filter_map(|r| r.site.as_ref()))),
+    };
+    // CSV.
+    let csv_path = args.out.join("results.csv");
+    let mut w = csv::Writer::from_path(&csv_path)
+        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    let outcomes: Vec<Outcome> = match (&sweep_rows, &fleet_rows) {
+        (Some(rows), _) => {
+            for o in rows {
+                w.serialize(Row::new(o, None))?;
+            }
+            rows.clone()
+        }
+        (None, Some(rows)) => {
+            for r in rows {
+                w.serialize(Row::new(&chosen(r), Some(&r.member)))?;
+            }
+            rows.iter().map(chosen).collect()
+        }
+        (None, None) => Vec::new(),
+    };
+    w.flush()?;
+    // JSON.
+    let json_path = args.out.join("results.json");
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(&json_path)
+            .with_context(|| format!("cannot write {}", json_path.display()))?,
+    );
+    serde_json::to_writer_pretty(&mut f, &results)?;
+    writeln!(f)?;
+    f.flush()?;
+    // Charts.
+    let by_delay = per_delay_means(&outcomes);
+    charts(&args.out, &by_delay, fleet_mode)?;
+    // Summary.
+    if args.json {
+        serde_json::to_writer_pretty(std::io::stdout().lock(), &results)?;
+        println!();
+    } else if let Some(rows) = &sweep_rows {
+        print!("{}", sweep_table(rows));
+        println!("wrote {}", written(&args.out).join(", "));
+    } else {
+        print!(
+            "{}",
+            fleet_table(
+                results.fleet_alone.as_ref(),
+                results.fleet_site.as_ref(),
+                m.config.fleet.per_site
+            )
+        );
+        println!("wrote {}", written(&args.out).join(", "));
+    }
+    Ok(crate::Outcome::Ok)
+}
+
+fn written(dir: &Path) -> Vec<String> {
+    [
+        "results.csv",
+        "results.json",
+        "cost.svg",
+        "cost.png",
+        "days.svg",
+        "days.png",
+        "bytes.svg",
+        "bytes.png",
+    ]
+    .iter()
+    .map(|f| dir.join(f).display().to_string())
+    .collect()
+}
+
+/// Means per delay (one value per delay in a sweep; fleet rows averaged).
+#[derive(Debug, Clone, Default)]
+struct Point {
+    delay: u32,
+    cost: f64,
+    live: f64,
+    complete: f64,
+    peer: f64,
+    tier: f64,
+    origin: f64,
+    in_site: f64,
+}
+
+fn per_delay_means(outcomes: &[Outcome]) -> Vec<Point> {
+    let mut by: std::collections::BTreeMap<u32, (Point, u32)> = Default::default();
+    for o in outcomes {
+        let (p, n) = by.entry(o.delay_days).or_default();
+        p.delay = o.delay_days;
+        p.cost += o.cost;
+        p.live += f64::from(o.days_to_live);
+        p.complete += f64::from(o.days_to_complete);
+        p.peer += o.bytes_peer as f64;
+        p.tier += o.bytes_tier as f64;
+        p.origin += o.bytes_origin as f64;
+        p.in_site += o.bytes_in_site as f64;
+        *n += 1;
+    }
+    by.into_values()
+        .map(|(p, n)| {
+            let n = f64::from(n);
+            Point {
+                delay: p.delay,
+                cost: p.cost / n,
+                live: p.live / n,
+                complete: p.complete / n,
+                peer: p.peer / n,
+                tier: p.tier / n,
+                origin: p.origin / n,
+                in_site: p.in_site / n,
+            }
+        })
+        .collect()
+}
+
+fn sweep_table(rows: &[Outcome]) -> String {
+    let mut out = format!(
+        "{:>5}  {:>10}  {:>10}  {:>10}  {:>10}  {:>9}  {:>5}  {:>8}\n",
+        "delay", "fetched", "peers", "tiers", "origin", "cost", "live", "complete"
+    );
+    let show = [
+        0u32, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120, 180, 365,
+    ];
+    let pick: Vec<&Outcome> = if rows.len() <= 16 {
+        rows.iter().collect()
+    } else {
+        rows.iter()
+            .filter(|o| show.contains(&o.delay_days) || Some(*o) == rows.last())
+            .collect()
+    };
+    for o in pick {
+        out.push_str(&format!(
+            "{:>4}d  {:>10}  {:>10}  {:>10}  {:>10}  {:>9.2}  {:>4}d  {:>7}d\n",
+            o.delay_days,
+            format_size(o.bytes_fetched),
+            format_size(o.bytes_peer),
+            format_size(o.bytes_tier),
+            format_size(o.bytes_origin),
+            o.cost,
+            o.days_to_live,
+            o.days_to_complete
+        ));
+    }
+    out
+}
+
+fn fleet_table(alone: Option<&FleetSummary>, site: Option<&FleetSummary>, per_site: u32) -> String {
+    let mut out = String::new();
+    let line = |label: &str, s: &FleetSummary| {
+        format!(
+            "{label:<22} {:>10} fetched ({} peers, {} tiers, {} origin, {} in site)\n\
+             {:<22} cost {:.2} total; per appliance p50 {:.2}, p90 {:.2}, p99 {:.2}\n\
+             {:<22} days to live p50/p90/p99 {}/{}/{}; to complete {}/{}/{}\n",
+            format_size(s.bytes_fetched),
+            format_size(s.bytes_peer),
+            format_size(s.bytes_tier),
+            format_size(s.bytes_origin),
+            format_size(s.bytes_in_site),
+            "",
+            s.cost,
+            s.cost_p50,
+            s.cost_p90,
+            s.cost_p99,
+            "",
+            s.days_to_live_p50,
+            s.days_to_live_p90,
+            s.days_to_live_p99,
+            s.days_to_complete_p50,
+            s.days_to_complete_p90,
+            s.days_to_complete_p99,
+        )
+    };
+    if let Some(a) = alone {
+        out.push_str(&format!("{} appliances\n", a.appliances));
+        out.push_str(&line("each planned alone", a));
+    }
+    if let (Some(a), Some(s)) = (alone, site) {
+        out.push_str(&line(&format!("site plans (of {per_site})"), s));
+        if a.cost > 0.0 {
+            out.push_str(&format!(
+                "site-level planning saves {:.2} ({:.1}% of the cost), {} of costly transfer\n",
+                a.cost - s.cost,
+                (a.cost - s.cost) / a.cost * 100.0,
+                format_size(
+                    (a.bytes_tier + a.bytes_origin).saturating_sub(s.bytes_tier + s.bytes_origin)
+                )
+            ));
+        }
+    }
+    out
+}
+
+/// Writes cost, days and bytes charts, each as SVG and PNG.
+fn charts(dir: &Path, points: &[Point], fleet: bool) -> Result<()> {
+    use plotters::style::FontStyle;
+    // Registering twice (a second run in one process) is harmless.
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    let what = if fleet {
+        " (mean over the fleet's appliances)"
+    } else {
+        ""
+    };
+    let specs: [(&str, String, &str); 3] = [
+        ("cost", format!("Fill cost vs install delay{what}"), "money"),
+        (
+            "days",
+            format!("Days to live and to complete vs install delay{what}"),
+            "days (install day = 1)",
+        ),
+        (
+            "bytes",
+            format!("Bytes fetched by source tier vs install delay{what}"),
+            "TB",
+        ),
+    ];
+    for (name, title, y) in specs {
+        let svg = dir.join(format!("{name}.svg"));
+        let png = dir.join(format!("{name}.png"));
+        {
+            let backend = plotters::backend::SVGBackend::new(&svg, (960, 540));
+            draw(backend, name, &title, y, points)
+                .with_context(|| format!("cannot draw {}", svg.display()))?;
+        }
+        {
+            let backend = plotters::backend::BitMapBackend::new(&png, (960, 540));
+            draw(backend, name, &title, y, points)
+                .with_context(|| format!("cannot draw {}", png.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn draw<B: plotters::backend::DrawingBackend>(
+    backend: B,
+    chart: &str,
+    title: &str,
+    y_label: &str,
+    points: &[Point],
+) -> Result<()>
+where
+    B::ErrorType: 'static,
+{
+    use plotters::prelude::*;
+    let err = |e: DrawingAreaErrorKind<B::ErrorType>| anyhow::anyhow!("{e:?}");
+    let root = backend.into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let x_max = points.last().map_or(1, |p| p.delay).max(1);
+    let tb = 1e12;
+    let stacks: Vec<(u32, [f64; 4])> = points
+        .iter()
+        .map(|p| {
+            let a = p.peer / tb;
+            let b = a + p.in_site / tb;
+            let c = b + p.tier / tb;
+            (p.delay, [a, b, c, c + p.origin / tb])
+        })
+        .collect();
+    let y_max = match chart {
+        "cost" => points.iter().map(|p| p.cost).fold(0.0, f64::max),
+        "days" => points
+            .iter()
+            .map(|p| p.complete.max(p.live))
+            .fold(0.0, f64::max),
+        _ => stacks.iter().map(|s| s.1[3]).fold(0.0, f64::max),
+    };
+    let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+    let mut c = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0u32..x_max, 0f64..y_max)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc("install delay (days after shipping)")
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    let blue = RGBColor(11, 92, 173);
+    let green = RGBColor(26, 127, 55);
+    let orange = RGBColor(217, 119, 6);
+    let red = RGBColor(179, 38, 30);
+    let grey = RGBColor(120, 120, 120);
+    match chart {
+        "cost" => {
+            c.draw_series(LineSeries::new(
+                points.iter().map(|p| (p.delay, p.cost)),
+                blue.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label("cost of the burn-in fill")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], blue));
+        }
+        "days" => {
+            c.draw_series(LineSeries::new(
+                points.iter().map(|p| (p.delay, p.complete)),
+                blue.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label("days to complete")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], blue));
+            c.draw_series(LineSeries::new(
+                points.iter().map(|p| (p.delay, p.live)),
+                green.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label("days to live (offload threshold)")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], green));
+        }
+        _ => {
+            // Top layer first, so each lower one is drawn over it.
+            let in_site = points.iter().any(|p| p.in_site > 0.0);
+            let layers = [
+                (3usize, red, "origin"),
+                (2, orange, "tiers"),
+                (1, grey, "copies inside the site (site plans)"),
+                (0, green, "peers"),
+            ];
+            for (i, color, label) in layers {
+                if i == 1 && !in_site {
+                    continue;
+                }
+                c.draw_series(AreaSeries::new(
+                    stacks.iter().map(|s| (s.0, s.1[i])),
+                    0.0,
+                    color.mix(0.85),
+                ))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 18, y + 6)], color.filled())
+                });
+            }
+        }
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
