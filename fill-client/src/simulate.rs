@@ -641,3 +641,34 @@ where
     root.present().map_err(err)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_default_config_is_the_code_default() {
+        let shipped: SimConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert_eq!(
+            serde_json::to_value(&shipped).unwrap(),
+            serde_json::to_value(SimConfig::default()).unwrap()
+        );
+    }
+
+    #[test]
+    fn delays_parse() {
+        assert_eq!(parse_delays("0..3").unwrap(), [0, 1, 2, 3]);
+        assert_eq!(parse_delays("7, 3,3").unwrap(), [3, 7]);
+        assert!(parse_delays("3..1").is_err());
+        assert!(parse_delays("soon").is_err());
+        assert!(parse_delays("0..4000").is_err());
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!((pct(&v, 50.0), pct(&v, 90.0), pct(&v, 99.0)), (50, 90, 99));
+        assert_eq!(pct::<u32>(&[], 50.0), 0);
+        assert_eq!(pct(&[7u32], 99.0), 7);
+    }
+}

@@ -459,10 +459,12 @@ pub struct Universe {
 }
 
 impl Model {
-    /// Draws the universe up to `last_day`.
+    /// Draws the universe up to `last_day`. Every title and every file draws from its own
+    /// stream of the seed, so a longer history starts with the shorter one: the same seed
+    /// gives the same day `d` whatever the last day simulated.
     pub fn universe(&self, last_day: i32) -> Universe {
         let c = &self.config.catalog;
-        let mut rng = SplitMix64(self.config.seed ^ 0x5eed_ca7a_1065);
+        let seed = self.config.seed;
         let ladder = c.rendition_bytes.len();
         let mut titles = Vec::new();
         let draw_title = |rng: &mut SplitMix64, born: i32| {
@@ -481,11 +483,13 @@ impl Model {
                 bytes,
             }
         };
-        for _ in 0..c.titles {
+        for i in 0..c.titles {
+            let mut rng = stream(seed, 1, u64::from(i));
             let born = -(rng.below(u64::from(c.max_age_days) + 1) as i32);
             titles.push(draw_title(&mut rng, born));
         }
-        for day in 1..=last_day {
+        for day in 1..=last_day.max(0) {
+            let mut rng = stream(seed, 2, day as u64);
             let whole = c.new_titles_per_day.floor();
             let n = whole as u64 + u64::from(rng.unit() < c.new_titles_per_day - whole);
             for _ in 0..n {
@@ -493,10 +497,11 @@ impl Model {
             }
         }
         let mut reencodes = Vec::with_capacity(titles.len() * ladder);
-        for t in &titles {
-            for _ in 0..ladder {
+        for (t, title) in titles.iter().enumerate() {
+            for r in 0..ladder {
+                let mut rng = stream(seed, 3, (t * ladder + r) as u64);
                 let mut days = Vec::new();
-                let mut d = t.born.max(0);
+                let mut d = title.born.max(0);
                 loop {
                     d = d.saturating_add(geometric(&mut rng, c.reencode_per_day));
                     if d > last_day {
@@ -1000,6 +1005,15 @@ pub fn fleet_cases(members: &[Member], site_planning: bool) -> u64 {
         })
         .collect::<std::collections::BTreeSet<_>>()
         .len() as u64
+}
+
+/// An independent stream of the seed for one thing (`what` says which kind, `index` which).
+fn stream(seed: u64, what: u64, index: u64) -> SplitMix64 {
+    let mut mix = SplitMix64(seed ^ what.wrapping_mul(0xA24B_AED4_963E_E407));
+    let base = mix.next_u64();
+    let mut r = SplitMix64(base ^ index.wrapping_mul(0x9FB2_1C65_1E98_DF25));
+    r.next_u64();
+    r
 }
 
 /// A standard normal draw (Box–Muller).

@@ -480,3 +480,195 @@ fn appliance_lifecycle_events() {
     assert_eq!(status()["state"], "delivered");
     assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 4);
 }
+
+/// A small model for the simulate tests: 2,000 titles (10,000 files).
+const SMALL_SIM: &str = "seed = 9\n[catalog]\ntitles = 2000\nnew_titles_per_day = 4.0\n\
+                         [appliance]\ncapacity = \"12TB\"\ningress = \"120Mbps\"\n";
+
+fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn simulate_default_sweep_and_identical_reruns() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The README's command: no argument but --out.
+    let out = tmp.path().join("default");
+    let run = fill(&["simulate", "--out", p(&out)]).ok();
+    assert!(run.stdout().contains("   3d "), "{}", run.stdout());
+    let rows = csv_rows(&out.join("results.csv"));
+    assert_eq!(rows.len(), 61);
+    let day = |d: usize, col: &str| rows[d][col].parse::<f64>().unwrap();
+    assert_eq!(day(0, "bytes_fetched"), 0.0);
+    for d in 3..=7 {
+        assert_eq!(day(d, "days_to_complete"), 2.0, "delay {d}");
+    }
+    for d in 1..=60 {
+        assert!(day(d, "bytes_fetched") >= day(d - 1, "bytes_fetched"));
+        assert!(day(d, "cost") >= day(d - 1, "cost"));
+    }
+    for chart in ["cost", "days", "bytes"] {
+        let svg = fs::read_to_string(out.join(format!("{chart}.svg"))).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("install delay"),
+            "{chart}"
+        );
+        let png = fs::read(out.join(format!("{chart}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+            "{chart}"
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["mode"], "sweep");
+    assert_eq!(json["sweep"].as_array().unwrap().len(), 61);
+
+    // The same seed: byte-identical files.
+    let cfg = tmp.path().join("small.toml");
+    fs::write(&cfg, SMALL_SIM).unwrap();
+    let dirs = [tmp.path().join("a"), tmp.path().join("b")];
+    for d in &dirs {
+        fill(&[
+            "simulate",
+            "--config",
+            p(&cfg),
+            "--delays",
+            "0..12",
+            "--out",
+            p(d),
+        ])
+        .ok();
+    }
+    for f in [
+        "results.csv",
+        "results.json",
+        "cost.svg",
+        "cost.png",
+        "days.svg",
+        "days.png",
+        "bytes.svg",
+        "bytes.png",
+    ] {
+        assert!(
+            fs::read(dirs[0].join(f)).unwrap() == fs::read(dirs[1].join(f)).unwrap(),
+            "{f} differs between two runs with one seed"
+        );
+    }
+    // Another seed: other numbers.
+    let other = tmp.path().join("c");
+    fill(&[
+        "simulate",
+        "--config",
+        p(&cfg),
+        "--delays",
+        "0..12",
+        "--seed",
+        "10",
+        "--out",
+        p(&other),
+    ])
+    .ok();
+    assert!(
+        fs::read(dirs[0].join("results.csv")).unwrap()
+            != fs::read(other.join("results.csv")).unwrap()
+    );
+}
+
+#[test]
+fn simulate_a_fleet_with_and_without_site_plans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("small.toml");
+    fs::write(&cfg, SMALL_SIM).unwrap();
+    let out = tmp.path().join("fleet");
+    let run = fill(&[
+        "simulate",
+        "--config",
+        p(&cfg),
+        "--appliances",
+        "22",
+        "--delays",
+        "0..15",
+        "--out",
+        p(&out),
+    ])
+    .ok();
+    assert!(
+        run.stdout().contains("site-level planning saves"),
+        "{}",
+        run.stdout()
+    );
+    let rows = csv_rows(&out.join("results.csv"));
+    assert_eq!(rows.len(), 22);
+    assert!(
+        rows.iter()
+            .all(|r| r["delay_days"].parse::<u32>().unwrap() <= 15)
+    );
+    assert!(rows.iter().any(|r| r["bytes_in_site"] != "0"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("results.json")).unwrap()).unwrap();
+    let (alone, site) = (&json["fleet_alone"], &json["fleet_site"]);
+    assert_eq!(alone["appliances"], 22);
+    assert!(site["cost"].as_f64().unwrap() < alone["cost"].as_f64().unwrap());
+
+    // Site plans off; real delays from a CSV.
+    let delays = tmp.path().join("delays.csv");
+    fs::write(&delays, "site,delay_days\nA,4\nB,11\n").unwrap();
+    let off = tmp.path().join("off");
+    let run = fill(&[
+        "simulate",
+        "--config",
+        p(&cfg),
+        "--delays-csv",
+        p(&delays),
+        "--site-planning",
+        "off",
+        "--appliances",
+        "8",
+        "--out",
+        p(&off),
+        "--json",
+    ])
+    .ok();
+    let json = run.json();
+    assert!(json["fleet_site"].is_null());
+    for r in csv_rows(&off.join("results.csv")) {
+        assert!(["4", "11"].contains(&r["delay_days"].as_str()), "{r:?}");
+        assert_eq!(r["bytes_in_site"], "0");
+    }
+
+    // Bad input: clear errors.
+    let bad = fill(&["simulate", "--delays", "9..2", "--out", p(&off)]);
+    assert_eq!(bad.code(), 1);
+    assert!(
+        bad.stderr().contains("bad --delays \"9..2\""),
+        "{}",
+        bad.stderr()
+    );
+    fs::write(&cfg, "[catalog]\ntitels = 5\n").unwrap();
+    let bad = fill(&["simulate", "--config", p(&cfg), "--out", p(&off)]);
+    assert!(
+        bad.stderr().contains("unknown field `titels`"),
+        "{}",
+        bad.stderr()
+    );
+    fs::write(&delays, "delay_days\nsoon\n").unwrap();
+    let bad = fill(&["simulate", "--delays-csv", p(&delays), "--out", p(&off)]);
+    assert!(
+        bad.stderr()
+            .contains("row 2: \"soon\" is not a whole number of days"),
+        "{}",
+        bad.stderr()
+    );
+}
