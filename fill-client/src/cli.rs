@@ -419,6 +419,28 @@ pub enum StoreCommand {
         #[arg(long)]
         repair: bool,
     },
+    /// Upload a store to object storage, so a bucket can serve as a source (an origin).
+    ///
+    /// Uploads content/<id> and outboard/<id> of every complete file (8 at a time; files over
+    /// 16 MiB in 16 MiB parts), skipping objects already there with the right size (so an
+    /// interrupted publish resumes), then the catalog, last, so readers never see a catalog
+    /// naming missing content. Credentials and settings from the environment:
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL (an
+    /// S3-compatible server), AWS_ALLOW_HTTP=true (plain HTTP to it).
+    Publish {
+        /// The store directory.
+        #[arg(long)]
+        store: PathBuf,
+        /// Where: s3://bucket/prefix, or file:///path.
+        #[arg(long)]
+        to: String,
+        /// Then re-read every object and check it against its id.
+        #[arg(long)]
+        verify: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Output formats of `fill catalog export`.

@@ -341,7 +341,8 @@ fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let holdings = rt.block_on(crate::sources::holdings(&specs, &crate::net::Net::new()))?;
+    let remotes = crate::net::Remotes::open(&specs, crate::net::Net::new())?;
+    let holdings = rt.block_on(crate::sources::holdings(&specs, &remotes))?;
     let sources: Vec<fill_core::source::Source> = specs.iter().map(|s| s.source.clone()).collect();
     let sd = match (&args.store, &args.inventory) {
         (Some(store), _) => compute_delta(&target, &open_store(store)?, capacity)?,
@@ -493,6 +494,47 @@ fn store(cmd: StoreCommand) -> Result<Outcome> {
                 }
                 let complete = listing.iter().filter(|e| !e.partial).count();
                 eprintln!("{complete} complete, {} partial", listing.len() - complete);
+            }
+            Ok(Outcome::Ok)
+        }
+        StoreCommand::Publish {
+            store,
+            to,
+            verify,
+            json,
+        } => {
+            let s = open_store(&store)?;
+            let to = fill_server::sources::check_source_url(&to).context("--to")?;
+            if !crate::object::is_object_url(&to) {
+                bail!(
+                    "--to {to:?}: publish writes to object storage (s3://bucket/prefix or file:///path)"
+                );
+            }
+            let total = s.catalog()?.validate()?.total_size();
+            let bar = progress_bar(total, "publishing");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let r = rt.block_on(crate::object::publish(&s, &to, verify, &|n| bar.inc(n)))?;
+            bar.finish_and_clear();
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "published {} files to {}: {} objects uploaded ({}), {} already there ({}){}",
+                    r.files,
+                    r.to,
+                    r.uploaded,
+                    format_size(r.uploaded_bytes),
+                    r.skipped,
+                    format_size(r.skipped_bytes),
+                    if verify {
+                        format!(", {} files verified", r.verified)
+                    } else {
+                        String::new()
+                    }
+                );
             }
             Ok(Outcome::Ok)
         }
@@ -1017,8 +1059,8 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let net = crate::net::Net::new();
-    let holdings = rt.block_on(crate::sources::holdings(&specs, &net))?;
+    let remotes = crate::net::Remotes::open(&specs, crate::net::Net::new())?;
+    let holdings = rt.block_on(crate::sources::holdings(&specs, &remotes))?;
     let sources: Vec<fill_core::source::Source> = specs.iter().map(|s| s.source.clone()).collect();
     let sd = compute_delta(&target, &s, capacity)?;
     let planned = match args.strategy {
@@ -1078,6 +1120,7 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             sources: &sources,
             holdings: &holdings,
             timeout: parse_timeout(&args.timeout)?,
+            remotes: &remotes,
             routes: routes.as_ref(),
         };
         let r = rt.block_on(crate::fill::run(job, &writer, &bar))?;
@@ -1236,8 +1279,11 @@ fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let net = crate::net::Net::new();
-    let holdings = rt.block_on(crate::sources::holdings(std::slice::from_ref(&spec), &net))?;
+    let remotes = crate::net::Remotes::http(crate::net::Net::new());
+    let holdings = rt.block_on(crate::sources::holdings(
+        std::slice::from_ref(&spec),
+        &remotes,
+    ))?;
     let writer = rt.block_on(crate::write::Writer::start(
         backend(args.writer),
         &stores[0].root().join(".fill/tmp"),
@@ -1258,6 +1304,7 @@ fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         sources: &sources,
         holdings: &holdings,
         timeout: parse_timeout(&args.timeout)?,
+        remotes: &remotes,
         routes: None,
     };
     let most = deltas

@@ -291,8 +291,8 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         fs::write(&sources_path, toml).context("cannot write sources.toml")?;
         say(&format!("\nservers: origin {origin_url}, peer {peer_url} (fill-server on loopback)"));
         let specs = crate::sources::load(&sources_path)?;
-        let net = crate::net::Net::new();
-        let holdings = crate::sources::holdings(&specs, &net).await?;
+        let remotes = crate::net::Remotes::http(crate::net::Net::new());
+        let holdings = crate::sources::holdings(&specs, &remotes).await?;
         let sources: Vec<_> = specs.into_iter().map(|s| s.source).collect();
         let lock = appliance.lock()?;
         let writer = crate::write::Writer::start(crate::write::Backend::Auto, &dir.join("appliance/.fill/tmp")).await?;
@@ -308,6 +308,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             sources: &sources,
             holdings: &holdings,
             timeout: crate::net::DEFAULT_TIMEOUT,
+            remotes: &remotes,
             routes: None,
         };
         let report = crate::fill::run(job, &writer, &bar).await;

@@ -25,7 +25,6 @@ use fill_core::delta::Delta;
 use fill_core::outboard::Outboard;
 use fill_core::source::{Source, SourceKind, choose, escalation};
 use fill_server::store::{PartialState, Store};
-use http_body_util::BodyExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -231,6 +230,8 @@ pub struct FillJob<'a> {
     pub holdings: &'a [Holdings],
     /// How long a source may stay silent before its range moves elsewhere.
     pub timeout: Duration,
+    /// How each source is reached (object storage for `s3://` and `file://` sources).
+    pub remotes: &'a crate::net::Remotes,
     /// A plan's pieces per file (`fill run --strategy optimal`): each block goes first to its
     /// planned source, waiting for that source's window; escalation takes over when it fails.
     pub routes: Option<&'a crate::planning::Routes>,
@@ -245,6 +246,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
         sources,
         holdings,
         timeout,
+        remotes,
         routes,
     } = job;
     let started = Instant::now();
@@ -272,7 +274,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             .map(|s| Arc::new(RateLimiter::new(s.bandwidth_bps)))
             .collect(),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-        net: Net::with_timeout(timeout),
+        remotes: remotes.with_net(Net::with_timeout(timeout)),
         quarantined: vec![false; sources.len()],
     };
 
@@ -649,7 +651,8 @@ async fn outboard_for(
     target: &Catalog<'_>,
     entry: usize,
 ) -> Result<Outboard> {
-    let (net, sources, quarantined) = (&fetchers.net, fetchers.sources, &fetchers.quarantined);
+    let (remotes, sources, quarantined) =
+        (&fetchers.remotes, fetchers.sources, &fetchers.quarantined);
     let id = target.id(entry);
     let size = target.size(entry);
     for &s in needing {
@@ -661,10 +664,13 @@ async fn outboard_for(
     }
     let mut why = Vec::new();
     for &s in candidates.iter().filter(|&&s| !quarantined[s]) {
-        let url = format!("{}/outboard/{id}", sources[s].url);
         // 32 bytes per 1 KiB block at most, plus the header.
         let limit = 32 + 32 * size.div_ceil(1024).max(1);
-        match net.get_small(&url, false, limit).await {
+        let rel = format!("outboard/{id}");
+        match remotes
+            .get_small(s, &sources[s].url, &rel, false, limit)
+            .await
+        {
             Ok(bytes) => match Outboard::parse(&bytes, id) {
                 Ok(ob) if ob.size() == size => return Ok(ob),
                 Ok(ob) => why.push(format!(
@@ -691,7 +697,7 @@ struct Fetchers<'a> {
     per_source: Vec<Arc<Semaphore>>,
     limiters: Vec<Arc<RateLimiter>>,
     in_flight: Arc<Semaphore>,
-    net: Net,
+    remotes: crate::net::Remotes,
     quarantined: Vec<bool>,
 }
 
@@ -731,18 +737,18 @@ impl Fetchers<'_> {
                 file.id
             );
         }
-        let url = format!("{}/content/{}", sources[source].url, file.id);
-        let (slot, limit, net) = (
+        let base = sources[source].url.clone();
+        let (slot, limit, remotes) = (
             self.per_source[source].clone(),
             self.in_flight.clone(),
-            self.net.clone(),
+            self.remotes.clone(),
         );
         let pacer = self.limiters[source].clone();
         set.spawn(async move {
             tokio::time::sleep(Duration::from_secs(wait_secs.max(0) as u64)).await;
             let _slot = slot.acquire_owned().await;
             let _limit = limit.acquire_owned().await;
-            fetch_job(&net, &url, &file, job, source, &pacer).await
+            fetch_job(&remotes, &base, &file, job, source, &pacer).await
         });
         Ok(())
     }
@@ -752,8 +758,8 @@ impl Fetchers<'_> {
 /// blocks from the start of the job are written and verified (the caller syncs them before
 /// recording them).
 async fn fetch_job(
-    net: &Net,
-    url: &str,
+    remotes: &crate::net::Remotes,
+    base: &str,
     file: &Arc<FileWork>,
     job: Job,
     source: usize,
@@ -771,7 +777,13 @@ async fn fetch_job(
         bytes: 0,
         failure: None,
     };
-    let mut body = match net.get_range(url, offset, len, ob.size()).await {
+    let rel = format!("content/{}", file.id);
+    let url = format!("{base}/{rel}");
+    let url = url.as_str();
+    let mut body = match remotes
+        .get_range(source, base, &rel, offset, len, ob.size())
+        .await
+    {
         Ok(b) => b,
         Err(NetError::Lied(why)) => {
             done.failure = Some(Failure::Protocol(why));
@@ -787,19 +799,16 @@ async fn fetch_job(
     let mut written: Vec<(u64, AlignedBuf)> = Vec::new();
     let result: Result<(), Failure> = async {
         while block <= last {
-            let frame = match tokio::time::timeout(net.timeout(), body.frame()).await {
+            let mut data = match tokio::time::timeout(remotes.timeout(), body.chunk()).await {
                 Err(_) => {
                     return Err(Failure::Transport(format!(
                         "{url}: stalled for {:?}",
-                        net.timeout()
+                        remotes.timeout()
                     )));
                 }
                 Ok(None) => return Err(Failure::Protocol(format!("{url}: body ended early"))),
                 Ok(Some(Err(e))) => return Err(Failure::Transport(format!("{url}: {e}"))),
-                Ok(Some(Ok(f))) => f,
-            };
-            let Ok(mut data) = frame.into_data() else {
-                continue;
+                Ok(Some(Ok(d))) => d,
             };
             pacer.take(data.len() as u64).await;
             while !data.is_empty() && block <= last {

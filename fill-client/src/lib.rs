@@ -19,6 +19,7 @@ mod commands;
 mod demo;
 mod fill;
 mod net;
+mod object;
 mod planning;
 mod simulate;
 mod site;

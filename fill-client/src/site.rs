@@ -105,7 +105,8 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let holdings = rt.block_on(crate::sources::holdings(&specs, &crate::net::Net::new()))?;
+    let remotes = crate::net::Remotes::open(&specs, crate::net::Net::new())?;
+    let holdings = rt.block_on(crate::sources::holdings(&specs, &remotes))?;
     let sources: Vec<Source> = specs.iter().map(|s| s.source.clone()).collect();
     // The site's file table, by id, and each appliance's ranges in it.
     let mut files: BTreeMap<ContentId, u32> = BTreeMap::new();

@@ -1,7 +1,7 @@
 //! What each source holds. The sources file itself is parsed by [`fill_server::sources`]
 //! (the server reads it too, for its turn-up checks).
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use fill_core::ContentId;
 use fill_core::source::SourceKind;
 use fill_server::store::CatalogFile;
@@ -36,12 +36,16 @@ impl Holdings {
     }
 }
 
-/// What each source holds: its configured catalog file, else `GET {url}/catalog` (zstd),
-/// else, for an origin, everything. A peer or tier whose catalog cannot be had holds
-/// nothing for this run, and says why.
-pub async fn holdings(specs: &[SourceSpec], net: &crate::net::Net) -> Result<Vec<Holdings>> {
+/// What each source holds: its configured catalog file, else its `catalog` (HTTP `GET
+/// {url}/catalog` with zstd, or the bucket's `catalog` object), else, for an origin,
+/// everything. A peer or tier whose catalog cannot be had holds nothing for this run, and
+/// says why; refused credentials fail loudly.
+pub async fn holdings(
+    specs: &[SourceSpec],
+    remotes: &crate::net::Remotes,
+) -> Result<Vec<Holdings>> {
     let mut out = Vec::with_capacity(specs.len());
-    for spec in specs {
+    for (i, spec) in specs.iter().enumerate() {
         let s = &spec.source;
         let h = if let Some(path) = &spec.catalog {
             let file =
@@ -50,8 +54,14 @@ pub async fn holdings(specs: &[SourceSpec], net: &crate::net::Net) -> Result<Vec
                 .with_context(|| format!("source {:?}: catalog", s.name))?
         } else {
             let url = format!("{}/catalog", s.url);
-            match net
-                .get_small(&url, true, fill_server::store::MAX_CATALOG_BYTES)
+            match remotes
+                .get_small(
+                    i,
+                    &s.url,
+                    "catalog",
+                    true,
+                    fill_server::store::MAX_CATALOG_BYTES,
+                )
                 .await
             {
                 Ok(bytes) => match CatalogFile::from_bytes(bytes.to_vec(), &url)
@@ -64,6 +74,9 @@ pub async fn holdings(specs: &[SourceSpec], net: &crate::net::Net) -> Result<Vec
                     }
                     Err(e) => Holdings::Unreachable(format!("{e:#}")),
                 },
+                Err(crate::net::NetError::Refused(why)) => {
+                    bail!("source {:?}: {why}", s.name);
+                }
                 Err(_) if s.kind == SourceKind::Origin => Holdings::All,
                 Err(e) => Holdings::Unreachable(format!("{url}: {e}")),
             }

@@ -12,6 +12,16 @@
 //! tz = "+02:00"                   # optional UTC offset of the window (default UTC)
 //! catalog = "peer-a.catalog"      # optional: what it holds, without asking it
 //! max_connections = 4             # optional, default 4
+//!
+//! [[source]]
+//! name = "bucket"
+//! kind = "origin"
+//! url = "s3://fill-content/region-eu"  # object storage: s3://bucket/prefix or file:///path
+//! region = "eu-west-1"            # optional (else AWS_REGION)
+//! endpoint = "http://127.0.0.1:9000"  # optional: an S3-compatible server (else AWS_ENDPOINT_URL)
+//! allow_http = true               # optional: plain HTTP to the endpoint (else AWS_ALLOW_HTTP)
+//! cost_per_gib = 0.02
+//! bandwidth = "5Gbps"
 //! ```
 //!
 //! Without `catalog`, the client asks `GET {url}/catalog`; an `origin` without one holds
@@ -43,6 +53,9 @@ struct SourceToml {
     tz: Option<String>,
     catalog: Option<PathBuf>,
     max_connections: Option<u32>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    allow_http: Option<bool>,
 }
 
 /// A source and where its holdings come from.
@@ -52,6 +65,19 @@ pub struct SourceSpec {
     pub source: Source,
     /// A catalog file given in the config (relative paths are relative to the config file).
     pub catalog: Option<PathBuf>,
+    /// Object-storage settings (`s3://` sources).
+    pub object: ObjectKeys,
+}
+
+/// `region`, `endpoint`, `allow_http` of an object-storage source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectKeys {
+    /// AWS region.
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible server.
+    pub endpoint: Option<String>,
+    /// Plain HTTP allowed to the endpoint.
+    pub allow_http: Option<bool>,
 }
 
 /// Reads and checks a sources file. Errors name the source and the field.
@@ -78,7 +104,21 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<SourceSpec>> {
         if out.iter().any(|o| o.source.name == s.name) {
             bail!("{at}: name {:?} is used twice", s.name);
         }
-        let url = check_url(&s.url).with_context(|| at.clone())?;
+        let url = check_source_url(&s.url).with_context(|| at.clone())?;
+        let object = url.starts_with("s3://") || url.starts_with("file://");
+        if !url.starts_with("s3://")
+            && (s.region.is_some() || s.endpoint.is_some() || s.allow_http.is_some())
+        {
+            bail!("{at}: region, endpoint and allow_http are for s3:// sources");
+        }
+        if object && s.catalog.is_some() {
+            bail!("{at}: an object-storage source's catalog is read from the bucket");
+        }
+        if let Some(e) = &s.endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            bail!("{at}: endpoint {e:?} must be an http:// or https:// URL");
+        }
         if !(s.cost_per_gib.is_finite() && s.cost_per_gib >= 0.0) {
             bail!(
                 "{at}: cost_per_gib {} must be a number >= 0",
@@ -117,9 +157,38 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<SourceSpec>> {
             catalog: s
                 .catalog
                 .map(|c| if c.is_absolute() { c } else { base.join(c) }),
+            object: ObjectKeys {
+                region: s.region,
+                endpoint: s.endpoint,
+                allow_http: s.allow_http,
+            },
         });
     }
     Ok(out)
+}
+
+/// A source's URL: an HTTP store ([`check_url`]), or object storage: `s3://bucket[/prefix]`
+/// or `file:///absolute/path` (no trailing slash kept).
+pub fn check_source_url(url: &str) -> Result<String> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let bucket = rest.split('/').next().unwrap_or("");
+        if bucket.is_empty() || rest.contains(['?', '#', ' ']) {
+            bail!("url {url:?} is not like s3://bucket/prefix");
+        }
+        return Ok(url.trim_end_matches('/').to_owned());
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') || path.split('/').any(|p| p == "..") {
+            bail!("url {url:?} is not like file:///absolute/path");
+        }
+        return Ok(url.trim_end_matches('/').to_owned());
+    }
+    check_url(url).map_err(|_| {
+        anyhow::anyhow!(
+            "url {url:?} must start with http:// (TLS is terminated in front of fill-server), \
+             s3:// or file://"
+        )
+    })
 }
 
 /// A base URL, checked: `http://host[:port][/path]`, no query, no trailing slash.
@@ -147,6 +216,7 @@ pub fn single(url: &str, max_connections: u32) -> Result<SourceSpec> {
             max_connections,
         },
         catalog: None,
+        object: ObjectKeys::default(),
     })
 }
 
@@ -196,7 +266,7 @@ max_connections = 8
         );
         assert_eq!(
             err(&GOOD.replace("http://127.0.0.1:7002", "https://origin")),
-            "source 2 (\"origin\"): url \"https://origin\" must start with http:// (TLS is terminated in front of fill-server)"
+            "source 2 (\"origin\"): url \"https://origin\" must start with http:// (TLS is terminated in front of fill-server), s3:// or file://"
         );
         assert_eq!(
             err(&GOOD.replace("\"origin\"\nkind", "\"peer\"\nkind")),
