@@ -74,10 +74,20 @@ impl ObjectSource {
                 if bucket.is_empty() {
                     bail!("url {url:?}: no bucket (expected s3://bucket/prefix)");
                 }
-                let mut b = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(retry())
-                    .with_client_options(client_options(timeout));
+                // Client options first: the environment's (AWS_ALLOW_HTTP...) go on top.
+                let mut b = object_store::aws::AmazonS3Builder::new()
+                    .with_client_options(client_options(timeout))
+                    .with_retry(retry());
+                for (key, value) in std::env::vars() {
+                    if key.starts_with("AWS_")
+                        && let Ok(k) = key
+                            .to_ascii_lowercase()
+                            .parse::<object_store::aws::AmazonS3ConfigKey>()
+                    {
+                        b = b.with_config(k, value);
+                    }
+                }
+                b = b.with_bucket_name(bucket);
                 if let Some(r) = &settings.region {
                     b = b.with_region(r);
                 }

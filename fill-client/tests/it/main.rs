@@ -1,13 +1,14 @@
 //! End-to-end tests of the `fill` binary, in temp dirs.
 
 mod fill_e2e;
+mod s3;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub(crate) struct Run {
-    out: Output,
+    pub(crate) out: Output,
 }
 
 impl Run {
