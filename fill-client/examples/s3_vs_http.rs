@@ -70,7 +70,8 @@ fn start_s3(root: PathBuf, requests: Arc<AtomicU64>) -> SocketAddr {
 fn fill(bin: &Path, args: &[&str], env: &[(&str, String)]) {
     let mut c = if std::env::var_os("FILL_TIME").is_some() && args[0] == "run" {
         let mut t = Command::new("/usr/bin/time");
-        t.args(["-f", "fill run: %e s wall, %U s user, %S s sys"]).arg(bin);
+        t.args(["-f", "fill run: %e s wall, %U s user, %S s sys"])
+            .arg(bin);
         t
     } else {
         Command::new(bin)
@@ -99,25 +100,45 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let mib: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(512);
-    let rounds: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let mib: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(512);
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3);
     // Concurrent requests to each source (the sources file's max_connections).
-    let conns: u32 = std::env::args().nth(3).and_then(|a| a.parse().ok()).unwrap_or(4);
-    let bin = PathBuf::from(std::env::var("FILL_BIN").unwrap_or_else(|_| "target/release/fill".into()));
+    let conns: u32 = std::env::args()
+        .nth(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(4);
+    let bin =
+        PathBuf::from(std::env::var("FILL_BIN").unwrap_or_else(|_| "target/release/fill".into()));
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     // The data: 8 files of MIB/8 MiB each, seeded.
     let src = dir.join("src");
     std::fs::create_dir_all(&src).expect("mkdir");
     for i in 0..8u64 {
-        let mut data = vec![0u8; mib / 8 << 20];
+        let mut data = vec![0u8; (mib / 8) << 20];
         blake3::Hasher::new_keyed(&[i as u8 + 1; 32])
             .finalize_xof()
             .fill(&mut data);
         std::fs::write(src.join(format!("f{i}.mp4")), &data).expect("write");
     }
     let origin = dir.join("origin");
-    fill(&bin, &["store", "import", "--store", origin.to_str().unwrap(), src.to_str().unwrap()], &[]);
+    fill(
+        &bin,
+        &[
+            "store",
+            "import",
+            "--store",
+            origin.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+        &[],
+    );
     let s3_requests = Arc::new(AtomicU64::new(0));
     let s3_root = dir.join("s3");
     std::fs::create_dir_all(s3_root.join("bench")).expect("bucket");
@@ -130,7 +151,18 @@ fn main() {
         ("AWS_ALLOW_HTTP", "true".to_owned()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
     ];
-    fill(&bin, &["store", "publish", "--store", origin.to_str().unwrap(), "--to", "s3://bench/o"], &env);
+    fill(
+        &bin,
+        &[
+            "store",
+            "publish",
+            "--store",
+            origin.to_str().unwrap(),
+            "--to",
+            "s3://bench/o",
+        ],
+        &env,
+    );
     let cfg = fill_server::config::ConfigFile::default()
         .resolve(Some("127.0.0.1:0"), Some(&origin), None)
         .expect("config");
@@ -157,7 +189,8 @@ fn main() {
     .expect("sources");
     let target = origin.join("catalog");
     let bytes = (mib as f64) * 1048576.0;
-    let (mut t_s3, mut t_http, mut r_s3, mut r_http) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut t_s3, mut t_http, mut r_s3, mut r_http) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let http_requests = || {
         let text = http.state.metrics.encode();
         text.lines()
@@ -173,8 +206,15 @@ fn main() {
             fill(
                 &bin,
                 &[
-                    "run", "--target", target.to_str().unwrap(), "--store", app.to_str().unwrap(),
-                    "--sources", sources.to_str().unwrap(), "--capacity", "1TB",
+                    "run",
+                    "--target",
+                    target.to_str().unwrap(),
+                    "--store",
+                    app.to_str().unwrap(),
+                    "--sources",
+                    sources.to_str().unwrap(),
+                    "--capacity",
+                    "1TB",
                 ],
                 &env,
             );
