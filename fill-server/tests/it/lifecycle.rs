@@ -37,6 +37,20 @@ fn appliance(dir: &Path, held: usize) -> (Store, Store, Vec<(String, Vec<u8>)>) 
     (target, app, files)
 }
 
+/// Records an appliance's way from allocation to burn-in.
+fn to_burn_in(app: &Store, time: i64, reason: &str) {
+    for s in [
+        State::Allocated,
+        State::Prefilling,
+        State::InTransit,
+        State::Delivered,
+        State::Installed,
+        State::BurnIn,
+    ] {
+        app.transition(s, time, reason).unwrap();
+    }
+}
+
 fn every_block() -> Settings {
     Settings {
         sample_blocks: 1_000_000,
@@ -303,16 +317,7 @@ fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
 fn burn_in_goes_live_and_events_survive_restarts_and_reach_the_webhook() {
     let dir = tempfile::tempdir().unwrap();
     let (_, app, _) = appliance(dir.path(), 3);
-    for s in [
-        State::Allocated,
-        State::Prefilling,
-        State::InTransit,
-        State::Delivered,
-        State::Installed,
-        State::BurnIn,
-    ] {
-        app.transition(s, 1_000, "test").unwrap();
-    }
+    to_burn_in(&app, 1_000, "test");
     let (url, got) = webhook();
     let settings = Settings {
         check_interval: Duration::from_millis(200),
@@ -613,16 +618,7 @@ fn the_status_page_in_headless_chromium() {
     let profile = dir.path().join("profile");
     for (state, held) in [("burn_in", 1), ("live", 3), ("drained", 3)] {
         let (_, app, _) = appliance(&dir.path().join(state), held);
-        for s in [
-            State::Allocated,
-            State::Prefilling,
-            State::InTransit,
-            State::Delivered,
-            State::Installed,
-            State::BurnIn,
-        ] {
-            app.transition(s, 1_795_000_000, "site FRA-3").unwrap();
-        }
+        to_burn_in(&app, 1_795_000_000, "site FRA-3");
         let srv = start(lifecycle_config(
             app.root(),
             Settings {
