@@ -254,7 +254,8 @@ pub struct PrefillArgs {
     /// The target catalog (raw or zstd).
     #[arg(long)]
     pub target: PathBuf,
-    /// Base URL of the source: a store served over HTTP (fill-server, nginx, ...).
+    /// The source: a store served over HTTP (fill-server, nginx, ...), or a published store
+    /// on object storage (s3://bucket/prefix with the AWS_* environment, or file:///path).
     #[arg(long)]
     pub source: String,
     /// A store to fill (give it once per appliance; created if missing).

@@ -1279,7 +1279,7 @@ fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let remotes = crate::net::Remotes::http(crate::net::Net::new());
+    let remotes = crate::net::Remotes::open(std::slice::from_ref(&spec), crate::net::Net::new())?;
     let holdings = rt.block_on(crate::sources::holdings(
         std::slice::from_ref(&spec),
         &remotes,

@@ -203,13 +203,14 @@ pub fn check_url(url: &str) -> Result<String> {
     Ok(trimmed)
 }
 
-/// The one source of `fill prefill`: a store served at `url`, free, unmetered.
+/// The one source of `fill prefill`: a store served at `url` (HTTP, or object storage with
+/// its settings from the AWS environment), free, unmetered.
 pub fn single(url: &str, max_connections: u32) -> Result<SourceSpec> {
     Ok(SourceSpec {
         source: Source {
             name: "source".into(),
             kind: SourceKind::Origin,
-            url: check_url(url).context("--source")?,
+            url: check_source_url(url).context("--source")?,
             cost_per_gib: 0.0,
             bandwidth_bps: 1_000_000_000_000,
             window: None,

@@ -389,6 +389,25 @@ fn a_file_url_is_an_origin_too() {
     )
     .ok();
     assert_holds(&app, &files);
+    // A factory station pre-fills from the same folder.
+    let (s1, s2) = (tmp.path().join("s1"), tmp.path().join("s2"));
+    fill_env(
+        &[
+            "prefill",
+            "--target",
+            p(&origin.join("catalog")),
+            "--source",
+            &url,
+            "--store",
+            p(&s1),
+            "--store",
+            p(&s2),
+        ],
+        &[],
+    )
+    .ok();
+    assert_holds(&s1, &files);
+    assert_holds(&s2, &files);
     // Hostile settings are refused with the field named.
     fs::write(
         &sources,
