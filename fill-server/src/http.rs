@@ -1250,10 +1250,19 @@ async fn lifecycle_loop(st: Arc<AppState>) {
                 }
             }
         }
+        // The last request in flight finishing matters only to a drain; listening to it
+        // always would wake this loop after every request of an idle-between-requests load.
+        let draining = st
+            .life
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lifecycle
+            .state()
+            == fill_core::lifecycle::State::Draining;
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
             () = st.wake.notified() => {}
-            () = st.requests.idle.notified() => {}
+            () = st.requests.idle.notified(), if draining => {}
         }
     }
 }

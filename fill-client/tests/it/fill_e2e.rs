@@ -475,7 +475,7 @@ fn prefill_many_stores_fetches_each_block_once() {
     ]);
     assert_eq!(
         run.stderr().trim(),
-        "error: --source: url \"ftp://x\" must start with http:// (TLS is terminated in front of fill-server)"
+        "error: --source: url \"ftp://x\" must start with http:// (TLS is terminated in front of fill-server), s3:// or file://"
     );
 }
 
