@@ -957,7 +957,9 @@ pub fn fleet(
             group
                 .par_iter()
                 .map(|&(ship, delay, n)| {
-                    let h = &held[&ship];
+                    let h = held
+                        .get(&ship)
+                        .ok_or_else(|| SimError::Run(format!("no pre-fill for day {ship}")))?;
                     let alone = install(m, &u, h, &target)?;
                     let site = if n > 0 {
                         Some(install_site(m, &u, h, &target, n)?)
