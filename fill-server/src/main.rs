@@ -11,7 +11,9 @@ use fill_server::http;
 /// Serves a fill store to peers and appliances over HTTP/1.1.
 ///
 /// GET/HEAD /content/<id> and /outboard/<id> (with single byte ranges), /catalog (zstd when
-/// accepted), /metrics (Prometheus), /healthz; POST /admin/* with a bearer token.
+/// accepted), /metrics (Prometheus), /healthz, /status (the appliance's page) and /status.json;
+/// POST /admin/* with a bearer token (drain, undrain, maintenance, checks). On an appliance
+/// (a store with lifecycle events) it runs the turn-up checks and goes live when they pass.
 /// The protocol is specified in docs/protocol.md. Stops on SIGTERM or ctrl-c, letting
 /// in-flight requests finish.
 #[derive(Debug, Parser)]
