@@ -522,14 +522,7 @@ fn route(st: &AppState, req: &Request<Incoming>) -> (&'static str, Response<Body
         "/status.json" => (
             "status",
             guard_get(get_or_head, || {
-                let mut r = Response::new(Body::new(Bytes::from(st.status_json())));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                head_only(method, r)
+                head_only(method, no_store(json(StatusCode::OK, &st.status())))
             }),
         ),
         "/status" => (
@@ -541,9 +534,7 @@ fn route(st: &AppState, req: &Request<Incoming>) -> (&'static str, Response<Body
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/html; charset=utf-8"),
                 );
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                head_only(method, r)
+                head_only(method, no_store(r))
             }),
         ),
         _ => ("other", text(StatusCode::NOT_FOUND, "not found\n".into())),
@@ -1028,6 +1019,13 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     r
 }
 
+/// The same answer, marked as never to be cached (a status changes under its URL).
+fn no_store(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -1155,12 +1153,6 @@ impl AppState {
         }
     }
 
-    fn status_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(&self.status()).unwrap_or_default();
-        v.push(b'\n');
-        v
-    }
-
     /// Runs the turn-up checks, keeps the report, and goes live when they all pass during
     /// burn-in (with `auto_live`).
     pub async fn run_checks(&self) -> crate::lifecycle::Report {
@@ -1201,13 +1193,20 @@ async fn lifecycle_loop(st: Arc<AppState>) {
     let mut step_error: Option<String> = None;
     loop {
         st.refresh_life();
-        let step = {
+        // One read of the lifecycle: the next move, whether this store is an appliance (a
+        // store with no lifecycle, an origin or a tier, is checked only when asked, POST
+        // /admin/checks), and whether a drain waits for the requests in flight.
+        let (step, appliance, draining) = {
             let life = st.life.lock().unwrap_or_else(|p| p.into_inner());
-            crate::lifecycle::next_step(
-                &life.events,
-                &life.windows,
-                unix_now(),
-                st.requests.active(),
+            (
+                crate::lifecycle::next_step(
+                    &life.events,
+                    &life.windows,
+                    unix_now(),
+                    st.requests.active(),
+                ),
+                !life.events.is_empty(),
+                life.lifecycle.state() == fill_core::lifecycle::State::Draining,
             )
         };
         if let Some((to, reason)) = step {
@@ -1227,14 +1226,6 @@ async fn lifecycle_loop(st: Arc<AppState>) {
                 }
             }
         }
-        // Checks are for appliances: a store with no lifecycle (an origin, a tier) is
-        // checked only when asked (POST /admin/checks).
-        let appliance = !st
-            .life
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .events
-            .is_empty();
         if appliance && Instant::now() >= next_check {
             st.run_checks().await;
             next_check = Instant::now() + interval;
@@ -1252,13 +1243,6 @@ async fn lifecycle_loop(st: Arc<AppState>) {
         }
         // The last request in flight finishing matters only to a drain; listening to it
         // always would wake this loop after every request of an idle-between-requests load.
-        let draining = st
-            .life
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .lifecycle
-            .state()
-            == fill_core::lifecycle::State::Draining;
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
             () = st.wake.notified() => {}
