@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fill_core::ContentId;
 use fill_core::lifecycle::{Check, DEFAULT_OFFLOAD_THRESHOLD, Event, State};
 use fill_core::outboard::Outboard;
 use fill_core::rng::SplitMix64;
 use fill_core::size::format_size;
+use fill_core::{Catalog, ContentId};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
@@ -220,8 +220,15 @@ pub fn local_checks(
     now: i64,
 ) -> (Vec<Check>, Option<Progress>) {
     let mut sample = SplitMix64(now as u64);
-    let health = health_facts(store, settings, &mut sample);
-    let (fill, offload, progress) = match measure(store, settings) {
+    // The store's catalog, read and validated once for both measures.
+    let held_file = store.catalog().map_err(|e| chain(&e));
+    let held = held_file
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|f| f.validate().map_err(|e| chain(&e)));
+    let held = held.as_ref().map_err(Clone::clone);
+    let health = health_facts(store, settings, held.clone(), &mut sample);
+    let (fill, offload, progress) = match measure(store, settings, held) {
         Ok(p) => {
             let fill = fill_core::lifecycle::fill_check(
                 p.complete_bytes,
@@ -252,8 +259,12 @@ fn target_path(store: &Store, settings: &Settings) -> PathBuf {
         .unwrap_or_else(|| store.target_path())
 }
 
-/// Measures the store against its target.
-pub fn measure(store: &Store, settings: &Settings) -> Result<Progress, String> {
+/// Measures the store (`held`: its validated catalog) against its target.
+pub fn measure(
+    store: &Store,
+    settings: &Settings,
+    held: Result<&Catalog<'_>, String>,
+) -> Result<Progress, String> {
     let path = target_path(store, settings);
     if !path.exists() {
         return Err(format!(
@@ -264,8 +275,7 @@ pub fn measure(store: &Store, settings: &Settings) -> Result<Progress, String> {
     }
     let target_file = CatalogFile::open(&path).map_err(|e| chain(&e))?;
     let target = target_file.validate().map_err(|e| chain(&e))?;
-    let held_file = store.catalog().map_err(|e| chain(&e))?;
-    let held = held_file.validate().map_err(|e| chain(&e))?;
+    let held = held?;
     let partial: std::collections::HashMap<ContentId, u64> = store
         .partials()
         .map_err(|e| chain(&e))?
@@ -326,7 +336,12 @@ struct Health {
 }
 
 /// Free space, failed writes since burn-in began, and a sample of blocks re-verified.
-fn health_facts(store: &Store, settings: &Settings, rng: &mut SplitMix64) -> Health {
+fn health_facts(
+    store: &Store,
+    settings: &Settings,
+    held: Result<&Catalog<'_>, String>,
+    rng: &mut SplitMix64,
+) -> Health {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     match rustix::fs::statvfs(store.root()) {
@@ -354,7 +369,7 @@ fn health_facts(store: &Store, settings: &Settings, rng: &mut SplitMix64) -> Hea
         Err(e) => problems.push(e),
     }
     let mut bad_blocks = 0;
-    match sample_blocks(store, settings.sample_blocks, rng) {
+    match held.and_then(|cat| sample_blocks(store, cat, settings.sample_blocks, rng)) {
         Ok(s) if s.bad.is_empty() => notes.push(format!("{} sampled blocks verify", s.checked)),
         Ok(s) => {
             bad_blocks = s.bad.len() as u64;
@@ -418,10 +433,13 @@ struct Sample {
 
 /// Re-verifies `n` blocks of the store's complete files, drawn by byte (every block when
 /// the store has no more than `n`).
-fn sample_blocks(store: &Store, n: u64, rng: &mut SplitMix64) -> Result<Sample, String> {
+fn sample_blocks(
+    store: &Store,
+    cat: &Catalog<'_>,
+    n: u64,
+    rng: &mut SplitMix64,
+) -> Result<Sample, String> {
     use std::os::unix::fs::FileExt;
-    let file = store.catalog().map_err(|e| chain(&e))?;
-    let cat = file.validate().map_err(|e| chain(&e))?;
     let mut sample = Sample {
         checked: 0,
         bad: Vec::new(),
