@@ -151,10 +151,7 @@ fn checks_cmd(store: &Path, config: Option<&Path>, json: bool) -> Result<Outcome
         None => fill_server::lifecycle::Settings::default(),
     };
     let s = open_store(store)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = runtime(false)?;
     let report = rt.block_on(fill_server::lifecycle::run_checks(
         &s,
         &settings,
@@ -213,10 +210,7 @@ fn event_line(e: &fill_core::lifecycle::Event) -> String {
 /// `fill status --server URL`.
 fn status_cmd(server: &str, json: bool) -> Result<Outcome> {
     let base = crate::sources::check_url(server).context("--server")?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = runtime(false)?;
     let url = format!("{base}/status.json");
     let body = rt
         .block_on(crate::net::Net::new().get_small(&url, false, 16 << 20))
@@ -337,12 +331,8 @@ fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
     let target_file = open_catalog(target_path)?;
     let target = target_file.validate()?;
     let specs = crate::sources::load(sources_path)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let remotes = crate::net::Remotes::open(&specs, crate::net::Net::new())?;
-    let holdings = rt.block_on(crate::sources::holdings(&specs, &remotes))?;
+    let rt = runtime(false)?;
+    let (_, holdings) = crate::sources::reach(&specs, &rt)?;
     let sources: Vec<fill_core::source::Source> = specs.iter().map(|s| s.source.clone()).collect();
     let sd = match (&args.store, &args.inventory) {
         (Some(store), _) => compute_delta(&target, &open_store(store)?, capacity)?,
@@ -422,6 +412,18 @@ fn open_store(dir: &Path) -> Result<Store> {
 }
 
 /// A progress bar on a terminal, nothing otherwise.
+/// A tokio runtime for one command: on several threads (`multi`, for fills) or on this one.
+pub(crate) fn runtime(multi: bool) -> Result<tokio::runtime::Runtime> {
+    let mut b = if multi {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 pub(crate) fn progress_bar(total: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -512,10 +514,7 @@ fn store(cmd: StoreCommand) -> Result<Outcome> {
             }
             let total = s.catalog()?.validate()?.total_size();
             let bar = progress_bar(total, "publishing");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
+            let rt = runtime(true)?;
             let r = rt.block_on(crate::object::publish(&s, &to, verify, &|n| bar.inc(n)))?;
             bar.finish_and_clear();
             if json {
@@ -1055,12 +1054,8 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
     if settled > 0 {
         tracing::info!("settled {settled} files an interrupted fill left half-completed");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let remotes = crate::net::Remotes::open(&specs, crate::net::Net::new())?;
-    let holdings = rt.block_on(crate::sources::holdings(&specs, &remotes))?;
+    let rt = runtime(true)?;
+    let (remotes, holdings) = crate::sources::reach(&specs, &rt)?;
     let sources: Vec<fill_core::source::Source> = specs.iter().map(|s| s.source.clone()).collect();
     let sd = compute_delta(&target, &s, capacity)?;
     let planned = match args.strategy {
@@ -1275,15 +1270,8 @@ fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         .map(|s| compute_delta(&target, s, capacity))
         .collect::<Result<_>>()?;
     let spec = crate::sources::single(&args.source, args.connections)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let remotes = crate::net::Remotes::open(std::slice::from_ref(&spec), crate::net::Net::new())?;
-    let holdings = rt.block_on(crate::sources::holdings(
-        std::slice::from_ref(&spec),
-        &remotes,
-    ))?;
+    let rt = runtime(true)?;
+    let (remotes, holdings) = crate::sources::reach(std::slice::from_ref(&spec), &rt)?;
     let writer = rt.block_on(crate::write::Writer::start(
         backend(args.writer),
         &stores[0].root().join(".fill/tmp"),

@@ -277,10 +277,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
 
     // 5. The burn-in fill: the origin and a peer served over loopback by fill-server.
     let sources_path = dir.join("sources.toml");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::commands::runtime(true)?;
     let (fill_report, after) = rt.block_on(async {
         let (origin_url, stop_origin) = start_server(&dir.join("origin")).await?;
         let (peer_url, stop_peer) = start_server(&dir.join("peer")).await?;

@@ -101,12 +101,8 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
         bail!("{}: no [[appliance]]", path.display());
     }
     let specs = crate::sources::load(&rel(&site.sources))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let remotes = crate::net::Remotes::open(&specs, crate::net::Net::new())?;
-    let holdings = rt.block_on(crate::sources::holdings(&specs, &remotes))?;
+    let rt = crate::commands::runtime(false)?;
+    let (_, holdings) = crate::sources::reach(&specs, &rt)?;
     let sources: Vec<Source> = specs.iter().map(|s| s.source.clone()).collect();
     // The site's file table, by id, and each appliance's ranges in it.
     let mut files: BTreeMap<ContentId, u32> = BTreeMap::new();

@@ -36,6 +36,16 @@ impl Holdings {
     }
 }
 
+/// How each source of `specs` is reached, and what each holds: [`holdings`] on `rt`.
+pub fn reach(
+    specs: &[SourceSpec],
+    rt: &tokio::runtime::Runtime,
+) -> Result<(crate::net::Remotes, Vec<Holdings>)> {
+    let remotes = crate::net::Remotes::open(specs, crate::net::Net::new())?;
+    let holdings = rt.block_on(holdings(specs, &remotes))?;
+    Ok((remotes, holdings))
+}
+
 /// What each source holds: its configured catalog file, else its `catalog` (HTTP `GET
 /// {url}/catalog` with zstd, or the bucket's `catalog` object), else, for an origin,
 /// everything. A peer or tier whose catalog cannot be had holds nothing for this run, and
