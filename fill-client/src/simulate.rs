@@ -527,6 +527,9 @@ fn charts(dir: &Path, points: &[Point], fleet: bool) -> Result<()> {
     Ok(())
 }
 
+/// A line of a chart: its label, colour, and value per delay.
+type Line = (&'static str, plotters::style::RGBColor, fn(&Point) -> f64);
+
 fn draw<B: plotters::backend::DrawingBackend>(
     backend: B,
     chart: &str,
@@ -579,56 +582,44 @@ where
     let orange = RGBColor(217, 119, 6);
     let red = RGBColor(179, 38, 30);
     let grey = RGBColor(120, 120, 120);
-    match chart {
-        "cost" => {
-            c.draw_series(LineSeries::new(
-                points.iter().map(|p| (p.delay, p.cost)),
-                blue.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label("cost of the burn-in fill")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], blue));
-        }
-        "days" => {
-            c.draw_series(LineSeries::new(
-                points.iter().map(|p| (p.delay, p.complete)),
-                blue.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label("days to complete")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], blue));
-            c.draw_series(LineSeries::new(
-                points.iter().map(|p| (p.delay, p.live)),
-                green.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label("days to live (offload threshold)")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], green));
-        }
-        _ => {
-            // Top layer first, so each lower one is drawn over it.
-            let in_site = points.iter().any(|p| p.in_site > 0.0);
-            let layers = [
-                (3usize, red, "origin"),
-                (2, orange, "tiers"),
-                (1, grey, "copies inside the site (site plans)"),
-                (0, green, "peers"),
-            ];
-            for (i, color, label) in layers {
-                if i == 1 && !in_site {
-                    continue;
-                }
-                c.draw_series(AreaSeries::new(
-                    stacks.iter().map(|s| (s.0, s.1[i])),
-                    0.0,
-                    color.mix(0.85),
-                ))
-                .map_err(err)?
-                .label(label)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 6), (x + 18, y + 6)], color.filled())
-                });
+    let lines: Vec<Line> = match chart {
+        "cost" => vec![("cost of the burn-in fill", blue, |p| p.cost)],
+        "days" => vec![
+            ("days to complete", blue, |p| p.complete),
+            ("days to live (offload threshold)", green, |p| p.live),
+        ],
+        _ => Vec::new(),
+    };
+    for (label, color, value) in lines {
+        c.draw_series(LineSeries::new(
+            points.iter().map(|p| (p.delay, value(p))),
+            color.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+    }
+    if chart == "bytes" {
+        // Top layer first, so each lower one is drawn over it.
+        let in_site = points.iter().any(|p| p.in_site > 0.0);
+        let layers = [
+            (3usize, red, "origin"),
+            (2, orange, "tiers"),
+            (1, grey, "copies inside the site (site plans)"),
+            (0, green, "peers"),
+        ];
+        for (i, color, label) in layers {
+            if i == 1 && !in_site {
+                continue;
             }
+            c.draw_series(AreaSeries::new(
+                stacks.iter().map(|s| (s.0, s.1[i])),
+                0.0,
+                color.mix(0.85),
+            ))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], color.filled()));
         }
     }
     c.configure_series_labels()
