@@ -9,7 +9,8 @@
 //! each job is one ranged GET to the cheapest open source that holds the file and has not
 //! failed that job. Blocks are verified as they stream in and written to every store that
 //! lacks them; a group commit syncs them and only then records them in the block maps. A
-//! complete file moves into `content/` and the catalog. A source that sends 3 bad blocks is
+//! complete file moves into `content/` and the catalog. The evictions due after the last
+//! fetch run on a blocking thread once the last file has started. A source that sends 3 bad blocks is
 //! quarantined for the run; bad data from an origin stops the run (the catalog or the origin
 //! is wrong); a failed transfer is retried at the same source, then elsewhere.
 
@@ -39,6 +40,8 @@ const BLOCKS_PER_JOB: u64 = 4;
 const MAX_IN_FLIGHT: usize = 16;
 /// Files open (being filled) at once.
 const MAX_OPEN_FILES: usize = 8;
+/// Block writes a request keeps in flight while it reads on.
+const WRITES_PER_JOB: usize = 2;
 /// Group commit: written blocks are synced and recorded once this many bytes wait...
 const COMMIT_BYTES: u64 = 64 << 20;
 /// ...or this long after the last commit, or when a file has all its blocks written.
@@ -323,6 +326,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
     let mut open_files = 0usize;
     let mut set: JoinSet<JobDone> = JoinSet::new();
     let (mut fetched, mut retries, mut completed, mut evicted) = (0u64, 0u64, 0u64, 0u64);
+    let mut trailing: Option<tokio::task::JoinHandle<Result<u64>>> = None;
 
     loop {
         // Open files while there is room, applying the evictions due before each.
@@ -450,6 +454,23 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                 i += n as usize;
             }
         }
+        // Once every file has started, the evictions due after the last fetch starts run
+        // beside the fill's tail (removing large files takes a while, more so with online
+        // discard) instead of after it.
+        if pending_files.is_empty() && trailing.is_none() {
+            let rest: Vec<(Store, Vec<ContentId>)> = stores
+                .iter()
+                .zip(&next_evict)
+                .map(|(sj, &next)| (sj.store.clone(), sj.evict_ids[next..].to_vec()))
+                .filter(|(_, ids)| !ids.is_empty())
+                .collect();
+            trailing = Some(tokio::task::spawn_blocking(move || {
+                rest.iter().try_fold(0u64, |n, (store, ids)| {
+                    store.evict(ids).context("eviction failed")?;
+                    Ok(n + ids.len() as u64)
+                })
+            }));
+        }
         let Some(outcome) = set.join_next().await else {
             break;
         };
@@ -564,13 +585,10 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             last_commit = Instant::now();
         }
     }
-    // Evictions due after the last fetch.
-    for (s, sj) in stores.iter().enumerate() {
-        let rest: Vec<ContentId> = sj.evict_ids[next_evict[s]..].to_vec();
-        if !rest.is_empty() {
-            sj.store.evict(&rest).context("eviction failed")?;
-            evicted += rest.len() as u64;
-        }
+    if let Some(task) = trailing {
+        evicted += task
+            .await
+            .map_err(|e| anyhow!("the eviction task failed: {e}"))??;
     }
     for (r, s) in report.iter_mut().zip(sources) {
         r.cost = s.cost(r.bytes);
@@ -796,7 +814,9 @@ async fn fetch_job(
     };
     let mut block = done.job.first_block;
     let mut buf = AlignedBuf::with_capacity(ob.block_range(block).1 as usize);
-    let mut written: Vec<(u64, AlignedBuf)> = Vec::new();
+    // Writes submitted and not yet complete, oldest first: the body is read on while the
+    // disk writes, and `done` counts a block only once its write (and every earlier) is done.
+    let mut writes = VecDeque::new();
     let result: Result<(), Failure> = async {
         while block <= last {
             let mut data = match tokio::time::timeout(remotes.timeout(), body.chunk()).await {
@@ -824,30 +844,30 @@ async fn fetch_job(
                     } else {
                         0
                     };
-                    written.push((
-                        block,
-                        std::mem::replace(&mut buf, AlignedBuf::with_capacity(next_cap)),
-                    ));
+                    let full = std::mem::replace(&mut buf, AlignedBuf::with_capacity(next_cap));
+                    writes.push_back(submit_block(file, block, full));
                     block += 1;
                 }
             }
             if block > last && !data.is_empty() {
                 return Err(Failure::Protocol(format!("{url}: body longer than asked")));
             }
-            // Write verified blocks as they come, so memory stays at a block or two.
-            if written.len() >= 2
-                && let Err(e) = write_blocks(file, std::mem::take(&mut written), &mut done).await
-            {
-                return Err(Failure::Local(e));
+            // A few writes in flight per request: memory stays at a few blocks.
+            while writes.len() > WRITES_PER_JOB {
+                if let Some(w) = writes.pop_front() {
+                    complete_write(w.await, &mut done).map_err(Failure::Local)?;
+                }
             }
         }
         Ok(())
     }
     .await;
     // Whatever verified before a failure is kept.
-    if let Err(e) = write_blocks(file, written, &mut done).await {
-        done.failure = Some(Failure::Local(e));
-        return done;
+    while let Some(w) = writes.pop_front() {
+        if let Err(e) = complete_write(w.await, &mut done) {
+            done.failure = Some(Failure::Local(e));
+            return done;
+        }
     }
     if let Err(f) = result {
         done.failure = Some(f);
@@ -855,48 +875,62 @@ async fn fetch_job(
     done
 }
 
-/// Writes verified blocks to every target that lacks them (a copy per extra target: an
-/// O_DIRECT write consumes its buffer).
-async fn write_blocks(
+/// Counts a block whose writes completed.
+fn complete_write(written: Result<u64>, done: &mut JobDone) -> Result<()> {
+    let len = written?;
+    done.verified += 1;
+    done.bytes += len;
+    Ok(())
+}
+
+/// Submits a verified block's writes to every target that lacks it (a copy per extra
+/// target: an O_DIRECT write consumes its buffer). The returned future completes when every
+/// write has, with the block's length.
+fn submit_block(
     file: &Arc<FileWork>,
-    blocks: Vec<(u64, AlignedBuf)>,
-    done: &mut JobDone,
-) -> Result<()> {
-    for (block, data) in blocks {
-        let (offset, len) = file.outboard.block_range(block);
-        let needing: Vec<&FileTarget> = file.targets.iter().filter(|t| t.needs(block)).collect();
-        let mut data = Some(data);
-        for (k, t) in needing.iter().enumerate() {
-            let buf = if k + 1 == needing.len() {
-                data.take()
-            } else {
-                data.as_ref().map(|d| {
-                    let mut copy = AlignedBuf::with_capacity(d.len());
-                    copy.extend_from_slice(d.as_slice());
-                    copy
-                })
-            };
-            let Some(buf) = buf else { break };
-            if let Err(e) = file.writer.write(&t.data, offset, buf).await {
+    block: u64,
+    data: AlignedBuf,
+) -> impl Future<Output = Result<u64>> + Send + 'static {
+    let (offset, len) = file.outboard.block_range(block);
+    let needing: Vec<usize> = (0..file.targets.len())
+        .filter(|&t| file.targets[t].needs(block))
+        .collect();
+    let mut data = Some(data);
+    let mut writes = Vec::with_capacity(needing.len());
+    for (k, &t) in needing.iter().enumerate() {
+        let buf = if k + 1 == needing.len() {
+            data.take()
+        } else {
+            data.as_ref().map(|d| {
+                let mut copy = AlignedBuf::with_capacity(d.len());
+                copy.extend_from_slice(d.as_slice());
+                copy
+            })
+        };
+        let Some(buf) = buf else { break };
+        writes.push((t, file.writer.write(&file.targets[t].data, offset, buf)));
+    }
+    if let Some(unused) = data {
+        unused.recycle();
+    }
+    let file = file.clone();
+    async move {
+        for (t, write) in writes {
+            if let Err(e) = write.await {
                 // Kept for the store-health check: a disk that failed a write is suspect.
                 let record = fill_server::store::WriteErrorRecord {
                     time: crate::planning::now().unwrap_or(0),
                     id: file.id,
                     error: format!("{e:#}"),
                 };
-                if let Err(log) = t.dir.record_write_error(&record) {
+                if let Err(log) = file.targets[t].dir.record_write_error(&record) {
                     tracing::warn!("cannot record the write error: {log}");
                 }
                 return Err(e.context(format!("cannot write block {block} of {}", file.id)));
             }
         }
-        if let Some(unused) = data {
-            unused.recycle();
-        }
-        done.verified += 1;
-        done.bytes += len;
+        Ok(len)
     }
-    Ok(())
 }
 
 /// Keeps a source under its bandwidth, across all its connections: a token bucket in its

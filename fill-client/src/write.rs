@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, anyhow};
 use tokio::sync::{mpsc, oneshot};
@@ -123,6 +124,12 @@ unsafe impl tokio_uring::buf::IoBuf for AlignedBuf {
     }
 }
 
+/// A submitted write, not yet known to be complete.
+enum Pending {
+    Uring(oneshot::Receiver<std::io::Result<()>>),
+    Plain(tokio::task::JoinHandle<std::io::Result<()>>),
+}
+
 /// Which backend to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -161,6 +168,9 @@ pub struct WriteFile {
     plain: std::fs::File,
     /// The io_uring writer's handle for the O_DIRECT descriptor.
     direct: Option<u64>,
+    /// Whether a positioned write went through `plain` since its last sync: with io_uring,
+    /// only an unaligned tail does, and syncing `plain` otherwise is a wasted flush.
+    plain_written: std::sync::atomic::AtomicBool,
 }
 
 /// The chosen writer.
@@ -334,14 +344,24 @@ impl Writer {
         } else {
             None
         };
-        Ok(WriteFile { plain, direct })
+        Ok(WriteFile {
+            plain,
+            direct,
+            plain_written: false.into(),
+        })
     }
 
     /// Writes `buf` at `offset`: through io_uring with O_DIRECT when both are aligned, else
-    /// with a positioned write.
-    pub async fn write(&self, file: &WriteFile, offset: u64, buf: AlignedBuf) -> Result<()> {
+    /// with a positioned write. The write is submitted now; the returned future says when it
+    /// completed, so a caller can keep several in flight while it reads on.
+    pub fn write(
+        &self,
+        file: &WriteFile,
+        offset: u64,
+        buf: AlignedBuf,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
         let aligned = offset.is_multiple_of(ALIGN as u64) && buf.len().is_multiple_of(ALIGN);
-        match file.direct {
+        let submitted: Result<Pending> = match file.direct {
             Some(id) if aligned => {
                 let (reply, rx) = oneshot::channel();
                 self.send(Cmd::Write {
@@ -349,24 +369,33 @@ impl Writer {
                     offset,
                     buf,
                     reply,
-                })?;
-                rx.await
-                    .map_err(|_| anyhow!("the io_uring thread is gone"))?
-                    .with_context(|| format!("O_DIRECT write at {offset}"))
+                })
+                .map(|()| Pending::Uring(rx))
             }
             _ => {
-                let plain = file
-                    .plain
+                file.plain_written.store(true, Ordering::Release);
+                file.plain
                     .try_clone()
-                    .context("cannot duplicate a descriptor")?;
-                tokio::task::spawn_blocking(move || {
-                    let r = plain.write_all_at(buf.as_slice(), offset);
-                    buf.recycle();
-                    r
-                })
-                .await
-                .map_err(|e| anyhow!("write task failed: {e}"))?
-                .with_context(|| format!("write at {offset}"))
+                    .context("cannot duplicate a descriptor")
+                    .map(|plain| {
+                        Pending::Plain(tokio::task::spawn_blocking(move || {
+                            let r = plain.write_all_at(buf.as_slice(), offset);
+                            buf.recycle();
+                            r
+                        }))
+                    })
+            }
+        };
+        async move {
+            match submitted? {
+                Pending::Uring(rx) => rx
+                    .await
+                    .map_err(|_| anyhow!("the io_uring thread is gone"))?
+                    .with_context(|| format!("O_DIRECT write at {offset}")),
+                Pending::Plain(task) => task
+                    .await
+                    .map_err(|e| anyhow!("write task failed: {e}"))?
+                    .with_context(|| format!("write at {offset}")),
             }
         }
     }
@@ -379,6 +408,9 @@ impl Writer {
             rx.await
                 .map_err(|_| anyhow!("the io_uring thread is gone"))?
                 .context("sync (io_uring)")?;
+            if !file.plain_written.swap(false, Ordering::AcqRel) {
+                return Ok(());
+            }
         }
         let plain = file
             .plain

@@ -114,6 +114,15 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Sto
     }
 }
 
+/// Serialises the read-rewrite of catalogs within this process: a fill completes files on
+/// one thread while the evictions due after its last fetch starts run on another. (Other
+/// processes are kept out by the store lock.)
+static CATALOG_EDIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn catalog_edit() -> std::sync::MutexGuard<'static, ()> {
+    CATALOG_EDIT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A store directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -598,6 +607,7 @@ impl Store {
         }
         fs::rename(&data, &content).map_err(io_err("rename into place", &content))?;
         sync_dir(&self.root.join("content"))?;
+        let _edit = catalog_edit();
         let file = self.catalog()?;
         let cat = file.validate()?;
         if cat.find(&id).is_none() {
@@ -659,15 +669,18 @@ impl Store {
     /// then its content and outboard are removed; partial files are removed whole. The
     /// caller holds the store lock.
     pub fn evict(&self, ids: &[ContentId]) -> Result<(), StoreError> {
-        let file = self.catalog()?;
-        let cat = file.validate()?;
-        let listed: HashSet<ContentId> = ids
-            .iter()
-            .copied()
-            .filter(|id| cat.find(id).is_some())
-            .collect();
-        if !listed.is_empty() {
-            self.rewrite_catalog(&cat, &listed, Vec::new())?;
+        {
+            let _edit = catalog_edit();
+            let file = self.catalog()?;
+            let cat = file.validate()?;
+            let listed: HashSet<ContentId> = ids
+                .iter()
+                .copied()
+                .filter(|id| cat.find(id).is_some())
+                .collect();
+            if !listed.is_empty() {
+                self.rewrite_catalog(&cat, &listed, Vec::new())?;
+            }
         }
         for id in ids {
             remove_if_present(&self.content_path(id))?;
