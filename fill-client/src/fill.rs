@@ -819,38 +819,38 @@ async fn fetch_job(
     let mut writes = VecDeque::new();
     let result: Result<(), Failure> = async {
         while block <= last {
-            let mut data = match tokio::time::timeout(remotes.timeout(), body.chunk()).await {
+            let block_len = ob.block_range(block).1 as usize;
+            let have = buf.len();
+            let room = &mut buf.spare_mut()[..block_len - have];
+            let n = match tokio::time::timeout(remotes.timeout(), body.read(room)).await {
                 Err(_) => {
                     return Err(Failure::Transport(format!(
                         "{url}: stalled for {:?}",
                         remotes.timeout()
                     )));
                 }
-                Ok(None) => return Err(Failure::Protocol(format!("{url}: body ended early"))),
-                Ok(Some(Err(e))) => return Err(Failure::Transport(format!("{url}: {e}"))),
-                Ok(Some(Ok(d))) => d,
+                Ok(Ok(0)) => return Err(Failure::Protocol(format!("{url}: body ended early"))),
+                Ok(Err(NetError::Lied(why))) => return Err(Failure::Protocol(why)),
+                Ok(Err(e)) => return Err(Failure::Transport(format!("{url}: {e}"))),
+                Ok(Ok(n)) => n,
             };
-            pacer.take(data.len() as u64).await;
-            while !data.is_empty() && block <= last {
-                let want = ob.block_range(block).1 as usize - buf.len();
-                let take = want.min(data.len());
-                buf.extend_from_slice(&data.split_to(take));
-                if buf.len() == ob.block_range(block).1 as usize {
-                    if ob.verify_block(block, buf.as_slice()).is_err() {
-                        return Err(Failure::BadBlock(block));
-                    }
-                    let next_cap = if block < last {
-                        ob.block_range(block + 1).1 as usize
-                    } else {
-                        0
-                    };
-                    let full = std::mem::replace(&mut buf, AlignedBuf::with_capacity(next_cap));
-                    writes.push_back(submit_block(file, block, full));
-                    block += 1;
+            buf.advance(n);
+            pacer.take(n as u64).await;
+            if buf.len() == block_len {
+                if ob.verify_block(block, buf.as_slice()).is_err() {
+                    return Err(Failure::BadBlock(block));
                 }
-            }
-            if block > last && !data.is_empty() {
-                return Err(Failure::Protocol(format!("{url}: body longer than asked")));
+                let next_cap = if block < last {
+                    ob.block_range(block + 1).1 as usize
+                } else {
+                    0
+                };
+                let full = std::mem::replace(&mut buf, AlignedBuf::with_capacity(next_cap));
+                writes.push_back(submit_block(file, block, full));
+                block += 1;
+                if block > last && body.has_more() {
+                    return Err(Failure::Protocol(format!("{url}: body longer than asked")));
+                }
             }
             // A few writes in flight per request: memory stays at a few blocks.
             while writes.len() > WRITES_PER_JOB {

@@ -89,9 +89,23 @@ impl AlignedBuf {
         self.len += n;
     }
 
+    /// The room after the bytes written so far, to read into (then [`Self::advance`]).
+    pub fn spare_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the whole capacity is initialised (zeroed at allocation, or bytes of an
+        // earlier use of a pooled buffer) and exclusively ours.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(self.len), self.cap - self.len)
+        }
+    }
+
+    /// Counts `n` more bytes, written through [`Self::spare_mut`], as part of the buffer.
+    pub fn advance(&mut self, n: usize) {
+        self.len += n.min(self.cap - self.len);
+    }
+
     /// The bytes written so far.
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: the first `len` bytes are initialised (zeroed at allocation, then written).
+        // SAFETY: the first `len` bytes are initialised (the whole capacity is).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
