@@ -327,6 +327,9 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
     let mut set: JoinSet<JobDone> = JoinSet::new();
     let (mut fetched, mut retries, mut completed, mut evicted) = (0u64, 0u64, 0u64, 0u64);
     let mut trailing: Option<tokio::task::JoinHandle<Result<u64>>> = None;
+    // Commits in flight, each answering (file, target, whether it completed the file).
+    let mut commits: JoinSet<Result<(usize, usize, bool)>> = JoinSet::new();
+    let mut committing: Vec<Vec<bool>> = Vec::new();
 
     loop {
         // Open files while there is room, applying the evictions due before each.
@@ -412,6 +415,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                 targets,
             }));
             unsynced.push(vec![Vec::new(); file_states.len()]);
+            committing.push(vec![false; file_states.len()]);
             done.push(vec![false; file_states.len()]);
             states.push(file_states);
             open_files += 1;
@@ -471,118 +475,160 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                 })
             }));
         }
-        let Some(outcome) = set.join_next().await else {
-            break;
+        // Wait for a fetch to end or a commit to land; with neither in flight, commit what
+        // is left, and stop when nothing is.
+        let outcome = if set.is_empty() && commits.is_empty() {
+            None
+        } else {
+            tokio::select! {
+                Some(o) = set.join_next(), if !set.is_empty() => Some(o),
+                Some(c) = commits.join_next(), if !commits.is_empty() => {
+                    let (f, t, complete) = c.map_err(|e| anyhow!("a commit task failed: {e}"))??;
+                    committing[f][t] = false;
+                    if complete {
+                        done[f][t] = true;
+                        completed += 1;
+                        if done[f].iter().all(|&d| d) {
+                            open_files -= 1;
+                        }
+                    }
+                    None
+                }
+                else => None,
+            }
         };
-        let outcome = outcome.map_err(|e| anyhow!("a fetch task failed: {e}"))?;
-        let src = outcome.source;
-        let fi = outcome.job.file;
-        let file = files[fi].clone();
-        report[src].requests += 1;
-        if outcome.verified > 0 {
-            // Written and verified, not yet durable: recorded at the next group commit.
-            for (t, target_t) in file.targets.iter().enumerate() {
-                for b in outcome.job.first_block..outcome.job.first_block + outcome.verified {
-                    if target_t.needs(b) {
-                        unsynced[fi][t].push(b);
-                        unsynced_bytes += file.outboard.block_range(b).1;
+        if let Some(outcome) = outcome {
+            let outcome = outcome.map_err(|e| anyhow!("a fetch task failed: {e}"))?;
+            let src = outcome.source;
+            let fi = outcome.job.file;
+            let file = files[fi].clone();
+            report[src].requests += 1;
+            if outcome.verified > 0 {
+                // Written and verified, not yet durable: recorded at the next group commit.
+                for (t, target_t) in file.targets.iter().enumerate() {
+                    for b in outcome.job.first_block..outcome.job.first_block + outcome.verified {
+                        if target_t.needs(b) {
+                            unsynced[fi][t].push(b);
+                            unsynced_bytes += file.outboard.block_range(b).1;
+                        }
                     }
                 }
+                report[src].bytes += outcome.bytes;
+                fetched += outcome.bytes;
+                progress.inc(src, outcome.bytes);
             }
-            report[src].bytes += outcome.bytes;
-            fetched += outcome.bytes;
-            progress.inc(src, outcome.bytes);
-        }
-        let rest = outcome.job.blocks - outcome.verified;
-        if let Some(failure) = outcome.failure {
-            // A lie moves the range at once; a failed transfer is tried again at the same
-            // source a few times first (a connection can drop), then moves.
-            let mut move_on = true;
-            match failure {
-                Failure::Local(e) => return Err(e),
-                Failure::Transport(why) => {
-                    report[src].failed_requests += 1;
-                    move_on = outcome.job.transport_failures + 1 >= TRANSPORT_TRIES;
-                    tracing::warn!(
-                        source = %sources[src].name,
-                        "{why}: {}",
-                        if move_on { "moving to the next source" } else { "retrying" }
-                    );
-                }
-                Failure::Protocol(why) => {
-                    tracing::warn!(source = %sources[src].name, "{why}: moving to the next source");
-                    report[src].failed_requests += 1;
-                }
-                Failure::BadBlock(b) => {
-                    report[src].bad_blocks += 1;
-                    if sources[src].kind == SourceKind::Origin {
-                        bail!(
-                            "origin {} sent bad data for {} block {b}: the catalog or the origin is wrong",
-                            sources[src].name,
-                            file.id
+            let rest = outcome.job.blocks - outcome.verified;
+            if let Some(failure) = outcome.failure {
+                // A lie moves the range at once; a failed transfer is tried again at the same
+                // source a few times first (a connection can drop), then moves.
+                let mut move_on = true;
+                match failure {
+                    Failure::Local(e) => return Err(e),
+                    Failure::Transport(why) => {
+                        report[src].failed_requests += 1;
+                        move_on = outcome.job.transport_failures + 1 >= TRANSPORT_TRIES;
+                        tracing::warn!(
+                            source = %sources[src].name,
+                            "{why}: {}",
+                            if move_on { "moving to the next source" } else { "retrying" }
                         );
                     }
-                    tracing::warn!(source = %sources[src].name, "block {b} of {} failed verification", file.id);
-                    if report[src].bad_blocks >= QUARANTINE_AFTER && !fetchers.quarantined[src] {
-                        fetchers.quarantined[src] = true;
-                        report[src].quarantined = true;
-                        tracing::warn!(source = %sources[src].name, "quarantined for this run");
+                    Failure::Protocol(why) => {
+                        tracing::warn!(source = %sources[src].name, "{why}: moving to the next source");
+                        report[src].failed_requests += 1;
+                    }
+                    Failure::BadBlock(b) => {
+                        report[src].bad_blocks += 1;
+                        if sources[src].kind == SourceKind::Origin {
+                            bail!(
+                                "origin {} sent bad data for {} block {b}: the catalog or the origin is wrong",
+                                sources[src].name,
+                                file.id
+                            );
+                        }
+                        tracing::warn!(source = %sources[src].name, "block {b} of {} failed verification", file.id);
+                        if report[src].bad_blocks >= QUARANTINE_AFTER && !fetchers.quarantined[src]
+                        {
+                            fetchers.quarantined[src] = true;
+                            report[src].quarantined = true;
+                            tracing::warn!(source = %sources[src].name, "quarantined for this run");
+                        }
                     }
                 }
-            }
-            if rest > 0 {
-                retries += 1;
-                let mut job = outcome.job.clone();
-                job.first_block += outcome.verified;
-                job.blocks = rest;
-                if move_on {
-                    job.excluded.push(src);
-                    job.transport_failures = 0;
-                } else {
-                    job.transport_failures += 1;
+                if rest > 0 {
+                    retries += 1;
+                    let mut job = outcome.job.clone();
+                    job.first_block += outcome.verified;
+                    job.blocks = rest;
+                    if move_on {
+                        job.excluded.push(src);
+                        job.transport_failures = 0;
+                    } else {
+                        job.transport_failures += 1;
+                    }
+                    fetchers.spawn(&mut set, job, &files)?;
                 }
-                fetchers.spawn(&mut set, job, &files)?;
             }
         }
         // Group commit: sync and record when a target has all its blocks written, when
-        // enough bytes wait, or when the last commit is old.
-        let due = unsynced_bytes >= COMMIT_BYTES || last_commit.elapsed() >= COMMIT_INTERVAL;
-        let mut to_commit: Vec<(usize, usize)> = Vec::new();
+        // enough bytes wait, or when the last commit is old. A commit runs beside the fill
+        // (syncs wait behind the stream of writes, and recording a complete file syncs
+        // directories and the catalog), one at a time per file and target.
+        let idle = set.is_empty() && commits.is_empty();
+        let due =
+            idle || unsynced_bytes >= COMMIT_BYTES || last_commit.elapsed() >= COMMIT_INTERVAL;
+        let mut started_commit = false;
         for f in 0..files.len() {
             for t in 0..unsynced[f].len() {
-                if unsynced[f][t].is_empty() {
+                if unsynced[f][t].is_empty() || committing[f][t] {
                     continue;
                 }
-                let all_written = states[f][t].file.verified_count() + unsynced[f][t].len() as u64
-                    == states[f][t].file.block_count();
-                if due || (f == fi && all_written) {
-                    to_commit.push((f, t));
+                let state = &mut states[f][t];
+                let all_written = state.file.verified_count() + unsynced[f][t].len() as u64
+                    == state.file.block_count();
+                if !(due || all_written) {
+                    continue;
                 }
-            }
-        }
-        for (f, t) in to_commit {
-            let ft = &files[f].targets[t];
-            writer
-                .sync(&ft.data)
-                .await
-                .with_context(|| format!("cannot sync {}", files[f].id))?;
-            let state = &mut states[f][t];
-            for b in std::mem::take(&mut unsynced[f][t]) {
-                state.file.set_verified(b, true);
-                unsynced_bytes -= files[f].outboard.block_range(b).1;
-            }
-            stores[ft.store].store.save_partial(state)?;
-            if !done[f][t] && state.file.verified_count() == state.file.block_count() {
-                finish_target(stores, &files[f], t, state)?;
-                done[f][t] = true;
-                completed += 1;
-                if done[f].iter().all(|&d| d) {
-                    open_files -= 1;
+                // The coordinator's map runs ahead of the disk's: what it lists is written
+                // and will be recorded once this commit has synced it.
+                for b in std::mem::take(&mut unsynced[f][t]) {
+                    state.file.set_verified(b, true);
+                    unsynced_bytes -= files[f].outboard.block_range(b).1;
                 }
+                let complete = state.file.verified_count() == state.file.block_count();
+                let (file, state) = (files[f].clone(), state.clone());
+                let store = stores[file.targets[t].store].store.clone();
+                committing[f][t] = true;
+                started_commit = true;
+                commits.spawn(async move {
+                    let data = &file.targets[t].data;
+                    file.writer
+                        .sync(data)
+                        .await
+                        .with_context(|| format!("cannot sync {}", file.id))?;
+                    if complete {
+                        file.writer.close(data);
+                    }
+                    // A complete file goes straight into the store (its block map is about
+                    // to go); a crash before that refetches at most this commit's blocks.
+                    tokio::task::spawn_blocking(move || {
+                        if complete {
+                            finish_file(&store, &state)
+                        } else {
+                            store.save_partial(&state).map_err(Into::into)
+                        }
+                    })
+                    .await
+                    .map_err(|e| anyhow!("a commit task failed: {e}"))??;
+                    Ok((f, t, complete))
+                });
             }
         }
         if due {
             last_commit = Instant::now();
+        }
+        if idle && !started_commit {
+            break;
         }
     }
     if let Some(task) = trailing {
