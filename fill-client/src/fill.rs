@@ -8,9 +8,10 @@
 //! back and verified first). The blocks some store lacks are cut into jobs of a few blocks;
 //! each job is one ranged GET to the cheapest open source that holds the file and has not
 //! failed that job. Blocks are verified as they stream in and written to every store that
-//! lacks them; a group commit syncs them and only then records them in the block maps. A
-//! complete file moves into `content/` and the catalog. The evictions due after the last
-//! fetch run on a blocking thread once the last file has started. A source that sends 3 bad blocks is
+//! lacks them, a few writes in flight per request while it reads on; a group commit, a task
+//! beside the fetches, syncs them and only then records them in the block maps. A complete
+//! file moves into `content/` and the catalog. The evictions due after the last fetch run on
+//! a blocking thread once the last file has started. A source that sends 3 bad blocks is
 //! quarantined for the run; bad data from an origin stops the run (the catalog or the origin
 //! is wrong); a failed transfer is retried at the same source, then elsewhere.
 

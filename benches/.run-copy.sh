@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# fill against the tools an operator would otherwise use, on the shared seeded dataset
+# (../shared/bench/gen_catalog.py), everything in the same run, page cache dropped before each
+# timed run, medians of ROUNDS:
+#   (a) delta fill of the stale copy (verified) vs rsync daemon over loopback, -W and default;
+#   (b) full fill into an empty store vs nginx + curl followed by b3sum --check;
+#   (c) fio's O_DIRECT io_uring sequential write rate, and fill's write rate as a fraction;
+#   (d) fill prefill to 4 stores vs 4 sequential fills.
+#
+# usage: benches/fill-vs-peers.sh [ROUNDS=3] [GIB=4]
+# Installs nginx, rsync and fio from Debian's packages and b3sum from crates.io when missing.
+# Loopback only. Needs ~6x GIB of free disk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+GIB=${2:-4}
+export PATH="$HOME/.cargo/bin:$PATH"
+
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+need nginx nginx-light
+need rsync rsync
+need fio fio
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+command -v b3sum >/dev/null 2>&1 || cargo install b3sum --locked --quiet
+
+cargo build --release --quiet --bin fill --bin fill-server
+FILL=$PWD/target/release/fill
+SERVER=$PWD/target/release/fill-server
+
+W=$(mktemp -d /var/tmp/fill-bench-peers.XXXXXX)
+chmod 755 "$W"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true
+    [ -f "$W/rsyncd.pid" ] && kill "$(cat "$W/rsyncd.pid")" 2>/dev/null || true
+    sleep 0.5
+    rm -rf "$W"
+    if [ -n "${SHM:-}" ]; then rm -rf "$SHM"; fi
+}
+trap cleanup EXIT
+
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+now() { date +%s.%N; }
+secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+
+echo "dataset: $GIB GiB, seed 42" >&2
+python3 ../shared/bench/gen_catalog.py --root "$W/ds" --total-gib "$GIB" --seed 42 >/dev/null
+$FILL store import --store "$W/origin" "$W/ds/target" >/dev/null
+$FILL catalog build --store "$W/origin" --popularity "$W/ds/popularity.csv" --out "$W/target.cat" >/dev/null
+$FILL store import --store "$W/stale-store" "$W/ds/stale" >/dev/null
+TOTAL=$(du -sb "$W/ds/target" | cut -f1)
+# A file of the same volume for fio's reader in (c).
+fio --name=prep --filename="$W/fio-read.dat" --size="$TOTAL" --bs=1M --rw=write --direct=1 \
+    --output=/dev/null
+
+FILL_PORT=18580; NGINX_PORT=18581; RSYNC_PORT=18582; SHM_PORT=18583
+FILL_LOG=warn $SERVER --store "$W/origin" --listen "127.0.0.1:$FILL_PORT" 2>"$W/server.log" &
+pids+=($!)
+cat > "$W/sources.toml" <<TOML
+[[source]]
+name = "origin"
+kind = "origin"
+url = "http://127.0.0.1:$FILL_PORT"
+cost_per_gib = 0.02
+bandwidth = "100Gbps"
+max_connections = 8
+TOML
+# For (c): the same origin in RAM (tmpfs), as a remote origin would be: the fill's writes then
+# have the disk to themselves, as fio's do. Skipped when /dev/shm lacks the room.
+SHM=""
+if [ "$(df --output=avail -B1 /dev/shm | tail -1)" -gt $((TOTAL * 3 / 2)) ]; then
+    SHM=$(mktemp -d /dev/shm/fill-bench-origin.XXXXXX)
+    cp -a "$W/origin/." "$SHM/"
+    FILL_LOG=warn $SERVER --store "$SHM" --listen "127.0.0.1:$SHM_PORT" 2>"$W/server-shm.log" &
+    pids+=($!)
+    sed "s/:$FILL_PORT/:$SHM_PORT/" "$W/sources.toml" > "$W/sources-shm.toml"
+fi
+cat > "$W/nginx.conf" <<CONF
+worker_processes 2;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log warn;
+events { worker_connections 1024; }
+http { access_log off; sendfile on; types { } default_type application/octet-stream;
+  server { listen 127.0.0.1:$NGINX_PORT; root $W/ds/target; } }
+CONF
+nginx -c "$W/nginx.conf" -p "$W"
+cat > "$W/rsyncd.conf" <<CONF
+pid file = $W/rsyncd.pid
+address = 127.0.0.1
+port = $RSYNC_PORT
+use chroot = false
+[target]
+path = $W/ds/target
+read only = true
+CONF
+rsync --daemon --config "$W/rsyncd.conf"
+sleep 1
+(cd "$W/ds/target" && find . -type f -printf '%P\n' | sort > "$W/names" && xargs -a "$W/names" -d '\n' b3sum > "$W/sums")
+
+: > "$W/results"
+record() { echo "$1 $2" >> "$W/results"; echo "  $1: $2 ${3:-s}" >&2; }
+
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round" >&2
+    # (a) delta fill vs rsync, each from the same stale copy.
+    rm -rf "$W/app"; cp -a "$W/stale-store" "$W/app"; drop
+    t0=$(now); $FILL run --target "$W/target.cat" --store "$W/app" --sources "$W/sources.toml" --capacity 1PB >/dev/null; t1=$(now)
+    record a-fill "$(secs "$t0" "$t1")"
+    for mode in W default; do
+        rm -rf "$W/rs"; cp -a "$W/ds/stale" "$W/rs"; drop
+        flag=""; [ "$mode" = W ] && flag="-W"
+        t0=$(now); rsync -a --delete $flag "rsync://127.0.0.1:$RSYNC_PORT/target/" "$W/rs/"; t1=$(now)
+        record "a-rsync-$mode" "$(secs "$t0" "$t1")"
+    done
+    # (b) full fill vs nginx + curl + b3sum --check.
+    rm -rf "$W/app" "$W/rs"; drop
+    t0=$(now)
+    /usr/bin/time -f %M -o "$W/rss" $FILL run --target "$W/target.cat" --store "$W/empty" --sources "$W/sources.toml" --capacity 1PB --json > "$W/full.json"
+    t1=$(now)
+    record b-fill "$(secs "$t0" "$t1")"
+    record b-fill-peak-rss-MiB "$(( $(tail -1 "$W/rss") / 1024 ))" MiB
+    python3 -c "import json; print(json.load(open('$W/full.json'))['write_backend'])" > "$W/backend"
+    rm -rf "$W/empty"; drop
+    if [ -n "$SHM" ]; then
+        t0=$(now)
+        $FILL run --target "$W/target.cat" --store "$W/empty" --sources "$W/sources-shm.toml" --capacity 1PB >/dev/null
+        t1=$(now)
+        record c-fill-ram-origin "$(secs "$t0" "$t1")"
+        rm -rf "$W/empty"; drop
+    fi
+    mkdir -p "$W/curl"
+    t0=$(now)
+    while read -r name; do
+        curl -sf --create-dirs -o "$W/curl/$name" "http://127.0.0.1:$NGINX_PORT/$name"
+    done < "$W/names"
+    (cd "$W/curl" && b3sum --check --quiet "$W/sums")
+    t1=$(now)
+    record b-curl-b3sum "$(secs "$t0" "$t1")"
+    rm -rf "$W/curl"
+    # (c) fio: O_DIRECT io_uring sequential writes of the same volume, 1 MiB blocks, depth 8.
+    drop
+    fio --name=seq --filename="$W/fio.dat" --size="$TOTAL" --bs=1M --rw=write --ioengine=io_uring \
+        --direct=1 --iodepth=8 --output-format=json > "$W/fio.json"
+    rm -f "$W/fio.dat"
+    # The same writes while a reader streams the same volume from the same disk, as a fill's
+    # server reads the origin's files: the write rate the disk leaves a fill that also reads.
+    drop
+    fio --name=seq --filename="$W/fio.dat" --size="$TOTAL" --bs=1M --rw=write --ioengine=io_uring \
+        --direct=1 --iodepth=8 --name=reader --filename="$W/fio-read.dat" --rw=read --bs=1M --direct=0 \
+        --output-format=json --output="$W/fio-rw.json" >/dev/null
+    rm -f "$W/fio.dat"
+    record c-fio-while-reading-MBps "$(python3 -c "import json; j=json.load(open('$W/fio-rw.json')); print(f\"{j['jobs'][0]['write']['bw_bytes']/1e6:.1f}\")")" MB/s
+    record c-fio-MBps "$(python3 -c "import json; j=json.load(open('$W/fio.json')); print(f\"{j['jobs'][0]['write']['bw_bytes']/1e6:.1f}\")")" MB/s
+    # (d) prefill 4 stores vs 4 sequential fills.
+    drop
+    t0=$(now); $FILL prefill --target "$W/target.cat" --source "http://127.0.0.1:$FILL_PORT" \
+        --store "$W/p0" --store "$W/p1" --store "$W/p2" --store "$W/p3" >/dev/null; t1=$(now)
+    record d-prefill4 "$(secs "$t0" "$t1")"
+    rm -rf "$W"/p?; drop
+    t0=$(now)
+    for i in 0 1 2 3; do
+        $FILL run --target "$W/target.cat" --store "$W/s$i" --sources "$W/sources.toml" --capacity 1PB >/dev/null
+    done
+    t1=$(now)
+    record d-sequential4 "$(secs "$t0" "$t1")"
+    rm -rf "$W"/s?
+done
+
+python3 - "$W/results" "$TOTAL" "$(cat "$W/backend")" "$ROUNDS" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+total, backend, rounds = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+med = lambda k: statistics.median(float(v) for n, v in rows if n == k)
+print(f"\nmedians of {rounds} rounds, {total/1e9:.2f} GB target, page cache dropped before each run")
+for k in ["a-fill", "a-rsync-W", "a-rsync-default", "b-fill", "b-curl-b3sum", "d-prefill4", "d-sequential4"]:
+    print(f"  {k:<18} {med(k):8.2f} s")
+print(f"  {'c-fio-MBps':<18} {med('c-fio-MBps'):8.1f} MB/s")
+print(f"  {'c-fio-while-reading-MBps':<18} {med('c-fio-while-reading-MBps'):8.1f} MB/s")
+print(f"(a) fill / rsync -W wall time: {med('a-fill') / med('a-rsync-W'):.2f} (goal <= 0.5); fill / rsync default: {med('a-fill') / med('a-rsync-default'):.2f}")
+print(f"(b) nginx+curl+b3sum / fill: {med('b-curl-b3sum') / med('b-fill'):.2f}x faster (goal >= 1.5x)")
+fill_rate = total / med('b-fill') / 1e6
+print(f"(c) fill write rate {fill_rate:.1f} MB/s = {fill_rate / med('c-fio-MBps'):.2f} of fio's (goal >= 0.8); writer: {backend}")
+print(f"    = {fill_rate / med('c-fio-while-reading-MBps'):.2f} of fio's while a reader streams the same volume from the disk")
+if any(n == 'c-fill-ram-origin' for n, _ in rows):
+    ram_rate = total / med('c-fill-ram-origin') / 1e6
+    print(f"    from an origin in RAM (tmpfs): {med('c-fill-ram-origin'):.2f} s, {ram_rate:.1f} MB/s = {ram_rate / med('c-fio-MBps'):.2f} of fio's (goal >= 0.8)")
+print(f"(d) 4 sequential fills / prefill to 4: {med('d-sequential4') / med('d-prefill4'):.2f}x")
+print(f"peak RSS of the full fill: {med('b-fill-peak-rss-MiB'):.0f} MiB (goal <= 256 MiB for 4 GiB)")
+PY
