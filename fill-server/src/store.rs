@@ -555,6 +555,19 @@ impl Store {
             .map_err(io_err("create", &data))?;
         f.set_len(outboard.size())
             .map_err(io_err("preallocate", &data))?;
+        // Reserve the blocks too where the file system can: space runs out here, not
+        // mid-fill, and the file is laid out in one piece. A hint where unsupported.
+        if outboard.size() > 0
+            && let Err(e) = rustix::fs::fallocate(
+                &f,
+                rustix::fs::FallocateFlags::KEEP_SIZE,
+                0,
+                outboard.size(),
+            )
+            && e != rustix::io::Errno::OPNOTSUPP
+        {
+            return Err(io_err("preallocate", &data)(e.into()));
+        }
         f.sync_all().map_err(io_err("sync", &data))?;
         let state = PartialState {
             file: PartialFile::empty(id, outboard.size(), outboard.block_size()),
