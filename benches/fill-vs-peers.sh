@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fill against the tools an operator would otherwise use, on the shared seeded dataset
-# (../shared/bench/gen_catalog.py), everything in the same run, page cache dropped before each
-# timed run, medians of ROUNDS:
+# (../shared/bench/gen_catalog.py), everything in the same run, page cache dropped (and the
+# disk left 3 s to settle) before each timed run, medians of ROUNDS:
 #   (a) delta fill of the stale copy (verified) vs rsync daemon over loopback, -W and default;
 #   (b) full fill into an empty store vs nginx + curl followed by b3sum --check;
 #   (c) fio's O_DIRECT io_uring sequential write rate, and fill's write rate as a fraction;
@@ -40,7 +40,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+# Before every timed run: write back, drop the page cache, then let the disk settle (a
+# virtual disk keeps writing behind the guest's sync for a moment), the same for every tool.
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; sleep 3; }
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 
@@ -101,6 +103,8 @@ sleep 1
 : > "$W/results"
 record() { echo "$1 $2" >> "$W/results"; echo "  $1: $2 ${3:-s}" >&2; }
 
+# The dataset was just written: let its writeback finish before the first round.
+sync; sleep 10
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round" >&2
     # (a) delta fill vs rsync, each from the same stale copy.
