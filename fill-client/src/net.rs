@@ -301,6 +301,11 @@ impl Net {
                 "{url}: only http:// URLs are read this way"
             )));
         };
+        let addr = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
         let authority = authority.as_str().to_owned();
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let last = offset + len - 1;
@@ -312,7 +317,7 @@ impl Net {
         loop {
             let (mut stream, reused) = match self.ranges.take(&authority) {
                 Some(s) => (s, true),
-                None => (self.connect(url, &authority).await?, false),
+                None => (self.connect(url, &addr).await?, false),
             };
             let head =
                 match tokio::time::timeout(self.timeout, exchange(&mut stream, request.as_bytes()))
@@ -377,16 +382,9 @@ impl Net {
         }
     }
 
-    async fn connect(&self, url: &str, authority: &str) -> Result<TcpStream, NetError> {
-        let addr = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| !p.contains(']'))
-        {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
-        let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(&addr)).await {
+    /// A new connection to `addr` (`host:port`) for `url`.
+    async fn connect(&self, url: &str, addr: &str) -> Result<TcpStream, NetError> {
+        let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
             Err(_) => {
                 return Err(NetError::Transport(format!(
                     "{url}: cannot connect within {:?}",
