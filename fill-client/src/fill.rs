@@ -159,9 +159,8 @@ impl FileWork {
 
 #[derive(Debug)]
 struct FileTarget {
-    /// Index into `FillJob::stores`.
-    store: usize,
-    /// That store, where a failed write is recorded.
+    /// The store: where the file's blocks are recorded and the file completes, and where
+    /// a failed write is recorded.
     dir: Store,
     data: WriteFile,
     /// Blocks this store lacked when the file was opened (bitmap words).
@@ -395,7 +394,6 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                     },
                 );
                 targets.push(FileTarget {
-                    store: s,
                     dir: stores[s].store.clone(),
                     data,
                     needs,
@@ -423,7 +421,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             // Targets already complete (a resumed file with every block verified).
             for t in 0..states[index].len() {
                 if states[index][t].file.verified_count() == block_count {
-                    finish_target(stores, &files[index], t, &states[index][t])?;
+                    finish_target(&files[index], t, &states[index][t])?;
                     done[index][t] = true;
                     completed += 1;
                 }
@@ -598,25 +596,20 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                 }
                 let complete = state.file.verified_count() == state.file.block_count();
                 let (file, state) = (files[f].clone(), state.clone());
-                let store = stores[file.targets[t].store].store.clone();
                 committing[f][t] = true;
                 started_commit = true;
                 commits.spawn(async move {
-                    let data = &file.targets[t].data;
                     file.writer
-                        .sync(data)
+                        .sync(&file.targets[t].data)
                         .await
                         .with_context(|| format!("cannot sync {}", file.id))?;
-                    if complete {
-                        file.writer.close(data);
-                    }
                     // A complete file goes straight into the store (its block map is about
                     // to go); a crash before that refetches at most this commit's blocks.
                     tokio::task::spawn_blocking(move || {
                         if complete {
-                            finish_file(&store, &state)
+                            finish_target(&file, t, &state)
                         } else {
-                            store.save_partial(&state).map_err(Into::into)
+                            file.targets[t].dir.save_partial(&state).map_err(Into::into)
                         }
                     })
                     .await
@@ -658,20 +651,11 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
     })
 }
 
-/// Moves a target's complete file into its store.
-fn finish_target(
-    stores: &[StoreJob<'_>],
-    file: &FileWork,
-    t: usize,
-    state: &PartialState,
-) -> Result<()> {
+/// Moves a target's complete (and synced) file into its store.
+fn finish_target(file: &FileWork, t: usize, state: &PartialState) -> Result<()> {
     let ft = &file.targets[t];
     file.writer.close(&ft.data);
-    finish_file(stores[ft.store].store, state)
-}
-
-fn finish_file(store: &Store, state: &PartialState) -> Result<()> {
-    store
+    ft.dir
         .complete_partial(state)
         .with_context(|| format!("cannot complete {}", state.file.id))
 }
