@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, anyhow};
 use tokio::sync::{mpsc, oneshot};
@@ -182,9 +181,6 @@ pub struct WriteFile {
     plain: std::fs::File,
     /// The io_uring writer's handle for the O_DIRECT descriptor.
     direct: Option<u64>,
-    /// Whether a positioned write went through `plain` since its last sync: with io_uring,
-    /// only an unaligned tail does, and syncing `plain` otherwise is a wasted flush.
-    plain_written: std::sync::atomic::AtomicBool,
 }
 
 /// The chosen writer.
@@ -358,11 +354,7 @@ impl Writer {
         } else {
             None
         };
-        Ok(WriteFile {
-            plain,
-            direct,
-            plain_written: false.into(),
-        })
+        Ok(WriteFile { plain, direct })
     }
 
     /// Writes `buf` at `offset`: through io_uring with O_DIRECT when both are aligned, else
@@ -386,19 +378,17 @@ impl Writer {
                 })
                 .map(|()| Pending::Uring(rx))
             }
-            _ => {
-                file.plain_written.store(true, Ordering::Release);
-                file.plain
-                    .try_clone()
-                    .context("cannot duplicate a descriptor")
-                    .map(|plain| {
-                        Pending::Plain(tokio::task::spawn_blocking(move || {
-                            let r = plain.write_all_at(buf.as_slice(), offset);
-                            buf.recycle();
-                            r
-                        }))
-                    })
-            }
+            _ => file
+                .plain
+                .try_clone()
+                .context("cannot duplicate a descriptor")
+                .map(|plain| {
+                    Pending::Plain(tokio::task::spawn_blocking(move || {
+                        let r = plain.write_all_at(buf.as_slice(), offset);
+                        buf.recycle();
+                        r
+                    }))
+                }),
         };
         async move {
             match submitted? {
@@ -414,17 +404,18 @@ impl Writer {
         }
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable. One sync covers both descriptors: `fdatasync`
+    /// acts on the file (its inode and page cache), not on the descriptor it is called
+    /// through, so the io_uring sync also writes back an unaligned tail written through the
+    /// ordinary descriptor.
     pub async fn sync(&self, file: &WriteFile) -> Result<()> {
         if let Some(id) = file.direct {
             let (reply, rx) = oneshot::channel();
             self.send(Cmd::Sync { file: id, reply })?;
-            rx.await
+            return rx
+                .await
                 .map_err(|_| anyhow!("the io_uring thread is gone"))?
-                .context("sync (io_uring)")?;
-            if !file.plain_written.swap(false, Ordering::AcqRel) {
-                return Ok(());
-            }
+                .context("sync (io_uring)");
         }
         let plain = file
             .plain
