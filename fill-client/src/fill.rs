@@ -8,8 +8,10 @@
 //! back and verified first). The blocks some store lacks are cut into jobs of a few blocks;
 //! each job is one ranged GET to the cheapest open source that holds the file and has not
 //! failed that job. Blocks are verified as they stream in and written to every store that
-//! lacks them, a few writes in flight per request while it reads on; a group commit, a task
-//! beside the fetches, syncs them and only then records them in the block maps. A complete
+//! lacks them, while the request reads on (at most 32 block writes in flight in the run; a
+//! request gives its connection back once its body is read, not once its writes are done);
+//! a group commit, a task beside the fetches, syncs them and only then records them in the
+//! block maps. A complete
 //! file moves into `content/` and the catalog. The evictions due after the last fetch run on
 //! a blocking thread once the last file has started. A source that sends 3 bad blocks is
 //! quarantined for the run; bad data from an origin stops the run (the catalog or the origin
@@ -28,7 +30,7 @@ use fill_core::outboard::Outboard;
 use fill_core::source::{Source, SourceKind, choose, escalation};
 use fill_server::store::{PartialState, Store};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::net::{Net, NetError};
@@ -41,8 +43,10 @@ const BLOCKS_PER_JOB: u64 = 4;
 const MAX_IN_FLIGHT: usize = 16;
 /// Files open (being filled) at once.
 const MAX_OPEN_FILES: usize = 8;
-/// Block writes a request keeps in flight while it reads on.
-const WRITES_PER_JOB: usize = 2;
+/// Block writes in flight across the run (each holds its block's buffer until written): a
+/// request reads on while its blocks are written, and stops only when the disk is this far
+/// behind.
+const MAX_WRITES: usize = 32;
 /// Group commit: written blocks are synced and recorded once this many bytes wait...
 const COMMIT_BYTES: u64 = 64 << 20;
 /// ...or this long after the last commit, or when a file has all its blocks written.
@@ -277,6 +281,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             .map(|s| Arc::new(RateLimiter::new(s.bandwidth_bps)))
             .collect(),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        writes: Arc::new(Semaphore::new(MAX_WRITES)),
         remotes: remotes.with_net(Net::with_timeout(timeout)),
         quarantined: vec![false; sources.len()],
     };
@@ -746,6 +751,7 @@ struct Fetchers<'a> {
     per_source: Vec<Arc<Semaphore>>,
     limiters: Vec<Arc<RateLimiter>>,
     in_flight: Arc<Semaphore>,
+    writes: Arc<Semaphore>,
     remotes: crate::net::Remotes,
     quarantined: Vec<bool>,
 }
@@ -793,19 +799,30 @@ impl Fetchers<'_> {
             self.remotes.clone(),
         );
         let pacer = self.limiters[source].clone();
+        let writes = self.writes.clone();
         set.spawn(async move {
             tokio::time::sleep(Duration::from_secs(wait_secs.max(0) as u64)).await;
-            let _slot = slot.acquire_owned().await;
-            let _limit = limit.acquire_owned().await;
-            fetch_job(&remotes, &base, &file, job, source, &pacer).await
+            let claims = Claims {
+                reading: [slot.acquire_owned().await, limit.acquire_owned().await],
+                writes,
+            };
+            fetch_job(&remotes, &base, &file, job, source, &pacer, claims).await
         });
         Ok(())
     }
 }
 
+/// What a request holds: its source's connection slot and a request slot while its body is
+/// read, and the run's bound on block writes in flight.
+struct Claims {
+    reading: [Result<OwnedSemaphorePermit, AcquireError>; 2],
+    writes: Arc<Semaphore>,
+}
+
 /// One ranged GET: verifies each block as it completes, writes it, and reports how many
 /// blocks from the start of the job are written and verified (the caller syncs them before
-/// recording them).
+/// recording them). The request gives its slots back once its body is read, before its
+/// last writes complete: the next request of its source need not wait for the disk.
 async fn fetch_job(
     remotes: &crate::net::Remotes,
     base: &str,
@@ -813,6 +830,7 @@ async fn fetch_job(
     job: Job,
     source: usize,
     pacer: &RateLimiter,
+    claims: Claims,
 ) -> JobDone {
     let ob = &file.outboard;
     let (offset, _) = ob.block_range(job.first_block);
@@ -876,23 +894,26 @@ async fn fetch_job(
                 } else {
                     0
                 };
+                // Waits here only when the disk is MAX_WRITES blocks behind.
+                let copies = file.targets.iter().filter(|t| t.needs(block)).count();
+                let permit = claims
+                    .writes
+                    .clone()
+                    .acquire_many_owned(copies.clamp(1, MAX_WRITES) as u32)
+                    .await
+                    .map_err(|e| Failure::Local(anyhow!("write slots: {e}")))?;
                 let full = std::mem::replace(&mut buf, AlignedBuf::with_capacity(next_cap));
-                writes.push_back(submit_block(file, block, full));
+                writes.push_back(submit_block(file, block, full, permit));
                 block += 1;
                 if block > last && body.has_more() {
                     return Err(Failure::Protocol(format!("{url}: body longer than asked")));
-                }
-            }
-            // A few writes in flight per request: memory stays at a few blocks.
-            while writes.len() > WRITES_PER_JOB {
-                if let Some(w) = writes.pop_front() {
-                    complete_write(w.await, &mut done).map_err(Failure::Local)?;
                 }
             }
         }
         Ok(())
     }
     .await;
+    drop(claims.reading);
     // Whatever verified before a failure is kept.
     while let Some(w) = writes.pop_front() {
         if let Err(e) = complete_write(w.await, &mut done) {
@@ -916,11 +937,12 @@ fn complete_write(written: Result<u64>, done: &mut JobDone) -> Result<()> {
 
 /// Submits a verified block's writes to every target that lacks it (a copy per extra
 /// target: an O_DIRECT write consumes its buffer). The returned future completes when every
-/// write has, with the block's length.
+/// write has, with the block's length, and gives its write slots back then.
 fn submit_block(
     file: &Arc<FileWork>,
     block: u64,
     data: AlignedBuf,
+    permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = Result<u64>> + Send + 'static {
     let (offset, len) = file.outboard.block_range(block);
     let needing: Vec<usize> = (0..file.targets.len())
@@ -946,6 +968,7 @@ fn submit_block(
     }
     let file = file.clone();
     async move {
+        let _permit = permit;
         for (t, write) in writes {
             if let Err(e) = write.await {
                 // Kept for the store-health check: a disk that failed a write is suspect.
