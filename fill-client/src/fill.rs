@@ -937,7 +937,7 @@ fn complete_write(written: Result<u64>, done: &mut JobDone) -> Result<()> {
 
 /// Submits a verified block's writes to every target that lacks it (a copy per extra
 /// target: an O_DIRECT write consumes its buffer). The returned future completes when every
-/// write has, with the block's length, and gives its write slots back then.
+/// write has, with the block's length; the write slots come back as the writes complete.
 fn submit_block(
     file: &Arc<FileWork>,
     block: u64,
@@ -967,7 +967,10 @@ fn submit_block(
         unused.recycle();
     }
     let file = file.clone();
-    async move {
+    // A task of its own, so the write slots come back when the writes complete, not when
+    // the request gets round to awaiting them (it awaits them only once its body is read:
+    // requests holding slots for finished writes while waiting for more would deadlock).
+    let done = tokio::spawn(async move {
         let _permit = permit;
         for (t, write) in writes {
             if let Err(e) = write.await {
@@ -984,6 +987,10 @@ fn submit_block(
             }
         }
         Ok(len)
+    });
+    async move {
+        done.await
+            .map_err(|e| anyhow!("a write task failed: {e}"))?
     }
 }
 

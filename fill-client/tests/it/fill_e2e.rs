@@ -28,6 +28,11 @@ struct Region {
 
 /// A target of `n` files of a few MiB (1 MiB blocks), imported into `origin`.
 fn region(dir: &Path, n: usize) -> Region {
+    region_with(dir, n, BlockSize::DEFAULT)
+}
+
+/// The same with blocks of `block`.
+fn region_with(dir: &Path, n: usize, block: BlockSize) -> Region {
     let src = dir.join("target");
     fs::create_dir_all(&src).unwrap();
     let mut files = Vec::new();
@@ -41,7 +46,7 @@ fn region(dir: &Path, n: usize) -> Region {
     let origin = dir.join("origin");
     Store::new(&origin)
         .unwrap()
-        .import(std::slice::from_ref(&src), BlockSize::DEFAULT, &|_| {})
+        .import(std::slice::from_ref(&src), block, &|_| {})
         .unwrap();
     let mut pop = String::from("name,weight\n");
     for (i, (name, _)) in files.iter().enumerate() {
@@ -234,6 +239,60 @@ fn bad_data_from_the_origin_fails_loudly() {
             .iter()
             .all(|e| e["id"] != id.as_str() || e["partial"] == true)
     );
+}
+
+/// Many connections to one source and small blocks: the requests in flight together want
+/// far more block writes than the run keeps in flight. Each write gives its slot back as it
+/// completes, so the fill finishes (it once deadlocked here: requests held slots of finished
+/// writes while waiting for more). The rate cap keeps all sixteen requests in flight at
+/// once. Bounded: killed after 60 s.
+#[test]
+fn more_requests_than_write_slots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region_with(tmp.path(), 8, BlockSize::from_bytes(64 << 10).unwrap());
+    let origin_srv = serve(&tmp.path().join("origin"));
+    let src = tmp.path().join("sources.toml");
+    fs::write(
+        &src,
+        format!(
+            "[[source]]\nname = \"origin\"\nkind = \"origin\"\nurl = \"http://{}\"\n\
+             cost_per_gib = 0.02\nbandwidth = \"400Mbps\"\nmax_connections = 16\n",
+            origin_srv.addr
+        ),
+    )
+    .unwrap();
+    let appliance = tmp.path().join("appliance");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fill"))
+        .args([
+            "run",
+            "--target",
+            p(&r.target),
+            "--store",
+            p(&appliance),
+            "--sources",
+            p(&src),
+            "--capacity",
+            "1TB",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let status = status.expect("the fill did not finish within 60 s");
+    assert!(status.success(), "the fill failed: {status}");
+    assert_filled(&r, &appliance);
 }
 
 /// What a store has recorded: complete files, and verified blocks of partial ones.
