@@ -23,6 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use fill_core::ContentId;
 use fill_core::catalog::Catalog;
 use fill_core::delta::Delta;
@@ -336,8 +338,21 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
     let mut commits: JoinSet<Result<(usize, usize, bool)>> = JoinSet::new();
     let mut committing: Vec<Vec<bool>> = Vec::new();
 
+    // Files open concurrently, off the coordinator: fetching an outboard and preallocating
+    // (with its syncs, slow while the fill's writes stream) would otherwise hold up the
+    // handling of finished requests and commits. They start in priority order.
+    let opener = Opener {
+        stores,
+        target,
+        sources,
+        remotes: fetchers.remotes.clone(),
+        writer,
+    };
+    let mut opening = FuturesUnordered::new();
+
     loop {
-        // Open files while there is room, applying the evictions due before each.
+        // Start opening files while there is room, applying the evictions due before each
+        // first (before its space is allocated).
         while open_files < MAX_OPEN_FILES {
             let Some(entry) = pending_files.pop_front() else {
                 break;
@@ -363,105 +378,12 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             if candidates.is_empty() {
                 bail!("no source holds {id} ({})", target.name(entry));
             }
-            let outboard =
-                outboard_for(stores, &needing, &fetchers, &candidates, target, entry).await?;
-            let mut targets = Vec::new();
-            let mut file_states = Vec::new();
-            for &s in &needing {
-                let store = stores[s].store;
-                let mut state = match resumable[s].remove(&id) {
-                    Some(state)
-                        if state.file.size == outboard.size()
-                            && state.file.block == outboard.block_size() =>
-                    {
-                        reverify(store, &outboard, state)?
-                    }
-                    _ => store.begin_partial(&outboard, target.name(entry))?,
-                };
-                if state.file.size == 0 {
-                    // Nothing to fetch: the one empty block verifies against the outboard as is.
-                    outboard
-                        .verify_block(0, &[])
-                        .map_err(|e| anyhow!("empty file {id}: {e}"))?;
-                    state.file.set_verified(0, true);
-                }
-                let data = writer
-                    .open(&store.partial_data_path(&id))
-                    .await
-                    .with_context(|| format!("cannot open the partial data of {id}"))?;
-                let needs = (0..state.file.block_count()).fold(
-                    vec![0u64; state.file.block_count().div_ceil(64) as usize],
-                    |mut w, b| {
-                        if !state.file.is_verified(b) {
-                            w[(b / 64) as usize] |= 1 << (b % 64);
-                        }
-                        w
-                    },
-                );
-                targets.push(FileTarget {
-                    dir: stores[s].store.clone(),
-                    data,
-                    needs,
-                });
-                file_states.push(state);
-            }
-            let index = files.len();
-            let block_count = outboard.block_count();
-            files.push(Arc::new(FileWork {
-                id,
-                outboard,
-                writer: writer.clone(),
-                candidates,
-                planned: routes
-                    .and_then(|r| r.get(&(entry as u32)))
-                    .cloned()
-                    .unwrap_or_default(),
-                targets,
-            }));
-            unsynced.push(vec![Vec::new(); file_states.len()]);
-            committing.push(vec![false; file_states.len()]);
-            done.push(vec![false; file_states.len()]);
-            states.push(file_states);
+            let resumed = needing.iter().map(|&s| resumable[s].remove(&id)).collect();
+            let quarantined = fetchers.quarantined.clone();
+            opening.push(opener.open(entry, needing, resumed, candidates, quarantined));
             open_files += 1;
-            // Targets already complete (a resumed file with every block verified).
-            for t in 0..states[index].len() {
-                if states[index][t].file.verified_count() == block_count {
-                    finish_target(&files[index], t, &states[index][t])?;
-                    done[index][t] = true;
-                    completed += 1;
-                }
-            }
-            if done[index].iter().all(|&d| d) {
-                open_files -= 1;
-                continue;
-            }
-            // Blocks some store still lacks, in contiguous runs, cut into jobs.
-            let missing: Vec<u64> = (0..block_count)
-                .filter(|&b| files[index].targets.iter().any(|t| t.needs(b)))
-                .collect();
-            let mut i = 0;
-            while i < missing.len() {
-                let mut n = 1;
-                // A request stays within one planned source's piece.
-                let file = &files[index];
-                while i + (n as usize) < missing.len()
-                    && n < BLOCKS_PER_JOB
-                    && missing[i + n as usize] == missing[i] + n
-                    && file.planned_at(missing[i] + n) == file.planned_at(missing[i])
-                {
-                    n += 1;
-                }
-                let job = Job {
-                    file: index,
-                    first_block: missing[i],
-                    blocks: n,
-                    excluded: Vec::new(),
-                    transport_failures: 0,
-                };
-                fetchers.spawn(&mut set, job, &files)?;
-                i += n as usize;
-            }
         }
+
         // Once every file has started, the evictions due after the last fetch starts run
         // beside the fill's tail (removing large files takes a while, more so with online
         // discard) instead of after it.
@@ -481,10 +403,44 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
         }
         // Wait for a fetch to end or a commit to land; with neither in flight, commit what
         // is left, and stop when nothing is.
-        let outcome = if set.is_empty() && commits.is_empty() {
+        let outcome = if set.is_empty() && commits.is_empty() && opening.is_empty() {
             None
         } else {
             tokio::select! {
+                Some(o) = opening.next(), if !opening.is_empty() => {
+                    let o: Opened = o?;
+                    let index = files.len();
+                    let block_count = o.outboard.block_count();
+                    files.push(Arc::new(FileWork {
+                        id: target.id(o.entry),
+                        outboard: o.outboard,
+                        writer: writer.clone(),
+                        candidates: o.candidates,
+                        planned: routes
+                            .and_then(|r| r.get(&(o.entry as u32)))
+                            .cloned()
+                            .unwrap_or_default(),
+                        targets: o.targets,
+                    }));
+                    unsynced.push(vec![Vec::new(); o.states.len()]);
+                    committing.push(vec![false; o.states.len()]);
+                    done.push(vec![false; o.states.len()]);
+                    states.push(o.states);
+                    // Targets already complete (a resumed file with every block verified).
+                    for t in 0..states[index].len() {
+                        if states[index][t].file.verified_count() == block_count {
+                            finish_target(&files[index], t, &states[index][t])?;
+                            done[index][t] = true;
+                            completed += 1;
+                        }
+                    }
+                    if done[index].iter().all(|&d| d) {
+                        open_files -= 1;
+                    } else {
+                        spawn_jobs(&fetchers, &mut set, &files, index)?;
+                    }
+                    None
+                }
                 Some(o) = set.join_next(), if !set.is_empty() => Some(o),
                 Some(c) = commits.join_next(), if !commits.is_empty() => {
                     let (f, t, complete) = c.map_err(|e| anyhow!("a commit task failed: {e}"))??;
@@ -578,7 +534,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
         // enough bytes wait, or when the last commit is old. A commit runs beside the fill
         // (syncs wait behind the stream of writes, and recording a complete file syncs
         // directories and the catalog), one at a time per file and target.
-        let idle = set.is_empty() && commits.is_empty();
+        let idle = set.is_empty() && commits.is_empty() && opening.is_empty();
         let due =
             idle || unsynced_bytes >= COMMIT_BYTES || last_commit.elapsed() >= COMMIT_INTERVAL;
         let mut started_commit = false;
@@ -695,53 +651,176 @@ fn reverify(store: &Store, ob: &Outboard, mut state: PartialState) -> Result<Par
     Ok(state)
 }
 
-/// A file's verified outboard: from a store that was filling it (checked against the id and
-/// the target's size), else from the first source that serves a valid one.
-async fn outboard_for(
-    stores: &[StoreJob<'_>],
-    needing: &[usize],
+/// Cuts the blocks some store still lacks into jobs of contiguous runs, and starts them.
+fn spawn_jobs(
     fetchers: &Fetchers<'_>,
-    candidates: &[usize],
-    target: &Catalog<'_>,
+    set: &mut JoinSet<JobDone>,
+    files: &[Arc<FileWork>],
+    index: usize,
+) -> Result<()> {
+    let file = &files[index];
+    let missing: Vec<u64> = (0..file.outboard.block_count())
+        .filter(|&b| file.targets.iter().any(|t| t.needs(b)))
+        .collect();
+    let mut i = 0;
+    while i < missing.len() {
+        let mut n = 1;
+        // A request stays within one planned source's piece.
+        while i + (n as usize) < missing.len()
+            && n < BLOCKS_PER_JOB
+            && missing[i + n as usize] == missing[i] + n
+            && file.planned_at(missing[i] + n) == file.planned_at(missing[i])
+        {
+            n += 1;
+        }
+        let job = Job {
+            file: index,
+            first_block: missing[i],
+            blocks: n,
+            excluded: Vec::new(),
+            transport_failures: 0,
+        };
+        fetchers.spawn(set, job, files)?;
+        i += n as usize;
+    }
+    Ok(())
+}
+
+/// A file ready to fill: its outboard checked, its data preallocated (or its recorded blocks
+/// verified again) and open in every store that needs it.
+struct Opened {
     entry: usize,
-) -> Result<Outboard> {
-    let (remotes, sources, quarantined) =
-        (&fetchers.remotes, fetchers.sources, &fetchers.quarantined);
-    let id = target.id(entry);
-    let size = target.size(entry);
-    for &s in needing {
-        if let Ok(ob) = stores[s].store.partial_outboard(&id)
-            && ob.size() == size
-        {
-            return Ok(ob);
-        }
-    }
-    let mut why = Vec::new();
-    for &s in candidates.iter().filter(|&&s| !quarantined[s]) {
-        // 32 bytes per 1 KiB block at most, plus the header.
-        let limit = 32 + 32 * size.div_ceil(1024).max(1);
-        let rel = format!("outboard/{id}");
-        match remotes
-            .get_small(s, &sources[s].url, &rel, false, limit)
+    outboard: Outboard,
+    candidates: Vec<usize>,
+    targets: Vec<FileTarget>,
+    states: Vec<PartialState>,
+}
+
+/// Opens files for the fill: what every opening shares.
+struct Opener<'a> {
+    stores: &'a [StoreJob<'a>],
+    target: &'a Catalog<'a>,
+    sources: &'a [Source],
+    remotes: crate::net::Remotes,
+    writer: &'a Writer,
+}
+
+impl Opener<'_> {
+    /// Opens target entry `entry` in the stores `needing` it (`resumed[i]`: the interrupted
+    /// fill of it in `needing[i]`, if any), its outboard from a store that was filling it or
+    /// from the first of `candidates` that serves a valid one.
+    async fn open(
+        &self,
+        entry: usize,
+        needing: Vec<usize>,
+        resumed: Vec<Option<PartialState>>,
+        candidates: Vec<usize>,
+        quarantined: Vec<bool>,
+    ) -> Result<Opened> {
+        let id = self.target.id(entry);
+        let outboard = self
+            .outboard(&needing, &candidates, &quarantined, entry)
+            .await?;
+        let mut targets = Vec::new();
+        let mut states = Vec::new();
+        for (&s, resumed) in needing.iter().zip(resumed) {
+            let store = self.stores[s].store.clone();
+            let (ob, name) = (outboard.clone(), self.target.name(entry).to_owned());
+            let mut state = tokio::task::spawn_blocking(move || match resumed {
+                Some(state)
+                    if state.file.size == ob.size() && state.file.block == ob.block_size() =>
+                {
+                    reverify(&store, &ob, state)
+                }
+                _ => Ok(store.begin_partial(&ob, &name)?),
+            })
             .await
-        {
-            Ok(bytes) => match Outboard::parse(&bytes, id) {
-                Ok(ob) if ob.size() == size => return Ok(ob),
-                Ok(ob) => why.push(format!(
-                    "{}: outboard says {} bytes, target says {size}",
-                    sources[s].name,
-                    ob.size()
-                )),
-                Err(e) => why.push(format!("{}: {e}", sources[s].name)),
-            },
-            Err(e) => why.push(format!("{}: {e}", sources[s].name)),
+            .map_err(|e| anyhow!("opening {id} failed: {e}"))??;
+            if state.file.size == 0 {
+                // Nothing to fetch: the one empty block verifies against the outboard as is.
+                outboard
+                    .verify_block(0, &[])
+                    .map_err(|e| anyhow!("empty file {id}: {e}"))?;
+                state.file.set_verified(0, true);
+            }
+            let store = self.stores[s].store;
+            let data = self
+                .writer
+                .open(&store.partial_data_path(&id))
+                .await
+                .with_context(|| format!("cannot open the partial data of {id}"))?;
+            let needs = (0..state.file.block_count()).fold(
+                vec![0u64; state.file.block_count().div_ceil(64) as usize],
+                |mut w, b| {
+                    if !state.file.is_verified(b) {
+                        w[(b / 64) as usize] |= 1 << (b % 64);
+                    }
+                    w
+                },
+            );
+            targets.push(FileTarget {
+                dir: store.clone(),
+                data,
+                needs,
+            });
+            states.push(state);
         }
+        Ok(Opened {
+            entry,
+            outboard,
+            candidates,
+            targets,
+            states,
+        })
     }
-    bail!(
-        "no valid outboard for {id} ({}): {}",
-        target.name(entry),
-        why.join("; ")
-    )
+
+    /// A file's verified outboard: from a store that was filling it (checked against the id
+    /// and the target's size), else from the first source that serves a valid one.
+    async fn outboard(
+        &self,
+        needing: &[usize],
+        candidates: &[usize],
+        quarantined: &[bool],
+        entry: usize,
+    ) -> Result<Outboard> {
+        let (target, sources) = (self.target, self.sources);
+        let id = target.id(entry);
+        let size = target.size(entry);
+        for &s in needing {
+            if let Ok(ob) = self.stores[s].store.partial_outboard(&id)
+                && ob.size() == size
+            {
+                return Ok(ob);
+            }
+        }
+        let mut why = Vec::new();
+        for &s in candidates.iter().filter(|&&s| !quarantined[s]) {
+            // 32 bytes per 1 KiB block at most, plus the header.
+            let limit = 32 + 32 * size.div_ceil(1024).max(1);
+            let rel = format!("outboard/{id}");
+            match self
+                .remotes
+                .get_small(s, &sources[s].url, &rel, false, limit)
+                .await
+            {
+                Ok(bytes) => match Outboard::parse(&bytes, id) {
+                    Ok(ob) if ob.size() == size => return Ok(ob),
+                    Ok(ob) => why.push(format!(
+                        "{}: outboard says {} bytes, target says {size}",
+                        sources[s].name,
+                        ob.size()
+                    )),
+                    Err(e) => why.push(format!("{}: {e}", sources[s].name)),
+                },
+                Err(e) => why.push(format!("{}: {e}", sources[s].name)),
+            }
+        }
+        bail!(
+            "no valid outboard for {id} ({}): {}",
+            target.name(entry),
+            why.join("; ")
+        )
+    }
 }
 
 /// What every fetch of a run shares: the sources, their connection slots and rate limiters,
