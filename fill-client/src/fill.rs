@@ -23,14 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use fill_core::ContentId;
 use fill_core::catalog::Catalog;
-use fill_core::delta::Delta;
+use fill_core::delta::{Delta, EvictReason};
 use fill_core::outboard::Outboard;
 use fill_core::source::{Source, SourceKind, choose, escalation};
 use fill_server::store::{PartialState, Store};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -305,7 +305,28 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             m
         })
         .collect();
-    let mut next_evict = vec![0usize; stores.len()];
+    // Files not in the target are evicted from the start, on a blocking thread: nothing in
+    // the target needs them, and removing large files takes a while (more so with online
+    // discard). They lead each delta's eviction list, so its order holds: an eviction due
+    // before a fetch waits for them first. The rest go when the delta says.
+    let mut early: Vec<Option<tokio::task::JoinHandle<Result<u64>>>> = Vec::new();
+    let mut next_evict = Vec::new();
+    for sj in stores {
+        let n = sj
+            .delta
+            .evict
+            .iter()
+            .take_while(|e| e.reason == EvictReason::NotInTarget)
+            .count();
+        let (store, ids) = (sj.store.clone(), sj.evict_ids[..n].to_vec());
+        early.push((n > 0).then(|| {
+            tokio::task::spawn_blocking(move || {
+                store.evict(&ids).context("eviction failed")?;
+                Ok(ids.len() as u64)
+            })
+        }));
+        next_evict.push(n);
+    }
     // Files any store needs, in popularity order (each delta's fetch order is rank order).
     let mut pending_files: VecDeque<usize> = target
         .by_rank()
@@ -364,6 +385,10 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             for &s in &needing {
                 let k = first_fetch[s][&(entry as u32)];
                 let sj = &stores[s];
+                let first_due = sj.delta.evict.first().is_some_and(|e| e.before_fetch <= k);
+                if let Some(task) = early[s].take_if(|_| first_due) {
+                    evicted += joined(task).await?;
+                }
                 let due: Vec<ContentId> = (next_evict[s]..sj.delta.evict.len())
                     .take_while(|&e| sj.delta.evict[e].before_fetch <= k)
                     .map(|e| sj.evict_ids[e])
@@ -384,9 +409,8 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             open_files += 1;
         }
 
-        // Once every file has started, the evictions due after the last fetch starts run
-        // beside the fill's tail (removing large files takes a while, more so with online
-        // discard) instead of after it.
+        // Once every file has started opening, the evictions due after the last fetch starts
+        // run beside the fill's tail instead of after it.
         if pending_files.is_empty() && trailing.is_none() {
             let rest: Vec<(Store, Vec<ContentId>)> = stores
                 .iter()
@@ -394,11 +418,20 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                 .map(|(sj, &next)| (sj.store.clone(), sj.evict_ids[next..].to_vec()))
                 .filter(|(_, ids)| !ids.is_empty())
                 .collect();
-            trailing = Some(tokio::task::spawn_blocking(move || {
-                rest.iter().try_fold(0u64, |n, (store, ids)| {
-                    store.evict(ids).context("eviction failed")?;
-                    Ok(n + ids.len() as u64)
-                })
+            // After the files not in the target, to keep the delta's order.
+            let before: Vec<_> = early.iter_mut().filter_map(Option::take).collect();
+            trailing = Some(tokio::spawn(async move {
+                let mut n = 0;
+                for task in before {
+                    n += joined(task).await?;
+                }
+                let rest = tokio::task::spawn_blocking(move || {
+                    rest.iter().try_fold(0u64, |n, (store, ids)| {
+                        store.evict(ids).context("eviction failed")?;
+                        Ok(n + ids.len() as u64)
+                    })
+                });
+                Ok(n + joined(rest).await?)
             }));
         }
         // Wait for a fetch to end or a commit to land; with neither in flight, commit what
@@ -586,10 +619,8 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             break;
         }
     }
-    if let Some(task) = trailing {
-        evicted += task
-            .await
-            .map_err(|e| anyhow!("the eviction task failed: {e}"))??;
+    for task in early.into_iter().flatten().chain(trailing) {
+        evicted += joined(task).await?;
     }
     for (r, s) in report.iter_mut().zip(sources) {
         r.cost = s.cost(r.bytes);
@@ -610,6 +641,12 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
         retries,
         write_backend: writer.description.to_string(),
     })
+}
+
+/// The files an eviction task removed.
+async fn joined(task: tokio::task::JoinHandle<Result<u64>>) -> Result<u64> {
+    task.await
+        .map_err(|e| anyhow!("the eviction task failed: {e}"))?
 }
 
 /// Moves a target's complete (and synced) file into its store.

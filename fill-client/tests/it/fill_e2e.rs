@@ -295,6 +295,108 @@ fn more_requests_than_write_slots() {
     assert_filled(&r, &appliance);
 }
 
+/// A full appliance: files not in the target and a file that no longer fits make room for
+/// the new ones as the delta schedules (here one eviction before each fetch), the files not
+/// in the target from the start. The result is exactly the placed files, with nothing left
+/// to fetch or evict.
+#[test]
+fn evictions_make_room_for_the_new_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    // f0..f7 of 1, 2, 3, 4, 1, 2, 3, 4 MiB (plus i * 1000 bytes), most popular first.
+    let r = region(tmp.path(), 8);
+    let origin_srv = serve(&tmp.path().join("origin"));
+    let src = tmp.path().join("sources.toml");
+    sources(
+        &src,
+        &[("origin", "origin", origin_srv.addr, 0.02, "10Gbps")],
+    );
+    let retired = tmp.path().join("retired");
+    fs::create_dir_all(&retired).unwrap();
+    fs::write(retired.join("r1.mp4"), data(1 << 20, 901)).unwrap();
+    fs::write(retired.join("r2.mp4"), data(2 << 20, 902)).unwrap();
+    // Held: r1, r2, f0..f3, f7: 17 MiB + 7000 bytes.
+    let mut held = vec![retired.join("r1.mp4"), retired.join("r2.mp4")];
+    for i in [0, 1, 2, 3, 7] {
+        held.push(tmp.path().join("target").join(&r.files[i].0));
+    }
+    let appliance = tmp.path().join("appliance");
+    Store::new(&appliance)
+        .unwrap()
+        .import(&held, BlockSize::DEFAULT, &|_| {})
+        .unwrap();
+    // 18 MiB places f0..f6; f7 no longer fits. Fetching f4, f5 and f6 needs room each time:
+    // r1, then r2, then f7 go, one before each.
+    let capacity = (18u64 << 20).to_string();
+    let delta = fill(&[
+        "delta",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(&appliance),
+        "--capacity",
+        &capacity,
+        "--json",
+    ])
+    .ok()
+    .json();
+    let before: Vec<u64> = delta["evict_schedule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["before_fetch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(before, [0, 1, 2], "{delta}");
+    let out = fill(&[
+        "run",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(&appliance),
+        "--sources",
+        p(&src),
+        "--capacity",
+        &capacity,
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(out["files_evicted"], 3, "{out}");
+    assert_eq!(out["files_completed"], 3, "{out}");
+    let mut want: Vec<String> = r.files[..7]
+        .iter()
+        .map(|(_, b)| blake3::hash(b).to_hex().to_string())
+        .collect();
+    want.sort();
+    let mut have: Vec<String> = fs::read_dir(appliance.join("content"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    have.sort();
+    assert_eq!(have, want);
+    for (name, bytes) in &r.files[..7] {
+        let id = blake3::hash(bytes).to_hex().to_string();
+        assert!(
+            fs::read(appliance.join("content").join(id)).unwrap() == *bytes,
+            "{name} differs"
+        );
+    }
+    let after = fill(&[
+        "delta",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(&appliance),
+        "--capacity",
+        &capacity,
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(after["bytes_to_fetch"], 0, "{after}");
+    assert_eq!(after["evict"].as_array().unwrap().len(), 0, "{after}");
+    fill(&["store", "verify", "--store", p(&appliance)]).ok();
+}
+
 /// What a store has recorded: complete files, and verified blocks of partial ones.
 fn recorded_bytes(store: &Path) -> u64 {
     let listed = fill(&["store", "list", "--store", p(store), "--json"]);
