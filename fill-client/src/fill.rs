@@ -1,8 +1,10 @@
 //! The fill: runs deltas against sources, verifying every block before it is written and
 //! recorded, failing over on errors and bad data, resumable after any crash.
 //!
-//! Flow: for each file any store needs, in popularity order, the evictions due before it are
-//! applied in each store; its outboard comes from a store that was filling it or from the
+//! Flow: files not in the target are evicted from the start, on a blocking thread (they
+//! lead each delta's eviction list). For each file any store needs, in popularity order, the
+//! evictions due before it are applied in each store; then it is opened beside the fetches
+//! (up to 8 files at once): its outboard comes from a store that was filling it or from the
 //! first source that holds the file (checked against the id and the target's size); its data
 //! is preallocated in each store's `.fill/partial/` (a resumed file's recorded blocks are read
 //! back and verified first). The blocks some store lacks are cut into jobs of a few blocks;
@@ -11,11 +13,11 @@
 //! lacks them, while the request reads on (at most 32 block writes in flight in the run; a
 //! request gives its connection back once its body is read, not once its writes are done);
 //! a group commit, a task beside the fetches, syncs them and only then records them in the
-//! block maps. A complete
-//! file moves into `content/` and the catalog. The evictions due after the last fetch run on
-//! a blocking thread once the last file has started. A source that sends 3 bad blocks is
-//! quarantined for the run; bad data from an origin stops the run (the catalog or the origin
-//! is wrong); a failed transfer is retried at the same source, then elsewhere.
+//! block maps. A complete file moves into `content/` and the catalog. The evictions due after
+//! the last fetch run on a blocking thread once the last file has started opening. A source
+//! that sends 3 bad blocks is quarantined for the run; bad data from an origin stops the run
+//! (the catalog or the origin is wrong); a failed transfer is retried at the same source,
+//! then elsewhere.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::FileExt;
