@@ -10,7 +10,7 @@
 //! back and verified first). The blocks some store lacks are cut into jobs of a few blocks;
 //! each job is one ranged GET to the cheapest open source that holds the file and has not
 //! failed that job. Blocks are verified as they stream in and written to every store that
-//! lacks them, while the request reads on (at most 32 block writes in flight in the run; a
+//! lacks them, while the request reads on (at most 32 block writes in flight per store; a
 //! request gives its connection back once its body is read, not once its writes are done);
 //! a group commit, a task beside the fetches, syncs them and only then records them in the
 //! block maps. A complete file moves into `content/` and the catalog. The evictions due after
@@ -47,7 +47,7 @@ const BLOCKS_PER_JOB: u64 = 4;
 const MAX_IN_FLIGHT: usize = 16;
 /// Files open (being filled) at once.
 const MAX_OPEN_FILES: usize = 8;
-/// Block writes in flight across the run (each holds its block's buffer until written): a
+/// Block writes in flight per store filled (each holds its block's buffer until written): a
 /// request reads on while its blocks are written, and stops only when the disk is this far
 /// behind.
 const MAX_WRITES: usize = 32;
@@ -285,7 +285,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             .map(|s| Arc::new(RateLimiter::new(s.bandwidth_bps)))
             .collect(),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-        writes: Arc::new(Semaphore::new(MAX_WRITES)),
+        writes: Arc::new(Semaphore::new(MAX_WRITES * stores.len().max(1))),
         remotes: remotes.with_net(Net::with_timeout(timeout)),
         quarantined: vec![false; sources.len()],
     };
@@ -1012,12 +1012,12 @@ async fn fetch_job(
                 } else {
                     0
                 };
-                // Waits here only when the disk is MAX_WRITES blocks behind.
+                // Waits here only when the disks are MAX_WRITES blocks behind (a slot per copy).
                 let copies = file.targets.iter().filter(|t| t.needs(block)).count();
                 let permit = claims
                     .writes
                     .clone()
-                    .acquire_many_owned(copies.clamp(1, MAX_WRITES) as u32)
+                    .acquire_many_owned(copies.max(1) as u32)
                     .await
                     .map_err(|e| Failure::Local(anyhow!("write slots: {e}")))?;
                 let full = std::mem::replace(&mut buf, AlignedBuf::with_capacity(next_cap));
