@@ -90,20 +90,25 @@ fn assert_filled(r: &Region, appliance: &Path) {
             .unwrap_or_else(|_| panic!("{name} missing"));
         assert!(held == *bytes, "{name} differs");
     }
-    let d = fill(&[
+    let d = delta(r, appliance, "1TB");
+    assert_eq!(d["bytes_to_fetch"], 0);
+    fill(&["store", "verify", "--store", p(appliance)]).ok();
+}
+
+/// `fill delta --json` of the appliance against the region's target.
+fn delta(r: &Region, appliance: &Path, capacity: &str) -> serde_json::Value {
+    fill(&[
         "delta",
         "--target",
         p(&r.target),
         "--store",
         p(appliance),
         "--capacity",
-        "1TB",
+        capacity,
         "--json",
     ])
     .ok()
-    .json();
-    assert_eq!(d["bytes_to_fetch"], 0);
-    fill(&["store", "verify", "--store", p(appliance)]).ok();
+    .json()
 }
 
 fn corrupt(store: &Path, bytes: &[u8], at: usize) {
@@ -327,25 +332,14 @@ fn evictions_make_room_for_the_new_files() {
     // 18 MiB places f0..f6; f7 no longer fits. Fetching f4, f5 and f6 needs room each time:
     // r1, then r2, then f7 go, one before each.
     let capacity = (18u64 << 20).to_string();
-    let delta = fill(&[
-        "delta",
-        "--target",
-        p(&r.target),
-        "--store",
-        p(&appliance),
-        "--capacity",
-        &capacity,
-        "--json",
-    ])
-    .ok()
-    .json();
-    let before: Vec<u64> = delta["evict_schedule"]
+    let planned = delta(&r, &appliance, &capacity);
+    let before: Vec<u64> = planned["evict_schedule"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["before_fetch"].as_u64().unwrap())
         .collect();
-    assert_eq!(before, [0, 1, 2], "{delta}");
+    assert_eq!(before, [0, 1, 2], "{planned}");
     let out = fill(&[
         "run",
         "--target",
@@ -380,18 +374,7 @@ fn evictions_make_room_for_the_new_files() {
             "{name} differs"
         );
     }
-    let after = fill(&[
-        "delta",
-        "--target",
-        p(&r.target),
-        "--store",
-        p(&appliance),
-        "--capacity",
-        &capacity,
-        "--json",
-    ])
-    .ok()
-    .json();
+    let after = delta(&r, &appliance, &capacity);
     assert_eq!(after["bytes_to_fetch"], 0, "{after}");
     assert_eq!(after["evict"].as_array().unwrap().len(), 0, "{after}");
     fill(&["store", "verify", "--store", p(&appliance)]).ok();
