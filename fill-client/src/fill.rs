@@ -320,13 +320,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             .iter()
             .take_while(|e| e.reason == EvictReason::NotInTarget)
             .count();
-        let (store, ids) = (sj.store.clone(), sj.evict_ids[..n].to_vec());
-        early.push((n > 0).then(|| {
-            tokio::task::spawn_blocking(move || {
-                store.evict(&ids).context("eviction failed")?;
-                Ok(ids.len() as u64)
-            })
-        }));
+        early.push((n > 0).then(|| evict_aside(sj.store.clone(), sj.evict_ids[..n].to_vec())));
         next_evict.push(n);
     }
     // Files any store needs, in popularity order (each delta's fetch order is rank order).
@@ -427,13 +421,10 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                 for task in before {
                     n += joined(task).await?;
                 }
-                let rest = tokio::task::spawn_blocking(move || {
-                    rest.iter().try_fold(0u64, |n, (store, ids)| {
-                        store.evict(ids).context("eviction failed")?;
-                        Ok(n + ids.len() as u64)
-                    })
-                });
-                Ok(n + joined(rest).await?)
+                for (store, ids) in rest {
+                    n += joined(evict_aside(store, ids)).await?;
+                }
+                Ok(n)
             }));
         }
         // Wait for a fetch to end or a commit to land; with neither in flight, commit what
@@ -642,6 +633,14 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
         },
         retries,
         write_backend: writer.description.to_string(),
+    })
+}
+
+/// Evicts `ids` from `store` on a blocking thread; the task answers how many.
+fn evict_aside(store: Store, ids: Vec<ContentId>) -> tokio::task::JoinHandle<Result<u64>> {
+    tokio::task::spawn_blocking(move || {
+        store.evict(&ids).context("eviction failed")?;
+        Ok(ids.len() as u64)
     })
 }
 
