@@ -1052,7 +1052,9 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
     let _lock = s.lock().context("cannot lock the store")?;
     let settled = s.recover().context("cannot settle an interrupted fill")?;
     if settled > 0 {
-        tracing::info!("settled {settled} files an interrupted fill left half-completed");
+        tracing::info!(
+            "settled {settled} files an interrupted fill, eviction or import left behind"
+        );
     }
     let rt = runtime(true)?;
     let (remotes, holdings) = crate::sources::reach(&specs, &rt)?;

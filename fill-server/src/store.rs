@@ -638,8 +638,9 @@ impl Store {
     /// Settles what an interrupted completion left (the caller holds the store lock): a block
     /// map whose file is already in the catalog is removed; a file already moved into
     /// `content/` but not yet listed is hashed again and listed if it matches its id, or
-    /// removed (to be fetched again) if not; a block map whose data is gone is removed.
-    /// Returns how many files it settled.
+    /// removed (to be fetched again) if not; a block map whose data is gone is removed;
+    /// content and outboards that nothing lists any more (an interrupted eviction or import)
+    /// are removed. Returns how many files it settled.
     pub fn recover(&self) -> Result<u64, StoreError> {
         let file = self.catalog()?;
         let cat = file.validate()?;
@@ -675,7 +676,37 @@ impl Store {
             }
             settled += adopt.len() as u64;
         }
-        Ok(settled)
+        // What an interrupted eviction or import left: content and outboards that nothing
+        // lists (an eviction edits the catalog before it removes the files; an import moves
+        // a file into place before it lists it). A partial file's outboard may already be in
+        // `outboard/` (a completion interrupted after moving it), so those stay.
+        let mut keep: HashSet<ContentId> = cat.entries().map(|e| e.id).collect();
+        keep.extend(adopt.iter().map(|e| e.id));
+        keep.extend(self.partials()?.into_iter().map(|p| p.file.id));
+        let mut orphans = HashSet::new();
+        for dir in ["content", "outboard"] {
+            let dir = self.root.join(dir);
+            let rd = match fs::read_dir(&dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                r => r.map_err(io_err("list", &dir))?,
+            };
+            for entry in rd {
+                let entry = entry.map_err(io_err("list", &dir))?;
+                // Names that are not ids are not the store's: left alone.
+                let Some(id) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| ContentId::parse(n).ok())
+                else {
+                    continue;
+                };
+                if !keep.contains(&id) {
+                    remove_if_present(&entry.path())?;
+                    orphans.insert(id);
+                }
+            }
+        }
+        Ok(settled + orphans.len() as u64)
     }
 
     /// Evicts files: each leaves the catalog first (so nothing lists what is about to go),

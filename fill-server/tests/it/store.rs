@@ -305,3 +305,60 @@ fn interrupted_completions_are_settled() {
     assert!(store.verify(false, &|_| {}).unwrap().bad.is_empty());
     assert_eq!(store.recover().unwrap(), 0, "nothing left to settle");
 }
+
+/// An eviction lists nothing before it removes files, and an import moves a file into place
+/// before it lists it: a crash in between leaves files nothing lists. `recover` removes them,
+/// and only them.
+#[test]
+fn interrupted_evictions_and_imports_are_swept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for seed in 1..=3u8 {
+        write(&src.join(format!("f{seed}")), &data(2 * 4096 + 7, seed));
+    }
+    let store = Store::new(tmp.path().join("store")).unwrap();
+    let ids: Vec<ContentId> = store
+        .import(std::slice::from_ref(&src), kib4(), &|_| {})
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    let (a, b, kept) = (ids[0], ids[1], ids[2]);
+    let saved = |id: &ContentId| {
+        (
+            fs::read(store.content_path(id)).unwrap(),
+            fs::read(store.outboard_path(id)).unwrap(),
+        )
+    };
+    let (a_content, a_outboard) = saved(&a);
+    let (_, b_outboard) = saved(&b);
+    store.evict(&[a, b]).unwrap();
+    // (a) Cut after the catalog edit, before any file went; (b) after the content went.
+    fs::write(store.content_path(&a), &a_content).unwrap();
+    fs::write(store.outboard_path(&a), &a_outboard).unwrap();
+    fs::write(store.outboard_path(&b), &b_outboard).unwrap();
+    // A partial file whose completion moved its outboard into place: it stays.
+    let p_bytes = data(4096 + 1, 9);
+    let p_ob = Outboard::compute(&p_bytes, kib4());
+    let p = p_ob.id();
+    store.begin_partial(&p_ob, "p").unwrap();
+    fs::write(store.partial_data_path(&p), &p_bytes).unwrap();
+    fs::write(store.outboard_path(&p), p_ob.to_bytes()).unwrap();
+    // A name that is not an id is not the store's to remove.
+    fs::write(store.root().join("content/README"), b"left by an operator").unwrap();
+
+    assert_eq!(store.recover().unwrap(), 2);
+    for id in [a, b] {
+        assert!(!store.content_path(&id).exists(), "{id}'s content left");
+        assert!(!store.outboard_path(&id).exists(), "{id}'s outboard left");
+    }
+    assert!(store.outboard_path(&p).exists());
+    assert_eq!(store.partials().unwrap().len(), 1);
+    assert!(store.root().join("content/README").exists());
+    let file = store.catalog().unwrap();
+    let cat = file.validate().unwrap();
+    assert_eq!(cat.len(), 1);
+    assert!(cat.find(&kept).is_some());
+    assert!(store.verify(false, &|_| {}).unwrap().bad.is_empty());
+    assert_eq!(store.recover().unwrap(), 0, "nothing left to settle");
+}
