@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # fill against the tools an operator would otherwise use, on the shared seeded dataset
 # (../shared/bench/gen_catalog.py), everything in the same run, page cache dropped (and the
-# disk left 3 s to settle) before each timed run, medians of ROUNDS:
-#   (a) delta fill of the stale copy (verified) vs rsync daemon over loopback, -W and default;
+# disk left 3 s to settle) before each timed run, every fill-server restarted first (its
+# mappings of the files it served hold their pages in memory, where drop_caches cannot
+# reach them), medians of ROUNDS:
+#   (a) delta fill of the stale copy (verified) vs rsync daemon over loopback, -W and default,
+#       both serving from this disk; then both serving from RAM (tmpfs), as a source on
+#       another machine would, whose reads do not share the appliance's disk;
 #   (b) full fill into an empty store vs nginx + curl followed by b3sum --check;
 #   (c) fio's O_DIRECT io_uring sequential write rate, and fill's write rate as a fraction;
 #   (d) fill prefill to 4 stores vs 4 sequential fills.
 #
 # usage: benches/fill-vs-peers.sh [ROUNDS=3] [GIB=4]
 # Installs nginx, rsync and fio from Debian's packages and b3sum from crates.io when missing.
-# Loopback only. Needs ~6x GIB of free disk.
+# Loopback only. Needs ~6x GIB of free disk, and ~2.5x GIB of free memory for the runs
+# serving from RAM (a tmpfs it mounts: skipped without the memory or the right to mount).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -29,20 +34,41 @@ SERVER=$PWD/target/release/fill-server
 
 W=$(mktemp -d /var/tmp/fill-bench-peers.XXXXXX)
 chmod 755 "$W"
-pids=()
+RAM=""
+declare -A served=()
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${served[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
     [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true
     [ -f "$W/rsyncd.pid" ] && kill "$(cat "$W/rsyncd.pid")" 2>/dev/null || true
+    [ -f "$W/rsyncd-ram.pid" ] && kill "$(cat "$W/rsyncd-ram.pid")" 2>/dev/null || true
     sleep 0.5
+    if [ -n "$RAM" ]; then umount "$RAM" || true; fi
     rm -rf "$W"
-    if [ -n "${SHM:-}" ]; then rm -rf "$SHM"; fi
 }
 trap cleanup EXIT
 
-# Before every timed run: write back, drop the page cache, then let the disk settle (a
-# virtual disk keeps writing behind the guest's sync for a moment), the same for every tool.
-drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; sleep 3; }
+FILL_PORT=18580; NGINX_PORT=18581; RSYNC_PORT=18582; RAM_PORT=18583; RSYNC_RAM_PORT=18584
+# (Re)starts the fill-server for store $1 on port $2 and waits until it answers.
+serve() {
+    [ -n "${served[$2]:-}" ] && { kill "${served[$2]}"; wait "${served[$2]}" 2>/dev/null || true; }
+    FILL_LOG=warn $SERVER --store "$1" --listen "127.0.0.1:$2" 2>>"$W/server-$2.log" &
+    served[$2]=$!
+    for _ in $(seq 1 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:$2/healthz" && return 0
+        sleep 0.1
+    done
+    echo "fill-server on port $2 did not start" >&2; exit 1
+}
+# Before every timed run: restart the fill-servers (a server keeps the files it served
+# mapped, and drop_caches leaves mapped pages in memory: without this, every run after the
+# first would read a warm origin while rsync's and nginx's read a cold disk), write back,
+# drop the page cache, then let the disk settle (a virtual disk keeps writing behind the
+# guest's sync for a moment), the same for every tool.
+drop() {
+    serve "$W/origin" "$FILL_PORT"
+    [ -n "$RAM" ] && serve "$RAM/origin" "$RAM_PORT"
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; sleep 3
+}
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 
@@ -56,9 +82,6 @@ TOTAL=$(du -sb "$W/ds/target" | cut -f1)
 fio --name=prep --filename="$W/fio-read.dat" --size="$TOTAL" --bs=1M --rw=write --direct=1 \
     --output=/dev/null
 
-FILL_PORT=18580; NGINX_PORT=18581; RSYNC_PORT=18582; SHM_PORT=18583
-FILL_LOG=warn $SERVER --store "$W/origin" --listen "127.0.0.1:$FILL_PORT" 2>"$W/server.log" &
-pids+=($!)
 cat > "$W/sources.toml" <<TOML
 [[source]]
 name = "origin"
@@ -68,15 +91,21 @@ cost_per_gib = 0.02
 bandwidth = "100Gbps"
 max_connections = 8
 TOML
-# For (c): the same origin in RAM (tmpfs), as a remote origin would be: the fill's writes then
-# have the disk to themselves, as fio's do. Skipped when /dev/shm lacks the room.
-SHM=""
-if [ "$(df --output=avail -B1 /dev/shm | tail -1)" -gt $((TOTAL * 3 / 2)) ]; then
-    SHM=$(mktemp -d /dev/shm/fill-bench-origin.XXXXXX)
-    cp -a "$W/origin/." "$SHM/"
-    FILL_LOG=warn $SERVER --store "$SHM" --listen "127.0.0.1:$SHM_PORT" 2>"$W/server-shm.log" &
-    pids+=($!)
-    sed "s/:$FILL_PORT/:$SHM_PORT/" "$W/sources.toml" > "$W/sources-shm.toml"
+# For (a) and (c): the origin store and rsync's tree in RAM, as on a source on another
+# machine: the appliance's disk then does the writes alone, as fio's does. A tmpfs of its
+# own, with huge pages: on a tmpfs of 4 KiB pages (/dev/shm here) each page fill-server maps
+# costs a fault of its own (312,795 faults, ~1 CPU-second for 1.28 GB on this VM) where ext4
+# maps a whole large folio per fault, and rsync's read()s pay nothing of the kind. Skipped
+# without the memory or the right to mount.
+avail=$(awk '/^MemAvailable:/ {printf "%d", $2 * 1024}' /proc/meminfo)
+if [ "$avail" -gt $((TOTAL * 3)) ] && mkdir -p "$W/ram" &&
+    mount -t tmpfs -o "size=$((TOTAL * 5 / 2)),huge=always,mode=755" fill-bench "$W/ram"; then
+    RAM=$W/ram
+    cp -a "$W/origin" "$RAM/origin"
+    cp -a "$W/ds/target" "$RAM/target"
+    sed "s/:$FILL_PORT/:$RAM_PORT/" "$W/sources.toml" > "$W/sources-ram.toml"
+else
+    echo "no tmpfs: skipping the runs serving from RAM" >&2
 fi
 cat > "$W/nginx.conf" <<CONF
 worker_processes 2;
@@ -96,6 +125,11 @@ use chroot = false
 path = $W/ds/target
 read only = true
 CONF
+if [ -n "$RAM" ]; then
+    sed -e "s/^port = .*/port = $RSYNC_RAM_PORT/" -e "s|^path = .*|path = $RAM/target|" \
+        -e "s|rsyncd.pid|rsyncd-ram.pid|" "$W/rsyncd.conf" > "$W/rsyncd-ram.conf"
+    rsync --daemon --config "$W/rsyncd-ram.conf"
+fi
 rsync --daemon --config "$W/rsyncd.conf"
 sleep 1
 (cd "$W/ds/target" && find . -type f -printf '%P\n' | sort > "$W/names" && xargs -a "$W/names" -d '\n' b3sum > "$W/sums")
@@ -116,7 +150,19 @@ for round in $(seq 1 "$ROUNDS"); do
         flag=""; [ "$mode" = W ] && flag="-W"
         t0=$(now); rsync -a --delete $flag "rsync://127.0.0.1:$RSYNC_PORT/target/" "$W/rs/"; t1=$(now)
         record "a-rsync-$mode" "$(secs "$t0" "$t1")"
+        # rsync leaves its writes in the page cache; with them on disk, as fill's are:
+        sync; t2=$(now)
+        record "a-rsync-$mode-synced" "$(secs "$t0" "$t2")"
     done
+    if [ -n "$RAM" ]; then
+        # The same, both serving from RAM.
+        rm -rf "$W/app" "$W/rs"; cp -a "$W/stale-store" "$W/app"; drop
+        t0=$(now); $FILL run --target "$W/target.cat" --store "$W/app" --sources "$W/sources-ram.toml" --capacity 1PB >/dev/null; t1=$(now)
+        record a-fill-ram "$(secs "$t0" "$t1")"
+        rm -rf "$W/app"; cp -a "$W/ds/stale" "$W/rs"; drop
+        t0=$(now); rsync -a --delete -W "rsync://127.0.0.1:$RSYNC_RAM_PORT/target/" "$W/rs/"; t1=$(now)
+        record a-rsync-W-ram "$(secs "$t0" "$t1")"
+    fi
     # (b) full fill vs nginx + curl + b3sum --check.
     rm -rf "$W/app" "$W/rs"; drop
     t0=$(now)
@@ -126,9 +172,9 @@ for round in $(seq 1 "$ROUNDS"); do
     record b-fill-peak-rss-MiB "$(( $(tail -1 "$W/rss") / 1024 ))" MiB
     python3 -c "import json; print(json.load(open('$W/full.json'))['write_backend'])" > "$W/backend"
     rm -rf "$W/empty"; drop
-    if [ -n "$SHM" ]; then
+    if [ -n "$RAM" ]; then
         t0=$(now)
-        $FILL run --target "$W/target.cat" --store "$W/empty" --sources "$W/sources-shm.toml" --capacity 1PB >/dev/null
+        $FILL run --target "$W/target.cat" --store "$W/empty" --sources "$W/sources-ram.toml" --capacity 1PB >/dev/null
         t1=$(now)
         record c-fill-ram-origin "$(secs "$t0" "$t1")"
         rm -rf "$W/empty"; drop
@@ -177,11 +223,17 @@ rows = [l.split() for l in open(sys.argv[1])]
 total, backend, rounds = int(sys.argv[2]), sys.argv[3], sys.argv[4]
 med = lambda k: statistics.median(float(v) for n, v in rows if n == k)
 print(f"\nmedians of {rounds} rounds, {total/1e9:.2f} GB target, page cache dropped before each run")
-for k in ["a-fill", "a-rsync-W", "a-rsync-default", "b-fill", "b-curl-b3sum", "d-prefill4", "d-sequential4"]:
-    print(f"  {k:<18} {med(k):8.2f} s")
+has = lambda k: any(n == k for n, _ in rows)
+for k in ["a-fill", "a-rsync-W", "a-rsync-W-synced", "a-rsync-default", "a-rsync-default-synced",
+          "a-fill-ram", "a-rsync-W-ram", "b-fill", "b-curl-b3sum", "d-prefill4", "d-sequential4"]:
+    if has(k):
+        print(f"  {k:<24} {med(k):8.2f} s")
 print(f"  {'c-fio-MBps':<18} {med('c-fio-MBps'):8.1f} MB/s")
 print(f"  {'c-fio-while-reading-MBps':<18} {med('c-fio-while-reading-MBps'):8.1f} MB/s")
 print(f"(a) fill / rsync -W wall time: {med('a-fill') / med('a-rsync-W'):.2f} (goal <= 0.5); fill / rsync default: {med('a-fill') / med('a-rsync-default'):.2f}")
+print(f"    fill / (rsync -W, then sync): {med('a-fill') / med('a-rsync-W-synced'):.2f}")
+if has('a-fill-ram'):
+    print(f"    both serving from RAM: fill / rsync -W: {med('a-fill-ram') / med('a-rsync-W-ram'):.2f}")
 print(f"(b) nginx+curl+b3sum / fill: {med('b-curl-b3sum') / med('b-fill'):.2f}x faster (goal >= 1.5x)")
 fill_rate = total / med('b-fill') / 1e6
 print(f"(c) fill write rate {fill_rate:.1f} MB/s = {fill_rate / med('c-fio-MBps'):.2f} of fio's (goal >= 0.8); writer: {backend}")
