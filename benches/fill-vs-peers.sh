@@ -97,7 +97,7 @@ TOML
 # costs a fault of its own (312,795 faults, ~1 CPU-second for 1.28 GB on this VM) where ext4
 # maps a whole large folio per fault, and rsync's read()s pay nothing of the kind. Skipped
 # without the memory or the right to mount.
-avail=$(awk '/^MemAvailable:/ {printf "%d", $2 * 1024}' /proc/meminfo)
+avail=$(( $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) * 1024 ))
 if [ "$avail" -gt $((TOTAL * 3)) ] && mkdir -p "$W/ram" &&
     mount -t tmpfs -o "size=$((TOTAL * 5 / 2)),huge=always,mode=755" fill-bench "$W/ram"; then
     RAM=$W/ram
