@@ -46,7 +46,9 @@ pub enum Command {
     /// synced, and only then recorded; a file enters the store when every block is in.
     /// Errors, stalls and bad data move a range to the next source; a source that sends 3 bad
     /// blocks is quarantined; bad data from an origin stops the run. Kill it at any moment
-    /// and run the same command again: it continues where it stopped.
+    /// and run the same command again: it continues where it stopped. When the store holds
+    /// an older version of a new file (same name), the blocks they share at the same offsets
+    /// are copied from it (verified again) instead of fetched, then it is evicted.
     #[command(after_long_help = SOURCES_HELP)]
     Run(RunArgs),
     /// Factory pre-fill: fill several stores at once from one source, each block fetched and

@@ -917,6 +917,8 @@ pub struct StoreDelta {
     pub delta: Delta,
     /// `delta.evict[i]`'s id.
     pub evict_ids: Vec<fill_core::ContentId>,
+    /// Older versions held of files fetched whole, to copy their shared blocks from.
+    pub older: Vec<delta::OlderVersion>,
 }
 
 /// Computes the delta of an appliance known by a catalog of what it holds (no partial files).
@@ -931,7 +933,12 @@ pub fn delta_from_inventory(
     };
     let delta = delta::compute(target, &inv, capacity)?;
     let evict_ids = delta.evict.iter().map(|e| e.id(target, &inv)).collect();
-    Ok(StoreDelta { delta, evict_ids })
+    let older = delta::older_versions(target, &inv, &delta);
+    Ok(StoreDelta {
+        delta,
+        evict_ids,
+        older,
+    })
 }
 
 /// Computes the delta of a store against a target.
@@ -945,7 +952,12 @@ pub fn compute_delta(target: &Catalog<'_>, s: &Store, capacity: u64) -> Result<S
     };
     let delta = delta::compute(target, &inv, capacity)?;
     let evict_ids = delta.evict.iter().map(|e| e.id(target, &inv)).collect();
-    Ok(StoreDelta { delta, evict_ids })
+    let older = delta::older_versions(target, &inv, &delta);
+    Ok(StoreDelta {
+        delta,
+        evict_ids,
+        older,
+    })
 }
 
 fn delta_cmd(args: &DeltaArgs) -> Result<Outcome> {
@@ -1110,6 +1122,7 @@ fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             store: &s,
             delta: &sd.delta,
             evict_ids: &sd.evict_ids,
+            older: &sd.older,
         }];
         let job = crate::fill::FillJob {
             stores: &stores,
@@ -1180,8 +1193,16 @@ pub fn run_table(r: &crate::fill::FillReport, dry_run: bool) -> String {
         );
     } else {
         s += &format!(
-            "filled {} in {:.2} s ({}/s), {} files completed, {} evicted, {} retries, cost {:.4}; writes: {}\n",
+            "filled {}{} in {:.2} s ({}/s), {} files completed, {} evicted, {} retries, cost {:.4}; writes: {}\n",
             format_size(r.bytes_fetched),
+            if r.bytes_copied > 0 {
+                format!(
+                    " (and {} copied from older versions)",
+                    format_size(r.bytes_copied)
+                )
+            } else {
+                String::new()
+            },
             r.duration_secs,
             format_size(r.throughput_bytes_per_sec as u64),
             r.files_completed,
@@ -1285,6 +1306,7 @@ fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
             store,
             delta: &sd.delta,
             evict_ids: &sd.evict_ids,
+            older: &sd.older,
         })
         .collect();
     let sources = [spec.source];

@@ -298,6 +298,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             store: &appliance,
             delta: d,
             evict_ids: &sd.evict_ids,
+            older: &sd.older,
         }];
         let job = crate::fill::FillJob {
             stores: &stores,

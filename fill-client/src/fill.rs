@@ -2,12 +2,15 @@
 //! recorded, failing over on errors and bad data, resumable after any crash.
 //!
 //! Flow: files not in the target are evicted from the start, on a blocking thread (they
-//! lead each delta's eviction list). For each file any store needs, in popularity order, the
-//! evictions due before it are applied in each store; then it is opened beside the fetches
-//! (up to 8 files at once): its outboard comes from a store that was filling it or from the
-//! first source that holds the file (checked against the id and the target's size); its data
-//! is preallocated in each store's `.fill/partial/` (a resumed file's recorded blocks are read
-//! back and verified first). The blocks some store lacks are cut into jobs of a few blocks;
+//! lead each delta's eviction list), except older versions of files fetched whole (same
+//! name, evicted only after the last fetch in the delta's schedule). For each file any store
+//! needs, in popularity order, the evictions due before it are applied in each store; then
+//! it is opened beside the fetches (up to 8 files at once): its outboard comes from a store
+//! that was filling it or from the first source that holds the file (checked against the id
+//! and the target's size); its data is preallocated in each store's `.fill/partial/` (a
+//! resumed file's recorded blocks are read back and verified first); the blocks an older
+//! version shares with it (same offset and block hash) are copied from that version, each
+//! verified again, synced and recorded, and the older version is evicted. The blocks some store lacks are cut into jobs of a few blocks;
 //! each job is one ranged GET to the cheapest open source that holds the file and has not
 //! failed that job. Blocks are verified as they stream in and written to every store that
 //! lacks them, while the request reads on (at most 32 block writes in flight per store; a
@@ -19,7 +22,7 @@
 //! (the catalog or the origin is wrong); a failed transfer is retried at the same source,
 //! then elsewhere.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use fill_core::ContentId;
 use fill_core::catalog::Catalog;
-use fill_core::delta::{Delta, EvictReason};
+use fill_core::delta::{Delta, EvictReason, OlderVersion};
 use fill_core::outboard::Outboard;
 use fill_core::source::{Source, SourceKind, choose, escalation};
 use fill_server::store::{PartialState, Store};
@@ -106,6 +109,7 @@ impl FillReport {
         Self {
             total_cost: sources.iter().map(|r| r.cost).sum(),
             bytes_fetched: 0,
+            bytes_copied: 0,
             sources,
             files_completed: 0,
             files_evicted: 0,
@@ -124,6 +128,8 @@ pub struct FillReport {
     pub sources: Vec<SourceReport>,
     /// Verified bytes fetched.
     pub bytes_fetched: u64,
+    /// Verified bytes copied from older versions the store held instead of fetched.
+    pub bytes_copied: u64,
     /// Money spent.
     pub total_cost: f64,
     /// Files completed (moved into `content/`).
@@ -226,6 +232,9 @@ pub struct StoreJob<'a> {
     pub delta: &'a Delta,
     /// `delta.evict[i]`'s id.
     pub evict_ids: &'a [ContentId],
+    /// Older versions held of files the delta fetches whole: each is kept back from the
+    /// evictions until its new file has copied the blocks they share.
+    pub older: &'a [OlderVersion],
 }
 
 /// What a fill works from: one store for `fill run`, several for `fill prefill`.
@@ -311,6 +320,17 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
     // the target needs them, and removing large files takes a while (more so with online
     // discard). They lead each delta's eviction list, so its order holds: an eviction due
     // before a fetch waits for them first. The rest go when the delta says.
+    // Older versions of new files stay until their new file opens and copies the blocks
+    // they share (the delta never needed their room).
+    let older: Vec<HashMap<u32, ContentId>> = stores
+        .iter()
+        .map(|sj| {
+            sj.older
+                .iter()
+                .map(|o| (o.entry, sj.evict_ids[o.eviction]))
+                .collect()
+        })
+        .collect();
     let mut early: Vec<Option<tokio::task::JoinHandle<Result<u64>>>> = Vec::new();
     let mut next_evict = Vec::new();
     for sj in stores {
@@ -320,7 +340,12 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             .iter()
             .take_while(|e| e.reason == EvictReason::NotInTarget)
             .count();
-        early.push((n > 0).then(|| evict_aside(sj.store.clone(), sj.evict_ids[..n].to_vec())));
+        let held_back: HashSet<usize> = sj.older.iter().map(|o| o.eviction).collect();
+        let ids: Vec<ContentId> = (0..n)
+            .filter(|k| !held_back.contains(k))
+            .map(|k| sj.evict_ids[k])
+            .collect();
+        early.push((!ids.is_empty()).then(|| evict_aside(sj.store.clone(), ids)));
         next_evict.push(n);
     }
     // Files any store needs, in popularity order (each delta's fetch order is rank order).
@@ -350,6 +375,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
     let mut open_files = 0usize;
     let mut set: JoinSet<JobDone> = JoinSet::new();
     let (mut fetched, mut retries, mut completed, mut evicted) = (0u64, 0u64, 0u64, 0u64);
+    let mut copied = 0u64;
     let mut trailing: Option<tokio::task::JoinHandle<Result<u64>>> = None;
     // Commits in flight, each answering (file, target, whether it completed the file).
     let mut commits: JoinSet<Result<(usize, usize, bool)>> = JoinSet::new();
@@ -400,8 +426,12 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                 bail!("no source holds {id} ({})", target.name(entry));
             }
             let resumed = needing.iter().map(|&s| resumable[s].remove(&id)).collect();
+            let seeds = needing
+                .iter()
+                .map(|&s| older[s].get(&(entry as u32)).copied())
+                .collect();
             let quarantined = fetchers.quarantined.clone();
-            opening.push(opener.open(entry, needing, resumed, candidates, quarantined));
+            opening.push(opener.open(entry, needing, resumed, seeds, candidates, quarantined));
             open_files += 1;
         }
 
@@ -435,6 +465,8 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             tokio::select! {
                 Some(o) = opening.next(), if !opening.is_empty() => {
                     let o: Opened = o?;
+                    evicted += o.evicted;
+                    copied += o.copied;
                     let index = files.len();
                     let block_count = o.outboard.block_count();
                     files.push(Arc::new(FileWork {
@@ -623,6 +655,7 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
         total_cost: report.iter().map(|r| r.cost).sum(),
         sources: report,
         bytes_fetched: fetched,
+        bytes_copied: copied,
         files_completed: completed,
         files_evicted: evicted,
         duration_secs: secs,
@@ -634,6 +667,54 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
         retries,
         write_backend: writer.description.to_string(),
     })
+}
+
+/// Copies into a new partial file the blocks its older version `old` holds at the same
+/// offsets with the same hash, instead of fetching them: each read back and verified against
+/// the new outboard (the old copy may have rotted since it was checked), then synced and
+/// recorded. A block that fails is simply fetched. Returns how many bytes it copied.
+fn copy_shared(
+    store: &Store,
+    ob: &Outboard,
+    old: &ContentId,
+    state: &mut PartialState,
+) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    // An older version whose outboard is unreadable is only evicted.
+    let Ok(old_ob) = store.outboard(old) else {
+        return Ok(0);
+    };
+    let shared = ob.shared_blocks(&old_ob);
+    if shared.is_empty() {
+        return Ok(0);
+    }
+    let from = store.content_path(old);
+    let to = store.partial_data_path(&ob.id());
+    let src =
+        std::fs::File::open(&from).with_context(|| format!("cannot open {}", from.display()))?;
+    let dst = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&to)
+        .with_context(|| format!("cannot open {}", to.display()))?;
+    let mut buf = vec![0u8; ob.block_size().bytes() as usize];
+    let mut copied = 0;
+    for b in shared {
+        let (offset, len) = ob.block_range(b);
+        let block = &mut buf[..len as usize];
+        if src.read_exact_at(block, offset).is_err() || ob.verify_block(b, block).is_err() {
+            continue;
+        }
+        dst.write_all_at(block, offset)
+            .with_context(|| format!("cannot write {}", to.display()))?;
+        state.file.set_verified(b, true);
+        copied += len;
+    }
+    if copied > 0 {
+        dst.sync_data()
+            .with_context(|| format!("cannot sync {}", to.display()))?;
+        store.save_partial(state)?;
+    }
+    Ok(copied)
 }
 
 /// Evicts `ids` from `store` on a blocking thread; the task answers how many.
@@ -732,6 +813,10 @@ struct Opened {
     candidates: Vec<usize>,
     targets: Vec<FileTarget>,
     states: Vec<PartialState>,
+    /// Older versions evicted once copied from.
+    evicted: u64,
+    /// Bytes copied from them.
+    copied: u64,
 }
 
 /// Opens files for the fill: what every opening shares.
@@ -745,13 +830,15 @@ struct Opener<'a> {
 
 impl Opener<'_> {
     /// Opens target entry `entry` in the stores `needing` it (`resumed[i]`: the interrupted
-    /// fill of it in `needing[i]`, if any), its outboard from a store that was filling it or
-    /// from the first of `candidates` that serves a valid one.
+    /// fill of it in `needing[i]`, if any; `seeds[i]`: an older version held there, copied
+    /// from and then evicted), its outboard from a store that was filling it or from the
+    /// first of `candidates` that serves a valid one.
     async fn open(
         &self,
         entry: usize,
         needing: Vec<usize>,
         resumed: Vec<Option<PartialState>>,
+        seeds: Vec<Option<ContentId>>,
         candidates: Vec<usize>,
         quarantined: Vec<bool>,
     ) -> Result<Opened> {
@@ -761,19 +848,35 @@ impl Opener<'_> {
             .await?;
         let mut targets = Vec::new();
         let mut states = Vec::new();
-        for (&s, resumed) in needing.iter().zip(resumed) {
+        let (mut evicted, mut copied) = (0, 0);
+        for ((&s, resumed), seed) in needing.iter().zip(resumed).zip(seeds) {
             let store = self.stores[s].store.clone();
             let (ob, name) = (outboard.clone(), self.target.name(entry).to_owned());
-            let mut state = tokio::task::spawn_blocking(move || match resumed {
-                Some(state)
-                    if state.file.size == ob.size() && state.file.block == ob.block_size() =>
-                {
-                    reverify(&store, &ob, state)
+            evicted += u64::from(seed.is_some());
+            let (mut state, from_old) = tokio::task::spawn_blocking(move || {
+                let mut from_old = 0;
+                let state = match resumed {
+                    Some(state)
+                        if state.file.size == ob.size() && state.file.block == ob.block_size() =>
+                    {
+                        reverify(&store, &ob, state)?
+                    }
+                    _ => {
+                        let mut state = store.begin_partial(&ob, &name)?;
+                        if let Some(old) = &seed {
+                            from_old = copy_shared(&store, &ob, old, &mut state)?;
+                        }
+                        state
+                    }
+                };
+                if let Some(old) = seed {
+                    store.evict(&[old]).context("eviction failed")?;
                 }
-                _ => Ok(store.begin_partial(&ob, &name)?),
+                Ok::<_, anyhow::Error>((state, from_old))
             })
             .await
             .map_err(|e| anyhow!("opening {id} failed: {e}"))??;
+            copied += from_old;
             if state.file.size == 0 {
                 // Nothing to fetch: the one empty block verifies against the outboard as is.
                 outboard
@@ -809,6 +912,8 @@ impl Opener<'_> {
             candidates,
             targets,
             states,
+            evicted,
+            copied,
         })
     }
 

@@ -519,6 +519,49 @@ fn schedule_evictions(d: &mut Delta, held: &Held, capacity: u64) {
     d.peak_usage = peak;
 }
 
+/// An older version of a file the delta fetches whole: a complete held file it evicts as not
+/// in the target, held under the new file's name. The fill copies the blocks the two share
+/// (same offset, same block hash: see [`crate::outboard::Outboard::shared_blocks`]) instead of
+/// fetching them, and evicts the older version once its new file is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OlderVersion {
+    /// The new file: an entry of the target.
+    pub entry: u32,
+    /// The held file: an index into `Delta::evict`.
+    pub eviction: usize,
+}
+
+/// The older versions `delta` lets a fill copy from (see [`OlderVersion`]). Only files the
+/// delta never evicts to make room (evicted after the last fetch): the fill evicts retired
+/// files from the start, and holding one back until its new file opens must not take room
+/// another file was given. One per new file; a name held twice matches its first entry.
+pub fn older_versions(
+    target: &Catalog<'_>,
+    inv: &Inventory<'_>,
+    delta: &Delta,
+) -> Vec<OlderVersion> {
+    let resumed: std::collections::HashSet<u32> = delta.resume.iter().copied().collect();
+    let mut new_by_name: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    for f in delta.fetch.iter().filter(|f| !resumed.contains(&f.entry)) {
+        if target.size(f.entry as usize) > 0 {
+            new_by_name
+                .entry(target.name(f.entry as usize))
+                .or_insert(f.entry);
+        }
+    }
+    let end = delta.fetch.len() as u64;
+    let mut out = Vec::new();
+    for (k, e) in delta.evict.iter().enumerate() {
+        if let (EvictReason::NotInTarget, EvictFile::Complete(i)) = (e.reason, e.file)
+            && e.before_fetch == end
+            && let Some(entry) = new_by_name.remove(inv.complete.name(i as usize))
+        {
+            out.push(OlderVersion { entry, eviction: k });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -719,6 +762,45 @@ mod tests {
         assert_eq!(d.peak_usage, 800);
         assert!((d.offload_before - 0.3).abs() < 1e-12);
         assert!((d.offload_after - 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn older_versions_pair_retired_files_with_new_ones_by_name() {
+        let target = build(&[(1, 400, 5.0), (2, 300, 4.0), (3, 100, 3.0)]);
+        let target = Catalog::parse(&target).unwrap();
+        // Held: f2 as it is, and other contents under the names f1 and f3 (older versions);
+        // f9 is retired with no successor.
+        let mut b = CatalogBuilder::new();
+        b.push(id(2), 300, 1.0, "f2").unwrap();
+        b.push(id(11), 390, 1.0, "f1").unwrap();
+        b.push(id(13), 90, 1.0, "f3").unwrap();
+        b.push(id(9), 50, 1.0, "f9").unwrap();
+        let held = b.finish().unwrap();
+        let inv = Inventory {
+            complete: Catalog::parse(&held).unwrap(),
+            partial: &[],
+        };
+        let d = compute(&target, &inv, 10_000).unwrap();
+        let mut pairs: Vec<(String, ContentId)> = older_versions(&target, &inv, &d)
+            .iter()
+            .map(|o| {
+                (
+                    target.name(o.entry as usize).to_owned(),
+                    d.evict[o.eviction].id(&target, &inv),
+                )
+            })
+            .collect();
+        pairs.sort();
+        assert_eq!(pairs, vec![("f1".into(), id(11)), ("f3".into(), id(13))]);
+        // Where the retired files must go to make room, none is held back.
+        let tight = compute(&target, &inv, 800).unwrap();
+        assert!(
+            tight
+                .evict
+                .iter()
+                .all(|e| e.before_fetch < tight.fetch.len() as u64)
+        );
+        assert!(older_versions(&target, &inv, &tight).is_empty());
     }
 
     #[test]

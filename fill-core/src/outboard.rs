@@ -305,6 +305,21 @@ impl Outboard {
         self.block.range(self.size, index)
     }
 
+    /// Blocks this file shares with `other` at the same offsets: the same block size, offset,
+    /// length and block hash (a block's hash covers its offset, so a shifted block differs).
+    /// None for a one-block file, whose only hash is its id.
+    pub fn shared_blocks(&self, other: &Outboard) -> Vec<u64> {
+        if self.block != other.block || self.cvs.len() < 2 || other.cvs.len() < 2 {
+            return Vec::new();
+        }
+        (0..self.block_count().min(other.block_count()))
+            .filter(|&i| {
+                self.block_range(i) == other.block_range(i)
+                    && self.cvs[i as usize] == other.cvs[i as usize]
+            })
+            .collect()
+    }
+
     /// Checks one block's bytes against the outboard.
     pub fn verify_block(&self, index: u64, data: &[u8]) -> Result<(), BlockError> {
         let count = self.block_count();
@@ -398,6 +413,34 @@ mod tests {
                 x as u8
             })
             .collect()
+    }
+
+    #[test]
+    fn shared_blocks_are_those_at_the_same_offset_with_the_same_bytes() {
+        let block = BlockSize::from_bytes(1024).unwrap();
+        let old = data(8 * 1024 + 100, 7);
+        let old_ob = Outboard::compute(&old, block);
+        // Block 2 rewritten, and the last (partial) block grown.
+        let mut new = old[..8 * 1024].to_vec();
+        new[2048..3072].fill(0xAB);
+        new.extend_from_slice(&data(1000, 8));
+        let shared = Outboard::compute(&new, block).shared_blocks(&old_ob);
+        assert_eq!(shared, vec![0, 1, 3, 4, 5, 6, 7]);
+        // One byte inserted in block 4 shifts everything after it.
+        let mut shifted = old[..4100].to_vec();
+        shifted.push(1);
+        shifted.extend_from_slice(&old[4100..]);
+        let shared = Outboard::compute(&shifted, block).shared_blocks(&old_ob);
+        assert_eq!(shared, vec![0, 1, 2, 3]);
+        // Another block size, or a one-block file: nothing.
+        let other = Outboard::compute(&old, BlockSize::from_bytes(2048).unwrap());
+        assert!(old_ob.shared_blocks(&other).is_empty());
+        let small = Outboard::compute(&old[..1000], block);
+        assert!(
+            small
+                .shared_blocks(&Outboard::compute(&old[..1000], block))
+                .is_empty()
+        );
     }
 
     fn check(len: usize, block: BlockSize) {

@@ -380,6 +380,75 @@ fn evictions_make_room_for_the_new_files() {
     fill(&["store", "verify", "--store", p(&appliance)]).ok();
 }
 
+/// An appliance holding an older version of a file (same name, other content) copies the
+/// blocks the two share at the same offsets instead of fetching them, then evicts it; an
+/// older version that shares nothing is only evicted.
+#[test]
+fn older_versions_give_their_shared_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    // f0..f3 of 1, 2, 3, 4 MiB (plus i * 1000 bytes), 1 MiB blocks.
+    let r = region(tmp.path(), 4);
+    let origin_srv = serve(&tmp.path().join("origin"));
+    let src = tmp.path().join("sources.toml");
+    sources(
+        &src,
+        &[("origin", "origin", origin_srv.addr, 0.02, "10Gbps")],
+    );
+    let old = tmp.path().join("old");
+    fs::create_dir_all(&old).unwrap();
+    // f2's older version: block 1 rewritten and a shorter tail; blocks 0 and 2 as now.
+    let f2 = &r.files[2].1;
+    let mut old_f2 = f2[..3 << 20].to_vec();
+    old_f2[(1 << 20)..(1 << 20) + 10].fill(0xEE);
+    old_f2.extend_from_slice(&data(500, 7));
+    fs::write(old.join("f2.mp4"), &old_f2).unwrap();
+    // f3's: one byte inserted at the start shifts every block.
+    let mut old_f3 = vec![0u8];
+    old_f3.extend_from_slice(&r.files[3].1);
+    fs::write(old.join("f3.mp4"), &old_f3).unwrap();
+    let mut held = vec![old.join("f2.mp4"), old.join("f3.mp4")];
+    for i in [0, 1] {
+        held.push(tmp.path().join("target").join(&r.files[i].0));
+    }
+    let appliance = tmp.path().join("appliance");
+    Store::new(&appliance)
+        .unwrap()
+        .import(&held, BlockSize::DEFAULT, &|_| {})
+        .unwrap();
+    let out = fill(&[
+        "run",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(&appliance),
+        "--sources",
+        p(&src),
+        "--capacity",
+        "1GB",
+        "--json",
+    ])
+    .ok()
+    .json();
+    let whole = (f2.len() + r.files[3].1.len()) as u64;
+    assert_eq!(out["bytes_fetched"], whole - (2 << 20), "{out}");
+    assert_eq!(out["bytes_copied"], 2 << 20, "{out}");
+    assert_eq!(out["files_evicted"], 2, "{out}");
+    assert_eq!(out["files_completed"], 2, "{out}");
+    assert_filled(&r, &appliance);
+    let mut want: Vec<String> = r
+        .files
+        .iter()
+        .map(|(_, b)| blake3::hash(b).to_hex().to_string())
+        .collect();
+    want.sort();
+    let mut have: Vec<String> = fs::read_dir(appliance.join("content"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    have.sort();
+    assert_eq!(have, want, "the older versions are gone");
+}
+
 /// What a store has recorded: complete files, and verified blocks of partial ones.
 fn recorded_bytes(store: &Path) -> u64 {
     let listed = fill(&["store", "list", "--store", p(store), "--json"]);
