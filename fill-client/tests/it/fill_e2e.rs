@@ -82,6 +82,63 @@ fn sources(path: &Path, list: &[(&str, &str, SocketAddr, f64, &str)]) {
     fs::write(path, t).unwrap();
 }
 
+/// A fill-server for `dir/origin`, and `dir/sources.toml` naming it as the only source.
+fn origin_only(dir: &Path) -> (fill_server::http::BackgroundServer, PathBuf) {
+    let srv = serve(&dir.join("origin"));
+    let src = dir.join("sources.toml");
+    sources(&src, &[("origin", "origin", srv.addr, 0.02, "10Gbps")]);
+    (srv, src)
+}
+
+/// An appliance store at `dir/appliance` holding `files` (imported under their file names
+/// when given as files).
+fn appliance_holding(dir: &Path, files: &[PathBuf]) -> PathBuf {
+    let appliance = dir.join("appliance");
+    Store::new(&appliance)
+        .unwrap()
+        .import(files, BlockSize::DEFAULT, &|_| {})
+        .unwrap();
+    appliance
+}
+
+/// `fill run --json` of `appliance` to the region's target; it must succeed.
+fn run_json(r: &Region, appliance: &Path, src: &Path, capacity: &str) -> serde_json::Value {
+    fill(&[
+        "run",
+        "--target",
+        p(&r.target),
+        "--store",
+        p(appliance),
+        "--sources",
+        p(src),
+        "--capacity",
+        capacity,
+        "--json",
+    ])
+    .ok()
+    .json()
+}
+
+/// The ids of `files`, sorted.
+fn ids_of<'a>(files: impl IntoIterator<Item = &'a (String, Vec<u8>)>) -> Vec<String> {
+    let mut ids: Vec<String> = files
+        .into_iter()
+        .map(|(_, b)| blake3::hash(b).to_hex().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The names in a store's `content/`, sorted.
+fn content_of(store: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(store.join("content"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Every target file is in the appliance, byte for byte, and the delta is empty.
 fn assert_filled(r: &Region, appliance: &Path) {
     for (name, bytes) in &r.files {
@@ -207,12 +264,7 @@ fn bad_data_from_the_origin_fails_loudly() {
     let tmp = tempfile::tempdir().unwrap();
     let r = region(tmp.path(), 3);
     corrupt(&tmp.path().join("origin"), &r.files[0].1, 10);
-    let origin_srv = serve(&tmp.path().join("origin"));
-    let src = tmp.path().join("sources.toml");
-    sources(
-        &src,
-        &[("origin", "origin", origin_srv.addr, 0.02, "10Gbps")],
-    );
+    let (_origin_srv, src) = origin_only(tmp.path());
     let appliance = tmp.path().join("appliance");
     let run = fill(&[
         "run",
@@ -309,12 +361,7 @@ fn evictions_make_room_for_the_new_files() {
     let tmp = tempfile::tempdir().unwrap();
     // f0..f7 of 1, 2, 3, 4, 1, 2, 3, 4 MiB (plus i * 1000 bytes), most popular first.
     let r = region(tmp.path(), 8);
-    let origin_srv = serve(&tmp.path().join("origin"));
-    let src = tmp.path().join("sources.toml");
-    sources(
-        &src,
-        &[("origin", "origin", origin_srv.addr, 0.02, "10Gbps")],
-    );
+    let (_origin_srv, src) = origin_only(tmp.path());
     let retired = tmp.path().join("retired");
     fs::create_dir_all(&retired).unwrap();
     fs::write(retired.join("r1.mp4"), data(1 << 20, 901)).unwrap();
@@ -324,11 +371,7 @@ fn evictions_make_room_for_the_new_files() {
     for i in [0, 1, 2, 3, 7] {
         held.push(tmp.path().join("target").join(&r.files[i].0));
     }
-    let appliance = tmp.path().join("appliance");
-    Store::new(&appliance)
-        .unwrap()
-        .import(&held, BlockSize::DEFAULT, &|_| {})
-        .unwrap();
+    let appliance = appliance_holding(tmp.path(), &held);
     // 18 MiB places f0..f6; f7 no longer fits. Fetching f4, f5 and f6 needs room each time:
     // r1, then r2, then f7 go, one before each.
     let capacity = (18u64 << 20).to_string();
@@ -340,33 +383,10 @@ fn evictions_make_room_for_the_new_files() {
         .map(|e| e["before_fetch"].as_u64().unwrap())
         .collect();
     assert_eq!(before, [0, 1, 2], "{planned}");
-    let out = fill(&[
-        "run",
-        "--target",
-        p(&r.target),
-        "--store",
-        p(&appliance),
-        "--sources",
-        p(&src),
-        "--capacity",
-        &capacity,
-        "--json",
-    ])
-    .ok()
-    .json();
+    let out = run_json(&r, &appliance, &src, &capacity);
     assert_eq!(out["files_evicted"], 3, "{out}");
     assert_eq!(out["files_completed"], 3, "{out}");
-    let mut want: Vec<String> = r.files[..7]
-        .iter()
-        .map(|(_, b)| blake3::hash(b).to_hex().to_string())
-        .collect();
-    want.sort();
-    let mut have: Vec<String> = fs::read_dir(appliance.join("content"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    have.sort();
-    assert_eq!(have, want);
+    assert_eq!(content_of(&appliance), ids_of(&r.files[..7]));
     for (name, bytes) in &r.files[..7] {
         let id = blake3::hash(bytes).to_hex().to_string();
         assert!(
@@ -388,12 +408,7 @@ fn older_versions_give_their_shared_blocks() {
     let tmp = tempfile::tempdir().unwrap();
     // f0..f3 of 1, 2, 3, 4 MiB (plus i * 1000 bytes), 1 MiB blocks.
     let r = region(tmp.path(), 4);
-    let origin_srv = serve(&tmp.path().join("origin"));
-    let src = tmp.path().join("sources.toml");
-    sources(
-        &src,
-        &[("origin", "origin", origin_srv.addr, 0.02, "10Gbps")],
-    );
+    let (_origin_srv, src) = origin_only(tmp.path());
     let old = tmp.path().join("old");
     fs::create_dir_all(&old).unwrap();
     // f2's older version: block 1 rewritten and a shorter tail; blocks 0 and 2 as now.
@@ -410,43 +425,19 @@ fn older_versions_give_their_shared_blocks() {
     for i in [0, 1] {
         held.push(tmp.path().join("target").join(&r.files[i].0));
     }
-    let appliance = tmp.path().join("appliance");
-    Store::new(&appliance)
-        .unwrap()
-        .import(&held, BlockSize::DEFAULT, &|_| {})
-        .unwrap();
-    let out = fill(&[
-        "run",
-        "--target",
-        p(&r.target),
-        "--store",
-        p(&appliance),
-        "--sources",
-        p(&src),
-        "--capacity",
-        "1GB",
-        "--json",
-    ])
-    .ok()
-    .json();
+    let appliance = appliance_holding(tmp.path(), &held);
+    let out = run_json(&r, &appliance, &src, "1GB");
     let whole = (f2.len() + r.files[3].1.len()) as u64;
     assert_eq!(out["bytes_fetched"], whole - (2 << 20), "{out}");
     assert_eq!(out["bytes_copied"], 2 << 20, "{out}");
     assert_eq!(out["files_evicted"], 2, "{out}");
     assert_eq!(out["files_completed"], 2, "{out}");
     assert_filled(&r, &appliance);
-    let mut want: Vec<String> = r
-        .files
-        .iter()
-        .map(|(_, b)| blake3::hash(b).to_hex().to_string())
-        .collect();
-    want.sort();
-    let mut have: Vec<String> = fs::read_dir(appliance.join("content"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    have.sort();
-    assert_eq!(have, want, "the older versions are gone");
+    assert_eq!(
+        content_of(&appliance),
+        ids_of(&r.files),
+        "the older versions are gone"
+    );
 }
 
 /// What a store has recorded: complete files, and verified blocks of partial ones.
