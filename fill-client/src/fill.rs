@@ -10,17 +10,17 @@
 //! and the target's size); its data is preallocated in each store's `.fill/partial/` (a
 //! resumed file's recorded blocks are read back and verified first); the blocks an older
 //! version shares with it (same offset and block hash) are copied from that version, each
-//! verified again, synced and recorded, and the older version is evicted. The blocks some store lacks are cut into jobs of a few blocks;
-//! each job is one ranged GET to the cheapest open source that holds the file and has not
-//! failed that job. Blocks are verified as they stream in and written to every store that
-//! lacks them, while the request reads on (at most 32 block writes in flight per store; a
-//! request gives its connection back once its body is read, not once its writes are done);
-//! a group commit, a task beside the fetches, syncs them and only then records them in the
-//! block maps. A complete file moves into `content/` and the catalog. The evictions due after
-//! the last fetch run on a blocking thread once the last file has started opening. A source
-//! that sends 3 bad blocks is quarantined for the run; bad data from an origin stops the run
-//! (the catalog or the origin is wrong); a failed transfer is retried at the same source,
-//! then elsewhere.
+//! verified again, synced and recorded, and the older version is evicted. The blocks some
+//! store lacks are cut into jobs of a few blocks; each job is one ranged GET to the cheapest
+//! open source that holds the file and has not failed that job. Blocks are verified as they
+//! stream in and written to every store that lacks them, while the request reads on (at most
+//! 32 block writes in flight per store; a request gives its connection back once its body is
+//! read, not once its writes are done); a group commit, a task beside the fetches, syncs them
+//! and only then records them in the block maps. A complete file moves into `content/` and
+//! the catalog. The evictions due after the last fetch run on a blocking thread once the last
+//! file has started opening. A source that sends 3 bad blocks is quarantined for the run; bad
+//! data from an origin stops the run (the catalog or the origin is wrong); a failed transfer
+//! is retried at the same source, then elsewhere.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::fs::FileExt;
@@ -316,10 +316,6 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
             m
         })
         .collect();
-    // Files not in the target are evicted from the start, on a blocking thread: nothing in
-    // the target needs them, and removing large files takes a while (more so with online
-    // discard). They lead each delta's eviction list, so its order holds: an eviction due
-    // before a fetch waits for them first. The rest go when the delta says.
     // Older versions of new files stay until their new file opens and copies the blocks
     // they share (the delta never needed their room).
     let older: Vec<HashMap<u32, ContentId>> = stores
@@ -331,6 +327,11 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
                 .collect()
         })
         .collect();
+    // Files not in the target are evicted from the start, on a blocking thread: nothing in
+    // the target needs them, and removing large files takes a while (more so with online
+    // discard). They lead each delta's eviction list, so its order holds: an eviction due
+    // before a fetch waits for them first (older versions excepted). The rest go when the
+    // delta says.
     let mut early: Vec<Option<tokio::task::JoinHandle<Result<u64>>>> = Vec::new();
     let mut next_evict = Vec::new();
     for sj in stores {
@@ -679,7 +680,6 @@ fn copy_shared(
     old: &ContentId,
     state: &mut PartialState,
 ) -> Result<u64> {
-    use std::os::unix::fs::FileExt;
     // An older version whose outboard is unreadable is only evicted.
     let Ok(old_ob) = store.outboard(old) else {
         return Ok(0);
