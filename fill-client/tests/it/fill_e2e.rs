@@ -400,6 +400,60 @@ fn evictions_make_room_for_the_new_files() {
     fill(&["store", "verify", "--store", p(&appliance)]).ok();
 }
 
+/// An older version of a region's f2 (3 MiB + 2000 bytes): block 1 rewritten and a shorter
+/// tail; blocks 0 and 2 as in `f2`.
+fn older_f2(f2: &[u8]) -> Vec<u8> {
+    let mut old = f2[..3 << 20].to_vec();
+    old[(1 << 20)..(1 << 20) + 10].fill(0xEE);
+    old.extend_from_slice(&data(500, 7));
+    old
+}
+
+/// A fill cut after copying from an older version, before evicting it: the rerun resumes the
+/// new file (its copied blocks verified again, not copied twice), fetches only the rest, and
+/// evicts the older version as any retired file.
+#[test]
+fn cut_after_copying_from_an_older_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 3);
+    let (_origin_srv, src) = origin_only(tmp.path());
+    let old = tmp.path().join("old");
+    fs::create_dir_all(&old).unwrap();
+    let f2 = &r.files[2].1;
+    fs::write(old.join("f2.mp4"), older_f2(f2)).unwrap();
+    let mut held = vec![old.join("f2.mp4")];
+    for i in [0, 1] {
+        held.push(tmp.path().join("target").join(&r.files[i].0));
+    }
+    let appliance = appliance_holding(tmp.path(), &held);
+    // What the cut run left: the new f2 begun, blocks 0 and 2 copied, synced and recorded.
+    let store = Store::new(&appliance).unwrap();
+    let ob = fill_core::outboard::Outboard::compute(f2, BlockSize::DEFAULT);
+    let mut state = store.begin_partial(&ob, "f2.mp4").unwrap();
+    let mut data_file = fs::OpenOptions::new()
+        .write(true)
+        .open(store.partial_data_path(&ob.id()))
+        .unwrap();
+    for b in [0u64, 2] {
+        use std::io::{Seek, SeekFrom, Write};
+        let (offset, len) = ob.block_range(b);
+        data_file.seek(SeekFrom::Start(offset)).unwrap();
+        data_file
+            .write_all(&f2[offset as usize..(offset + len) as usize])
+            .unwrap();
+        state.file.set_verified(b, true);
+    }
+    data_file.sync_all().unwrap();
+    store.save_partial(&state).unwrap();
+
+    let out = run_json(&r, &appliance, &src, "1GB");
+    assert_eq!(out["bytes_fetched"], f2.len() as u64 - (2 << 20), "{out}");
+    assert_eq!(out["bytes_copied"], 0, "{out}");
+    assert_eq!(out["files_evicted"], 1, "{out}");
+    assert_filled(&r, &appliance);
+    assert_eq!(content_of(&appliance), ids_of(&r.files));
+}
+
 /// An appliance holding an older version of a file (same name, other content) copies the
 /// blocks the two share at the same offsets instead of fetching them, then evicts it; an
 /// older version that shares nothing is only evicted.
@@ -411,12 +465,8 @@ fn older_versions_give_their_shared_blocks() {
     let (_origin_srv, src) = origin_only(tmp.path());
     let old = tmp.path().join("old");
     fs::create_dir_all(&old).unwrap();
-    // f2's older version: block 1 rewritten and a shorter tail; blocks 0 and 2 as now.
     let f2 = &r.files[2].1;
-    let mut old_f2 = f2[..3 << 20].to_vec();
-    old_f2[(1 << 20)..(1 << 20) + 10].fill(0xEE);
-    old_f2.extend_from_slice(&data(500, 7));
-    fs::write(old.join("f2.mp4"), &old_f2).unwrap();
+    fs::write(old.join("f2.mp4"), older_f2(f2)).unwrap();
     // f3's: one byte inserted at the start shifts every block.
     let mut old_f3 = vec![0u8];
     old_f3.extend_from_slice(&r.files[3].1);
