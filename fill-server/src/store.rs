@@ -645,6 +645,8 @@ impl Store {
         let file = self.catalog()?;
         let cat = file.validate()?;
         let mut adopt = Vec::new();
+        // Partial files still being filled: their data is there, nothing lists them yet.
+        let mut filling = Vec::new();
         let mut settled = 0;
         for state in self.partials()? {
             let id = state.file.id;
@@ -667,6 +669,8 @@ impl Store {
                     self.remove_partial(&id)?;
                     settled += 1;
                 }
+            } else {
+                filling.push(id);
             }
         }
         if !adopt.is_empty() {
@@ -682,7 +686,7 @@ impl Store {
         // `outboard/` (a completion interrupted after moving it), so those stay.
         let mut keep: HashSet<ContentId> = cat.entries().map(|e| e.id).collect();
         keep.extend(adopt.iter().map(|e| e.id));
-        keep.extend(self.partials()?.into_iter().map(|p| p.file.id));
+        keep.extend(filling);
         let mut orphans = HashSet::new();
         for dir in ["content", "outboard"] {
             let dir = self.root.join(dir);
