@@ -931,14 +931,7 @@ pub fn delta_from_inventory(
         complete: inventory.validate()?,
         partial: &[],
     };
-    let delta = delta::compute(target, &inv, capacity)?;
-    let evict_ids = delta.evict.iter().map(|e| e.id(target, &inv)).collect();
-    let older = delta::older_versions(target, &inv, &delta);
-    Ok(StoreDelta {
-        delta,
-        evict_ids,
-        older,
-    })
+    store_delta(target, &inv, capacity)
 }
 
 /// Computes the delta of a store against a target.
@@ -950,9 +943,14 @@ pub fn compute_delta(target: &Catalog<'_>, s: &Store, capacity: u64) -> Result<S
         complete: inv,
         partial: &partial,
     };
-    let delta = delta::compute(target, &inv, capacity)?;
-    let evict_ids = delta.evict.iter().map(|e| e.id(target, &inv)).collect();
-    let older = delta::older_versions(target, &inv, &delta);
+    store_delta(target, &inv, capacity)
+}
+
+/// The delta of `inv` against `target`, with the ids it evicts and its older versions.
+fn store_delta(target: &Catalog<'_>, inv: &Inventory<'_>, capacity: u64) -> Result<StoreDelta> {
+    let delta = delta::compute(target, inv, capacity)?;
+    let evict_ids = delta.evict.iter().map(|e| e.id(target, inv)).collect();
+    let older = delta::older_versions(target, inv, &delta);
     Ok(StoreDelta {
         delta,
         evict_ids,
