@@ -12,6 +12,8 @@
 //! - [`source`]: fill sources (bandwidth, windows, costs) and the escalation policy.
 //! - [`plan`]: minimum-cost plans over sources, slots, windows and an ingress cap.
 //! - [`rng`]: splitmix64, the seeded generator every seeded thing uses.
+//! - [`fill`]: the fill as a sans-IO state machine (events in, actions out), and a seeded
+//!   simulator that runs it against stores and sources that lie, fail and crash.
 //! - [`lifecycle`]: an appliance's states, allowed transitions, events and turn-up checks.
 //! - [`sim`]: what install delay costs: a seeded catalog churn model run through the real
 //!   delta and planner.
@@ -23,6 +25,7 @@
 pub mod catalog;
 pub mod delta;
 pub mod duration;
+pub mod fill;
 pub mod id;
 pub mod lifecycle;
 pub mod outboard;
