@@ -589,6 +589,22 @@ impl Store {
         self.partial_paths(id).0
     }
 
+    /// The interrupted fill of `id`, if the store holds one.
+    pub fn partial(&self, id: &ContentId) -> Result<Option<PartialState>, StoreError> {
+        let (_, _, path) = self.partial_paths(id);
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.read_partial(id).map(Some)
+    }
+
+    /// The bytes of a partial file's outboard, as stored (not checked: the caller checks
+    /// them against the id).
+    pub fn partial_outboard_bytes(&self, id: &ContentId) -> Result<Vec<u8>, StoreError> {
+        let (_, path, _) = self.partial_paths(id);
+        fs::read(&path).map_err(io_err("read", &path))
+    }
+
     /// The outboard of a partial file, checked against its id.
     pub fn partial_outboard(&self, id: &ContentId) -> Result<Outboard, StoreError> {
         let (_, path, _) = self.partial_paths(id);

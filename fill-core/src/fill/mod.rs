@@ -1240,21 +1240,17 @@ impl Fill {
         let mut bytes = 0;
         for b in job.first..job.first + job.blocks {
             let ok = b < job.first + verified;
-            let mut counted = false;
+            // A verified block's writes may have completed, and even been committed,
+            // before the request ended: it counts once, whatever state it reached.
+            if ok {
+                bytes += ob.block_range(b).1;
+            }
             for t in &mut self.files[f].targets {
                 let state = &mut t.blocks[b as usize];
                 if *state == Block::Fetching {
                     *state = if ok { Block::Writing } else { Block::Needed };
-                    if ok {
-                        self.writing += 1;
-                        counted = true;
-                    }
-                } else if ok && *state == Block::Written {
-                    counted = true;
+                    self.writing += u64::from(ok);
                 }
-            }
-            if counted {
-                bytes += ob.block_range(b).1;
             }
         }
         self.stats.sources[src].bytes += bytes;

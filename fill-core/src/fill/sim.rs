@@ -515,6 +515,8 @@ struct World<'t> {
     requests: BTreeMap<u64, SimRequest>,
     /// Blocks written and not yet recorded in this run, per store: what a crash may lose.
     in_flight: BTreeSet<(usize, ContentId, u64)>,
+    /// Verified bytes each source delivered in this run, as the requests' ends report them.
+    delivered: Vec<u64>,
     /// Blocks written in this run: each at most once.
     written: BTreeSet<(usize, ContentId, u64)>,
     /// Blocks written in earlier runs.
@@ -815,6 +817,7 @@ impl<'t> World<'t> {
             next_pending: 0,
             requests: BTreeMap::new(),
             in_flight: BTreeSet::new(),
+            delivered: Vec::new(),
             written: BTreeSet::new(),
             written_before: BTreeSet::new(),
             refetch_allowed: BTreeSet::new(),
@@ -890,6 +893,7 @@ impl<'t> World<'t> {
         self.requests.clear();
         self.in_flight.clear();
         self.written_before.append(&mut self.written);
+        self.delivered = vec![0; self.sources.len()];
         let crash_at = self.plan.crashes.get(run_no as usize).copied();
         self.log(|| format!("run {run_no}: {} files to fill", spec.files.len()));
         let mut fill = Fill::new(spec, SIM_CONFIG, self.wall());
@@ -904,6 +908,7 @@ impl<'t> World<'t> {
                     Err(e) => RunEnd::Failed(e.clone()),
                 };
                 self.check_quarantine(&fill)?;
+                self.check_stats(&fill)?;
                 return Ok(end);
             }
             self.step += 1;
@@ -1440,6 +1445,11 @@ impl<'t> World<'t> {
         let (k, fault) = (r.delivered, r.fault);
         let req = r.req.clone();
         let id = self.spec_files[req.file];
+        let verified_bytes = |k: u64| -> u64 {
+            (req.first_block..req.first_block + k)
+                .map(|b| req.outboard.block_range(b).1)
+                .sum()
+        };
         let ended = |verified: u64, result: Result<(), RequestFailure>| Event::RequestEnded {
             request,
             verified,
@@ -1487,10 +1497,12 @@ impl<'t> World<'t> {
                 }
                 ReqFault::Flip => RequestFailure::BadBlock,
             };
+            self.delivered[req.source] += verified_bytes(k);
             return Ok(Some(ended(k, Err(result))));
         }
         if k == req.blocks {
             self.requests.remove(&request);
+            self.delivered[req.source] += verified_bytes(k);
             return Ok(Some(ended(k, Ok(()))));
         }
         let b = req.first_block + k;
@@ -1505,6 +1517,7 @@ impl<'t> World<'t> {
         // The driver verifies each block as it arrives; a bad one ends the request.
         if req.outboard.verify_block(b, &data).is_err() {
             self.requests.remove(&request);
+            self.delivered[req.source] += verified_bytes(k);
             return Ok(Some(ended(k, Err(RequestFailure::BadBlock))));
         }
         for &s in &req.writes[k as usize] {
@@ -1701,6 +1714,27 @@ impl<'t> World<'t> {
             }
             FillError::Local { .. } => false,
         }
+    }
+
+    /// The machine's byte counts are the bytes its requests verified.
+    fn check_stats(&self, fill: &Fill) -> Result<(), String> {
+        let stats = fill.stats();
+        for (s, st) in stats.sources.iter().enumerate() {
+            if st.bytes != self.delivered[s] {
+                return Err(format!(
+                    "counts {} bytes from {}, its requests verified {}",
+                    st.bytes, self.sources[s].source.name, self.delivered[s]
+                ));
+            }
+        }
+        let total: u64 = self.delivered.iter().sum();
+        if stats.bytes_fetched != total {
+            return Err(format!(
+                "counts {} bytes fetched, requests verified {total}",
+                stats.bytes_fetched
+            ));
+        }
+        Ok(())
     }
 
     fn check_quarantine(&self, fill: &Fill) -> Result<(), String> {

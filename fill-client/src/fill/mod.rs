@@ -1,0 +1,326 @@
+//! The fill's driver: runs [`fill_core::fill::Fill`], the sans-IO machine that makes every
+//! decision of a fill, over real sockets, files and time.
+//!
+//! The driver only carries out the machine's actions and tells it what happened:
+//! [`run`] builds the machine's spec from the stores' deltas, then loops: drain the
+//! actions (each runs as a task: evictions, preparations and records on blocking threads,
+//! outboards and ranged requests over [`crate::net::Remotes`], block writes and syncs
+//! through the [`Writer`]), wait for the next event or the machine's timer, hand it over.
+//! Every task answers with one event (a request also with one per block written), so the
+//! machine always learns how each action ended; a task that panics stops the fill.
+//!
+//! What stays here, because it is about resources rather than decisions: a request reads
+//! its body straight into aligned block buffers, verifies each block against the outboard
+//! the machine gave it, paces itself under its source's cap ([`fill_core::fill::Pacer`]),
+//! and submits each block's writes while it reads on, with at most [`MAX_WRITES`] block
+//! writes in flight per store.
+
+mod progress;
+mod tasks;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use fill_core::ContentId;
+use fill_core::catalog::Catalog;
+use fill_core::delta::{Delta, OlderVersion};
+use fill_core::fill::{Fill, FillConfig, FillSpec, PlannedPiece, StoreDelta, Time};
+use fill_core::source::{Source, escalation};
+use fill_server::store::Store;
+use serde::Serialize;
+
+pub use progress::Progress;
+
+use crate::sources::Holdings;
+use crate::write::Writer;
+
+/// Block writes in flight per store filled (each holds its block's buffer until written): a
+/// request reads on while its blocks are written, and stops only when the disk is this far
+/// behind.
+pub const MAX_WRITES: usize = 32;
+
+/// Per-source figures of a fill.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceReport {
+    /// Source name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+    /// Verified bytes taken from it.
+    pub bytes: u64,
+    /// Money for those bytes.
+    pub cost: f64,
+    /// Requests made.
+    pub requests: u64,
+    /// Requests that failed (transport or protocol) and were retried elsewhere.
+    pub failed_requests: u64,
+    /// Blocks that failed verification.
+    pub bad_blocks: u32,
+    /// Quarantined for the rest of the run.
+    pub quarantined: bool,
+    /// Why its catalog could not be had, if so.
+    pub unreachable: Option<String>,
+}
+
+impl SourceReport {
+    /// A source's line in a plan (nothing fetched yet).
+    pub fn planned(source: &Source, bytes: u64, cost: f64) -> Self {
+        Self {
+            name: source.name.clone(),
+            kind: source.kind.name().to_owned(),
+            bytes,
+            cost,
+            ..Self::default()
+        }
+    }
+}
+
+/// What a fill did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FillReport {
+    /// Per source, in the order of the sources file.
+    pub sources: Vec<SourceReport>,
+    /// Verified bytes fetched.
+    pub bytes_fetched: u64,
+    /// Verified bytes copied from older versions the store held instead of fetched.
+    pub bytes_copied: u64,
+    /// Money spent.
+    pub total_cost: f64,
+    /// Files completed (moved into `content/`).
+    pub files_completed: u64,
+    /// Files evicted.
+    pub files_evicted: u64,
+    /// Wall time in seconds.
+    pub duration_secs: f64,
+    /// Verified bytes per second.
+    pub throughput_bytes_per_sec: f64,
+    /// Requests retried on another source.
+    pub retries: u64,
+    /// How blocks were written.
+    pub write_backend: String,
+}
+
+impl FillReport {
+    /// The report of a dry run: the plan's bytes and costs per source, nothing fetched.
+    pub fn dry_run(sources: Vec<SourceReport>) -> Self {
+        Self {
+            total_cost: sources.iter().map(|r| r.cost).sum(),
+            bytes_fetched: 0,
+            bytes_copied: 0,
+            sources,
+            files_completed: 0,
+            files_evicted: 0,
+            duration_secs: 0.0,
+            throughput_bytes_per_sec: 0.0,
+            retries: 0,
+            write_backend: "none (dry run)".into(),
+        }
+    }
+}
+
+/// One store to fill and its delta.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreJob<'a> {
+    /// The store (its lock held by the caller).
+    pub store: &'a Store,
+    /// Its delta against the target.
+    pub delta: &'a Delta,
+    /// `delta.evict[i]`'s id.
+    pub evict_ids: &'a [ContentId],
+    /// Older versions held of files the delta fetches whole: each is kept back from the
+    /// evictions until its new file has copied the blocks they share.
+    pub older: &'a [OlderVersion],
+}
+
+/// What a fill works from: one store for `fill run`, several for `fill prefill`.
+#[derive(Debug, Clone, Copy)]
+pub struct FillJob<'a> {
+    /// The stores to fill.
+    pub stores: &'a [StoreJob<'a>],
+    /// The target catalog.
+    pub target: &'a Catalog<'a>,
+    /// The sources.
+    pub sources: &'a [Source],
+    /// `holdings[i]` is what `sources[i]` holds.
+    pub holdings: &'a [Holdings],
+    /// How long a source may stay silent before its range moves elsewhere.
+    pub timeout: Duration,
+    /// How each source is reached (object storage for `s3://` and `file://` sources).
+    pub remotes: &'a crate::net::Remotes,
+    /// A plan's pieces per file (`fill run --strategy optimal`): each block goes first to its
+    /// planned source, waiting for that source's window; escalation takes over when it fails.
+    pub routes: Option<&'a crate::planning::Routes>,
+}
+
+/// The machine's spec for a job: the stores' deltas, the sources and their holdings, the
+/// plan's routes.
+fn spec_of(job: &FillJob<'_>) -> FillSpec {
+    let deltas: Vec<StoreDelta<'_>> = job
+        .stores
+        .iter()
+        .map(|s| StoreDelta {
+            delta: s.delta,
+            evict_ids: s.evict_ids,
+            older: s.older,
+        })
+        .collect();
+    let planned = |entry: u32| -> Vec<PlannedPiece> {
+        job.routes
+            .and_then(|r| r.get(&entry))
+            .map(|pieces| {
+                pieces
+                    .iter()
+                    .map(|&(offset, end, source)| PlannedPiece {
+                        offset,
+                        end,
+                        source,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    FillSpec::new(
+        job.target,
+        &deltas,
+        job.sources.to_vec(),
+        |s, id| job.holdings[s].holds(id),
+        planned,
+    )
+}
+
+/// The wall clock, as the machine reads windows in it.
+fn wall_now() -> Time {
+    let us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    Time::from_micros(us)
+}
+
+/// Runs a fill. Files go in popularity order; each is fetched once and written to every
+/// store that needs it.
+pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Result<FillReport> {
+    let started = Instant::now();
+    let spec = spec_of(&job);
+    let stores: Vec<Store> = job.stores.iter().map(|s| s.store.clone()).collect();
+    let mut driver = tasks::Driver::new(&job, stores, writer.clone());
+    let mut fill = Fill::new(spec, FillConfig::STANDARD, wall_now());
+    let mut shown = vec![0u64; job.sources.len()];
+    loop {
+        while let Some(action) = fill.poll_action() {
+            driver.execute(action, fill.spec());
+        }
+        if fill.is_finished() {
+            break;
+        }
+        let deadline = fill.poll_timeout().map(|t| {
+            let wait = t.since(wall_now());
+            tokio::time::Instant::now() + wait
+        });
+        if driver.tasks.is_empty() && deadline.is_none() && driver.events.is_empty() {
+            // Every action answers with an event; nothing in flight and nothing timed means
+            // an answer was lost.
+            bail!("the fill stalled: no task in flight and nothing to wait for");
+        }
+        tokio::select! {
+            event = driver.events.recv() => {
+                let Some(event) = event else { bail!("the fill's tasks are gone") };
+                fill.handle(event, wall_now());
+                while let Ok(event) = driver.events.try_recv() {
+                    fill.handle(event, wall_now());
+                }
+            }
+            Some(joined) = driver.tasks.join_next(), if !driver.tasks.is_empty() => {
+                joined.map_err(|e| anyhow!("a fill task failed: {e}"))?;
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                fill.handle_timeout(wall_now());
+            }
+        }
+        for (s, st) in fill.stats().sources.iter().enumerate() {
+            if st.bytes > shown[s] {
+                progress.inc(s, st.bytes - shown[s]);
+                shown[s] = st.bytes;
+            }
+        }
+    }
+    let stats = match fill.outcome() {
+        Some(Ok(stats)) => stats.clone(),
+        Some(Err(e)) => return Err(anyhow!(e.clone())),
+        None => bail!("the fill ended without an outcome"),
+    };
+    let report = job
+        .sources
+        .iter()
+        .zip(job.holdings)
+        .zip(&stats.sources)
+        .map(|((s, h), st)| SourceReport {
+            name: s.name.clone(),
+            kind: s.kind.name().to_owned(),
+            bytes: st.bytes,
+            cost: s.cost(st.bytes),
+            requests: st.requests,
+            failed_requests: st.failed_requests,
+            bad_blocks: st.bad_blocks,
+            quarantined: st.quarantined,
+            unreachable: unreachable(h),
+        })
+        .collect::<Vec<_>>();
+    let secs = started.elapsed().as_secs_f64();
+    Ok(FillReport {
+        total_cost: report.iter().map(|r| r.cost).sum(),
+        sources: report,
+        bytes_fetched: stats.bytes_fetched,
+        bytes_copied: stats.bytes_copied,
+        files_completed: stats.files_completed,
+        files_evicted: stats.files_evicted,
+        duration_secs: secs,
+        throughput_bytes_per_sec: if secs > 0.0 {
+            stats.bytes_fetched as f64 / secs
+        } else {
+            0.0
+        },
+        retries: stats.retries,
+        write_backend: writer.description.to_string(),
+    })
+}
+
+fn unreachable(h: &Holdings) -> Option<String> {
+    match h {
+        Holdings::Unreachable(why) => Some(why.clone()),
+        _ => None,
+    }
+}
+
+/// The plan without fetching: which source would serve each file under escalation.
+pub fn dry_run(
+    target: &Catalog<'_>,
+    delta: &Delta,
+    sources: &[Source],
+    holdings: &[Holdings],
+) -> Result<Vec<SourceReport>> {
+    let mut per: HashMap<usize, u64> = HashMap::new();
+    for f in &delta.fetch {
+        let id = target.id(f.entry as usize);
+        let order = escalation(sources, |i| holdings[i].holds(&id));
+        let Some(&first) = order.first() else {
+            bail!("no source holds {id} ({})", target.name(f.entry as usize));
+        };
+        *per.entry(first).or_default() += f.length;
+    }
+    Ok(sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let bytes = per.get(&i).copied().unwrap_or(0);
+            SourceReport {
+                name: s.name.clone(),
+                kind: s.kind.name().to_owned(),
+                bytes,
+                cost: s.cost(bytes),
+                unreachable: unreachable(&holdings[i]),
+                ..Default::default()
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,572 @@
+//! The machine's actions, carried out: each a task that answers with an event.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use fill_core::ContentId;
+use fill_core::fill::{
+    Action, Event, FillSpec, Notice, OutboardFrom, Pacer, Prepared, Request, RequestFailure, Time,
+    prepare,
+};
+use fill_core::outboard::Outboard;
+use fill_server::store::{PartialState, Store, WriteErrorRecord};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use super::{FillJob, MAX_WRITES};
+use crate::net::{Net, NetError, Remotes};
+use crate::write::{AlignedBuf, WriteFile, Writer};
+
+/// How a pacer's burst is sized: 50 ms worth of a source's bandwidth.
+const PACER_BURST: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Files a preparation task opened, keyed by (file, store), waiting to be adopted.
+type Opened = Arc<Mutex<VecDeque<((usize, usize), WriteFile)>>>;
+
+/// What the tasks share: the stores, the sources, the writer, the files open for writing.
+pub(super) struct Driver {
+    ctx: Arc<Ctx>,
+    /// Files open for writing, per (file, store).
+    open: HashMap<(usize, usize), Arc<WriteFile>>,
+    /// Opened by preparation tasks, taken into `open` when their `Prepared` is executed on.
+    opened: Opened,
+    tx: mpsc::UnboundedSender<Event>,
+    /// Events from the tasks.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// Every task: joined by the loop, so a panic stops the fill instead of losing an answer.
+    pub tasks: JoinSet<()>,
+}
+
+struct Ctx {
+    stores: Vec<Store>,
+    urls: Vec<String>,
+    names: Vec<String>,
+    remotes: Remotes,
+    writer: Writer,
+    pacers: Vec<Mutex<Pacer>>,
+    /// The pacers' clock: monotonic, unlike the wall clock the machine reads windows in.
+    epoch: Instant,
+    writes: Arc<Semaphore>,
+}
+
+impl Ctx {
+    fn pace_now(&self) -> Time {
+        Time::from_micros(self.epoch.elapsed().as_micros() as i64)
+    }
+}
+
+impl Driver {
+    pub(super) fn new(job: &FillJob<'_>, stores: Vec<Store>, writer: Writer) -> Self {
+        let (tx, events) = mpsc::unbounded_channel();
+        let n_stores = stores.len();
+        let ctx = Ctx {
+            stores,
+            urls: job.sources.iter().map(|s| s.url.clone()).collect(),
+            names: job.sources.iter().map(|s| s.name.clone()).collect(),
+            remotes: job.remotes.with_net(Net::with_timeout(job.timeout)),
+            writer,
+            pacers: job
+                .sources
+                .iter()
+                .map(|s| Mutex::new(Pacer::new(s.bandwidth_bps, PACER_BURST)))
+                .collect(),
+            epoch: Instant::now(),
+            writes: Arc::new(Semaphore::new(MAX_WRITES * n_stores.max(1))),
+        };
+        Self {
+            ctx: Arc::new(ctx),
+            open: HashMap::new(),
+            opened: Arc::new(Mutex::new(VecDeque::new())),
+            tx,
+            events,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Carries out one action of the machine.
+    pub(super) fn execute(&mut self, action: Action, spec: &FillSpec) {
+        self.adopt_opened();
+        let (ctx, tx) = (self.ctx.clone(), self.tx.clone());
+        match action {
+            Action::Evict { store, ids } => {
+                self.tasks.spawn(async move {
+                    let st = ctx.stores[store].clone();
+                    let result = blocking(move || st.evict(&ids).map_err(Into::into)).await;
+                    let _ = tx.send(Event::Evicted {
+                        store,
+                        result: result.map_err(|e| format!("{e:#}")),
+                    });
+                });
+            }
+            Action::FetchOutboard {
+                file,
+                from,
+                id,
+                limit,
+            } => {
+                self.tasks.spawn(async move {
+                    let result = fetch_outboard(&ctx, from, id, limit).await;
+                    let _ = tx.send(Event::OutboardFetched { file, from, result });
+                });
+            }
+            Action::Prepare {
+                file,
+                store,
+                outboard,
+                resume,
+                older,
+            } => {
+                let name = spec.files[file].name.clone();
+                let opened = self.opened.clone();
+                self.tasks.spawn(async move {
+                    let result = prepare_file(&ctx, store, &outboard, &name, resume, older).await;
+                    let result = match result {
+                        Ok((prepared, data)) => {
+                            lock(&opened).push_back(((file, store), data));
+                            Ok(prepared)
+                        }
+                        Err(e) => Err(format!("{e:#}")),
+                    };
+                    let _ = tx.send(Event::Prepared {
+                        file,
+                        store,
+                        result,
+                    });
+                });
+            }
+            Action::Request(req) => {
+                let data: Vec<Option<Arc<WriteFile>>> = (0..self.ctx.stores.len())
+                    .map(|s| self.open.get(&(req.file, s)).cloned())
+                    .collect();
+                let id = spec.files[req.file].id;
+                self.tasks
+                    .spawn(async move { fetch_range(ctx, req, id, data, tx).await });
+            }
+            Action::Sync {
+                commit,
+                file,
+                store,
+            } => {
+                let data = self.open.get(&(file, store)).cloned();
+                self.tasks.spawn(async move {
+                    let result = match data {
+                        Some(d) => ctx.writer.sync(&d).await.map_err(|e| format!("{e:#}")),
+                        None => Err("the file is not open".into()),
+                    };
+                    let _ = tx.send(Event::Synced { commit, result });
+                });
+            }
+            Action::Record {
+                commit,
+                file,
+                store,
+                map,
+            }
+            | Action::Complete {
+                commit,
+                file,
+                store,
+                map,
+            } => {
+                let complete = map.verified_count() == map.block_count();
+                let data = complete.then(|| self.open.remove(&(file, store))).flatten();
+                let state = PartialState {
+                    file: map,
+                    name: spec.files[file].name.clone(),
+                };
+                self.tasks.spawn(async move {
+                    if let Some(d) = &data {
+                        ctx.writer.close(d);
+                    }
+                    let st = ctx.stores[store].clone();
+                    let result = blocking(move || {
+                        if complete {
+                            st.complete_partial(&state)
+                                .with_context(|| format!("cannot complete {}", state.file.id))
+                        } else {
+                            st.save_partial(&state).map_err(Into::into)
+                        }
+                    })
+                    .await;
+                    let _ = tx.send(Event::Recorded {
+                        commit,
+                        result: result.map_err(|e| format!("{e:#}")),
+                    });
+                });
+            }
+            Action::Notice(n) => self.notice(n, spec),
+        }
+    }
+
+    /// Files the preparation tasks opened, kept for the requests and syncs that follow.
+    fn adopt_opened(&mut self) {
+        let mut opened = lock(&self.opened);
+        while let Some((key, data)) = opened.pop_front() {
+            self.open.insert(key, Arc::new(data));
+        }
+    }
+
+    fn notice(&self, n: Notice, spec: &FillSpec) {
+        let name = |s: usize| &self.ctx.names[s];
+        match n {
+            Notice::Waiting {
+                source,
+                file,
+                until,
+            } => {
+                let secs = until.since(super::wall_now()).as_secs();
+                tracing::info!(
+                    source = %name(source),
+                    "every source that holds {} is outside its window: waiting {secs} s",
+                    spec.files[file].id
+                );
+            }
+            Notice::Failed {
+                source,
+                why,
+                moving_on,
+            } => tracing::warn!(
+                source = %name(source),
+                "{why}: {}",
+                if moving_on { "moving to the next source" } else { "retrying" }
+            ),
+            Notice::BadBlock {
+                source,
+                file,
+                block,
+            } => tracing::warn!(
+                source = %name(source),
+                "block {block} of {} failed verification",
+                spec.files[file].id
+            ),
+            Notice::Quarantined { source } => {
+                tracing::warn!(source = %name(source), "quarantined for this run");
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `f` on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow!("a blocking task failed: {e}"))?
+}
+
+async fn fetch_outboard(
+    ctx: &Ctx,
+    from: OutboardFrom,
+    id: ContentId,
+    limit: u64,
+) -> std::result::Result<Vec<u8>, String> {
+    match from {
+        OutboardFrom::Store(s) => {
+            let st = ctx.stores[s].clone();
+            blocking(move || st.partial_outboard_bytes(&id).map_err(Into::into))
+                .await
+                .map_err(|e| format!("{e:#}"))
+        }
+        OutboardFrom::Source(s) => ctx
+            .remotes
+            .get_small(s, &ctx.urls[s], &format!("outboard/{id}"), false, limit)
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Prepares a file in a store: its interrupted fill resumed (recorded blocks verified
+/// again) or a new one begun (and the blocks an older version shares copied in), then
+/// opened for writing.
+async fn prepare_file(
+    ctx: &Ctx,
+    store: usize,
+    ob: &Arc<Outboard>,
+    name: &str,
+    resume: bool,
+    older: Option<ContentId>,
+) -> Result<(Prepared, WriteFile)> {
+    let st = ctx.stores[store].clone();
+    let (ob2, name) = (ob.clone(), name.to_owned());
+    let prepared = blocking(move || prepare_blocking(&st, &ob2, &name, resume, older)).await?;
+    let path = ctx.stores[store].partial_data_path(&ob.id());
+    let data = ctx
+        .writer
+        .open(&path)
+        .await
+        .with_context(|| format!("cannot open the partial data of {}", ob.id()))?;
+    Ok((prepared, data))
+}
+
+fn prepare_blocking(
+    store: &Store,
+    ob: &Outboard,
+    name: &str,
+    resume: bool,
+    older: Option<ContentId>,
+) -> Result<Prepared> {
+    let id = ob.id();
+    if resume && let Some(mut state) = store.partial(&id)? {
+        if state.file.size == ob.size() && state.file.block == ob.block_size() {
+            let path = store.partial_data_path(&id);
+            let data = std::fs::File::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let dropped = prepare::reverify(ob, &mut state.file, |off, buf| {
+                data.read_exact_at(buf, off).is_ok()
+            });
+            if dropped > 0 {
+                tracing::warn!(
+                    "{id}: {dropped} blocks recorded as verified did not verify; fetching them again"
+                );
+                store.save_partial(&state)?;
+            }
+            return Ok(Prepared {
+                map: state.file,
+                copied: 0,
+            });
+        }
+        // Filled with another block size: begun again.
+        store
+            .evict(&[id])
+            .context("cannot remove a mismatched partial file")?;
+    }
+    let mut state = store.begin_partial(ob, name)?;
+    let copied = match older {
+        Some(old) => copy_shared(store, ob, &old, &mut state)?,
+        None => 0,
+    };
+    Ok(Prepared {
+        map: state.file,
+        copied,
+    })
+}
+
+/// Copies into a new partial file the blocks its older version shares with it (see
+/// [`prepare::copy_shared`]), then syncs and records them.
+fn copy_shared(
+    store: &Store,
+    ob: &Outboard,
+    old: &ContentId,
+    state: &mut PartialState,
+) -> Result<u64> {
+    // An older version whose outboard is unreadable is only evicted.
+    let Ok(old_ob) = store.outboard(old) else {
+        return Ok(0);
+    };
+    if ob.shared_blocks(&old_ob).is_empty() {
+        return Ok(0);
+    }
+    let from = store.content_path(old);
+    let to = store.partial_data_path(&ob.id());
+    let src =
+        std::fs::File::open(&from).with_context(|| format!("cannot open {}", from.display()))?;
+    let dst = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&to)
+        .with_context(|| format!("cannot open {}", to.display()))?;
+    let copied = prepare::copy_shared(
+        ob,
+        &old_ob,
+        &mut state.file,
+        |off, buf| src.read_exact_at(buf, off).is_ok(),
+        |off, bytes| {
+            dst.write_all_at(bytes, off)
+                .with_context(|| format!("cannot write {}", to.display()))
+        },
+    )?;
+    if copied > 0 {
+        dst.sync_data()
+            .with_context(|| format!("cannot sync {}", to.display()))?;
+        store.save_partial(state)?;
+    }
+    Ok(copied)
+}
+
+/// One ranged request: reads the body into aligned block buffers, verifies each block,
+/// submits its writes while it reads on, answers `RequestEnded` once the body is read
+/// (giving its connection back), then waits for its writes, each answering `Written`.
+async fn fetch_range(
+    ctx: Arc<Ctx>,
+    req: Request,
+    id: ContentId,
+    data: Vec<Option<Arc<WriteFile>>>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let mut writes = Vec::new();
+    let (verified, result) = read_body(&ctx, &req, id, &data, &tx, &mut writes).await;
+    let _ = tx.send(Event::RequestEnded {
+        request: req.id,
+        verified,
+        result,
+    });
+    for w in writes {
+        let _ = w.await;
+    }
+}
+
+/// Reads and verifies a request's blocks; returns how many verified and why it stopped.
+async fn read_body(
+    ctx: &Arc<Ctx>,
+    req: &Request,
+    id: ContentId,
+    data: &[Option<Arc<WriteFile>>],
+    tx: &mpsc::UnboundedSender<Event>,
+    writes: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> (u64, std::result::Result<(), RequestFailure>) {
+    let ob = &req.outboard;
+    let base = &ctx.urls[req.source];
+    let rel = format!("content/{id}");
+    let url = format!("{base}/{rel}");
+    let timeout = ctx.remotes.timeout();
+    let mut body = match ctx
+        .remotes
+        .get_range(req.source, base, &rel, req.offset, req.len, ob.size())
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => return (0, Err(failure(&url, e))),
+    };
+    let mut k = 0u64;
+    let mut buf = AlignedBuf::with_capacity(ob.block_range(req.first_block).1 as usize);
+    while k < req.blocks {
+        let block = req.first_block + k;
+        let block_len = ob.block_range(block).1 as usize;
+        let have = buf.len();
+        let room = &mut buf.spare_mut()[..block_len - have];
+        let n = match tokio::time::timeout(timeout, body.read(room)).await {
+            Err(_) => {
+                let why = format!("{url}: stalled for {timeout:?}");
+                return (k, Err(RequestFailure::Transport(why)));
+            }
+            Ok(Ok(0)) if block_len > have => {
+                return (
+                    k,
+                    Err(RequestFailure::Lied(format!("{url}: body ended early"))),
+                );
+            }
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return (k, Err(failure(&url, e))),
+        };
+        buf.advance(n);
+        let wait = lock(&ctx.pacers[req.source]).take(n as u64, ctx.pace_now());
+        if let Some(until) = wait {
+            tokio::time::sleep(until.since(ctx.pace_now())).await;
+        }
+        if buf.len() < block_len {
+            continue;
+        }
+        if ob.verify_block(block, buf.as_slice()).is_err() {
+            return (k, Err(RequestFailure::BadBlock));
+        }
+        let stores = &req.writes[k as usize];
+        // Waits here only when the disks are MAX_WRITES blocks behind (a slot per copy).
+        let Ok(permit) = ctx
+            .writes
+            .clone()
+            .acquire_many_owned(stores.len().max(1) as u32)
+            .await
+        else {
+            return (
+                k,
+                Err(RequestFailure::Transport("write slots closed".into())),
+            );
+        };
+        let next_cap = if k + 1 < req.blocks {
+            ob.block_range(block + 1).1 as usize
+        } else {
+            0
+        };
+        let full = std::mem::replace(&mut buf, AlignedBuf::with_capacity(next_cap));
+        writes.push(submit_block(
+            ctx, req, id, block, full, stores, data, permit, tx,
+        ));
+        k += 1;
+        if k == req.blocks && body.has_more() {
+            let why = format!("{url}: body longer than asked");
+            return (k, Err(RequestFailure::Lied(why)));
+        }
+    }
+    (k, Ok(()))
+}
+
+fn failure(url: &str, e: NetError) -> RequestFailure {
+    match e {
+        NetError::Lied(why) => RequestFailure::Lied(why),
+        NetError::NotFound => RequestFailure::NotFound,
+        NetError::Refused(why) => RequestFailure::Refused(format!("{url}: {why}")),
+        NetError::Transport(why) => RequestFailure::Transport(format!("{url}: {why}")),
+    }
+}
+
+/// Submits a verified block's writes to every store that lacks it (a copy per extra store:
+/// an O_DIRECT write consumes its buffer). The task answers `Written` per store and gives
+/// the write slots back as the writes complete, not when the request gets round to it.
+#[allow(clippy::too_many_arguments)]
+fn submit_block(
+    ctx: &Arc<Ctx>,
+    req: &Request,
+    id: ContentId,
+    block: u64,
+    data: AlignedBuf,
+    stores: &[usize],
+    files: &[Option<Arc<WriteFile>>],
+    permit: OwnedSemaphorePermit,
+    tx: &mpsc::UnboundedSender<Event>,
+) -> tokio::task::JoinHandle<()> {
+    let (offset, _) = req.outboard.block_range(block);
+    let mut data = Some(data);
+    let mut pending = Vec::with_capacity(stores.len());
+    for (k, &s) in stores.iter().enumerate() {
+        let buf = if k + 1 == stores.len() {
+            data.take()
+        } else {
+            data.as_ref().map(|d| {
+                let mut copy = AlignedBuf::with_capacity(d.len());
+                copy.extend_from_slice(d.as_slice());
+                copy
+            })
+        };
+        let (Some(buf), Some(Some(file))) = (buf, files.get(s)) else {
+            pending.push((s, None));
+            continue;
+        };
+        pending.push((s, Some(ctx.writer.write(file, offset, buf))));
+    }
+    if let Some(unused) = data {
+        unused.recycle();
+    }
+    let (ctx, tx, file) = (ctx.clone(), tx.clone(), req.file);
+    tokio::spawn(async move {
+        let _permit = permit;
+        for (store, write) in pending {
+            let result = match write {
+                Some(w) => w.await,
+                None => Err(anyhow!("the file is not open in store {store}")),
+            };
+            if let Err(e) = &result {
+                // Kept for the store-health check: a disk that failed a write is suspect.
+                let record = WriteErrorRecord {
+                    time: super::wall_now().unix_secs(),
+                    id,
+                    error: format!("{e:#}"),
+                };
+                if let Err(log) = ctx.stores[store].record_write_error(&record) {
+                    tracing::warn!("cannot record the write error: {log}");
+                }
+            }
+            let _ = tx.send(Event::Written {
+                file,
+                block,
+                store,
+                result: result.map_err(|e| format!("{e:#}")),
+            });
+        }
+    })
+}
