@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use fill_benches::synthetic_catalog;
 use fill_core::catalog::{Catalog, CatalogView};
 use fill_core::delta::{self, Inventory};
-use fill_server::mapped::Mapped;
+use fill_store::mapped::Mapped;
 
 fn entries() -> u64 {
     std::env::var("FILL_BENCH_ENTRIES")

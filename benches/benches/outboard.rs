@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fill_benches::synthetic_bytes;
 use fill_core::outboard::{BlockSize, Outboard};
-use fill_server::mapped::Mapped;
+use fill_store::mapped::Mapped;
 
 fn benches(c: &mut Criterion) {
     let mib: usize = std::env::var("FILL_BENCH_MIB")

@@ -513,7 +513,7 @@ pub struct DeltaArgs {
     /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
     #[arg(long)]
     pub capacity: String,
-    /// Print the whole delta as JSON (see docs/delta-json.md).
+    /// Print the whole delta as JSON (see docs/json.md).
     #[arg(long)]
     pub json: bool,
 }

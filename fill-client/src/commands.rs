@@ -11,7 +11,7 @@ use fill_core::catalog::{self, Catalog, CatalogBuilder};
 use fill_core::delta::{self, Delta, EvictReason, Inventory};
 use fill_core::outboard::BlockSize;
 use fill_core::size::{format_size, parse_size};
-use fill_server::store::{CatalogFile, Store, VerifyReport};
+use fill_store::store::{CatalogFile, Store, VerifyReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -43,7 +43,7 @@ struct StatusJson<'a> {
     state: fill_core::lifecycle::State,
     before_drain: Option<fill_core::lifecycle::State>,
     events: &'a [fill_core::lifecycle::Event],
-    maintenance: &'a [fill_server::store::MaintenanceWindow],
+    maintenance: &'a [fill_core::lifecycle::MaintenanceWindow],
 }
 
 fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
@@ -80,7 +80,7 @@ fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
                     println!(
                         "maintenance from {} for {}: {}",
                         fill_core::duration::format_rfc3339(w.start),
-                        fill_server::lifecycle::human_secs(w.duration),
+                        fill_core::duration::human_secs(w.duration),
                         w.reason
                     );
                 }
@@ -124,7 +124,7 @@ fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
                 Some(t) => fill_core::duration::parse_rfc3339(&t).context("bad --start")?,
                 None => crate::planning::now()?,
             };
-            let window = fill_server::store::MaintenanceWindow::new(start, &duration, &reason)
+            let window = fill_core::lifecycle::MaintenanceWindow::new(start, &duration, &reason)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut all = s.maintenance_windows()?;
             all.push(window.clone());
@@ -132,7 +132,7 @@ fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
             println!(
                 "maintenance from {} for {}: {}",
                 fill_core::duration::format_rfc3339(window.start),
-                fill_server::lifecycle::human_secs(window.duration),
+                fill_core::duration::human_secs(window.duration),
                 window.reason
             );
         }
@@ -143,16 +143,16 @@ fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
 fn checks_cmd(store: &Path, config: Option<&Path>, json: bool) -> Result<Outcome> {
     let settings = match config {
         Some(path) => {
-            let file = fill_server::config::ConfigFile::load(path)?;
+            let file = fill_store::config::ConfigFile::load(path)?;
             file.lifecycle
                 .resolve(&file.base)
                 .with_context(|| format!("config {}", path.display()))?
         }
-        None => fill_server::lifecycle::Settings::default(),
+        None => fill_store::config::Settings::default(),
     };
     let s = open_store(store)?;
     let rt = runtime(false)?;
-    let report = rt.block_on(fill_server::lifecycle::run_checks(
+    let report = rt.block_on(fill_store::lifecycle::run_checks(
         &s,
         &settings,
         crate::planning::now()?,
@@ -506,7 +506,7 @@ fn store(cmd: StoreCommand) -> Result<Outcome> {
             json,
         } => {
             let s = open_store(&store)?;
-            let to = fill_server::sources::check_source_url(&to).context("--to")?;
+            let to = fill_store::sources::check_source_url(&to).context("--to")?;
             if !crate::object::is_object_url(&to) {
                 bail!(
                     "--to {to:?}: publish writes to object storage (s3://bucket/prefix or file:///path)"
@@ -831,7 +831,7 @@ pub fn from_store(store: &Path, popularity: &Path, notes: bool) -> Result<Catalo
     Ok(b)
 }
 
-/// The delta as `fill delta --json` prints it (docs/delta-json.md).
+/// The delta as `fill delta --json` prints it (docs/json.md, "fill delta --json").
 #[derive(Debug, Serialize)]
 pub struct DeltaReport {
     capacity: u64,

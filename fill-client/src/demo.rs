@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use fill_core::outboard::BlockSize;
 use fill_core::size::format_size;
-use fill_server::store::Store;
+use fill_store::store::Store;
 use serde::Serialize;
 
 use fill_core::rng::SplitMix64 as Rng;
@@ -57,23 +57,6 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Starts a fill-server for `store` on a free loopback port; returns its URL and the sender
-/// that stops it.
-async fn start_server(store: &Path) -> Result<(String, tokio::sync::oneshot::Sender<()>)> {
-    let config = fill_server::config::ConfigFile::default().resolve(
-        Some("127.0.0.1:0"),
-        Some(store),
-        None,
-    )?;
-    let (listener, state) = fill_server::http::bind(config).await?;
-    let addr = listener.local_addr().context("no local address")?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(fill_server::http::serve(listener, state, async {
-        let _ = rx.await;
-    }));
-    Ok((format!("http://{addr}"), tx))
 }
 
 /// Runs the demo.
@@ -249,7 +232,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     let bytes = builder.finish().context("build the target catalog")?;
     fs::write(&target_path, bytes)
         .with_context(|| format!("cannot write {}", target_path.display()))?;
-    let target_file = fill_server::store::CatalogFile::open(&target_path)?;
+    let target_file = fill_store::store::CatalogFile::open(&target_path)?;
     let target = target_file.validate()?;
 
     // 4. The delta the burn-in fill must apply, with room for ~90% of the target.
@@ -279,8 +262,9 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     let sources_path = dir.join("sources.toml");
     let rt = crate::commands::runtime(true)?;
     let (fill_report, after) = rt.block_on(async {
-        let (origin_url, stop_origin) = start_server(&dir.join("origin")).await?;
-        let (peer_url, stop_peer) = start_server(&dir.join("peer")).await?;
+        let origin_srv = crate::server_process::ServerProcess::start(&dir.join("origin"))?;
+        let peer_srv = crate::server_process::ServerProcess::start(&dir.join("peer"))?;
+        let (origin_url, peer_url) = (&origin_srv.url, &peer_srv.url);
         let toml = format!(
             "[[source]]\nname = \"peer\"\nkind = \"peer\"\nurl = \"{peer_url}\"\ncost_per_gib = 0\nbandwidth = \"10Gbps\"\n\n\
              [[source]]\nname = \"origin\"\nkind = \"origin\"\nurl = \"{origin_url}\"\ncost_per_gib = 0.02\nbandwidth = \"1.2Gbps\"\n"
@@ -312,8 +296,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         let report = crate::fill::run(job, &writer, &bar).await;
         bar.finish_and_clear();
         drop(lock);
-        let _ = stop_origin.send(());
-        let _ = stop_peer.send(());
+        drop((origin_srv, peer_srv));
         let report = report?;
         let after = compute_delta(&target, &appliance, capacity)?;
         anyhow::Ok((report, after))

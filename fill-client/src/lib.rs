@@ -21,6 +21,7 @@ mod fill;
 mod net;
 mod object;
 mod planning;
+mod server_process;
 mod simulate;
 mod site;
 mod sources;

@@ -334,7 +334,7 @@ impl ObjectSource {
 /// last, so a reader never sees a catalog naming missing content. With `verify`, re-reads
 /// every object and checks it against its id.
 pub async fn publish(
-    store: &fill_server::store::Store,
+    store: &fill_store::store::Store,
     to: &str,
     verify: bool,
     progress: &(dyn Fn(u64) + Sync),
@@ -408,7 +408,7 @@ pub async fn publish(
             report.verified += 1;
         }
         let back = dest
-            .get_small("catalog", fill_server::store::MAX_CATALOG_BYTES)
+            .get_small("catalog", fill_store::store::MAX_CATALOG_BYTES)
             .await
             .map_err(|e| anyhow::anyhow!("{}/catalog: {e}", dest.url))?;
         if back.as_ref() != cat_file.bytes() {

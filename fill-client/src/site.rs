@@ -28,7 +28,7 @@ use fill_core::plan::site::{self, SiteAppliance, SitePlan, SiteProblem};
 use fill_core::plan::{Demand, Plan};
 use fill_core::size::{format_size, parse_size};
 use fill_core::source::{Source, SourceKind, parse_bandwidth};
-use fill_server::store::{CatalogFile, Store};
+use fill_store::store::{CatalogFile, Store};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]

@@ -1,12 +1,12 @@
-//! What each source holds. The sources file itself is parsed by [`fill_server::sources`]
+//! What each source holds. The sources file itself is parsed by [`fill_store::sources`]
 //! (the server reads it too, for its turn-up checks).
 
 use anyhow::{Context, Result, bail};
 use fill_core::ContentId;
 use fill_core::source::SourceKind;
-use fill_server::store::CatalogFile;
+use fill_store::store::CatalogFile;
 
-pub use fill_server::sources::{SourceSpec, check_url, load, single};
+pub use fill_store::sources::{SourceSpec, check_url, load, single};
 
 /// What a source holds.
 #[derive(Debug)]
@@ -70,7 +70,7 @@ pub async fn holdings(
                     &s.url,
                     "catalog",
                     true,
-                    fill_server::store::MAX_CATALOG_BYTES,
+                    fill_store::store::MAX_CATALOG_BYTES,
                 )
                 .await
             {

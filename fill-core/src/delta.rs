@@ -193,8 +193,8 @@ pub struct Delta {
     /// Highest usage reached while applying the delta in order (never above the capacity
     /// unless the inventory starts above it, in which case evictions come first).
     pub peak_usage: u64,
-    /// Held target weight ÷ total target weight before the fill (partial files count as not
-    /// held; 1.0 for a target with no weight).
+    /// The held share of the target's demand before the fill ([`crate::lifecycle::Demand`]:
+    /// weights, or bytes for a catalog without weights; partial files count as not held).
     pub offload_before: f64,
     /// The same after the fill.
     pub offload_after: f64,
@@ -430,10 +430,14 @@ pub fn compute(
         offload_after: 0.0,
     };
     let mut does_not_fit: Vec<(u32, u64)> = Vec::new();
+    let demand = crate::lifecycle::Demand::of(target);
+    // Summed here, in the same order as the held shares, so a target held whole is 1.0
+    // exactly.
     let (mut total_w, mut before_w, mut after_w) = (0.0f64, 0.0f64, 0.0f64);
     for (idx, size, w) in target.by_rank_with_meta() {
-        let entry = idx as u32;
+        let w = demand.weight(size, w);
         total_w += w;
+        let entry = idx as u32;
         let complete = held.is_complete(idx);
         if complete {
             before_w += w;
@@ -469,9 +473,8 @@ pub fn compute(
             d.bytes_to_fetch += size;
         }
     }
-    let share = |w: f64| if total_w > 0.0 { w / total_w } else { 1.0 };
-    d.offload_before = share(before_w);
-    d.offload_after = share(after_w);
+    d.offload_before = crate::lifecycle::offload_share(before_w, total_w);
+    d.offload_after = crate::lifecycle::offload_share(after_w, total_w);
 
     // Then the files that no longer fit, least popular first.
     evict.extend(does_not_fit.iter().rev().map(|&(e, size)| Eviction {

@@ -332,13 +332,55 @@ pub fn fill_check(complete_bytes: u64, target_bytes: u64, bad_blocks: u64) -> Ch
     }
 }
 
-/// The offload check: the share of the target's weight held must reach `threshold`.
-pub fn offload_check(held_weight: f64, total_weight: f64, threshold: f64) -> Check {
-    let share = if total_weight > 0.0 {
-        held_weight / total_weight
+/// A target's demand, the one definition of offload: each file weighs its popularity
+/// weight, or its bytes when the catalog has no weights at all (every file 0), and offload
+/// is the held share of the total (1.0 for an empty target).
+#[derive(Debug, Clone, Copy)]
+pub struct Demand {
+    by_bytes: bool,
+    total: f64,
+}
+
+impl Demand {
+    /// The demand of `target`.
+    pub fn of(target: &crate::Catalog<'_>) -> Self {
+        let by_bytes = target.total_weight() <= 0.0;
+        let total = if by_bytes {
+            target.total_size() as f64
+        } else {
+            target.total_weight()
+        };
+        Self { by_bytes, total }
+    }
+
+    /// The demand of a file of `size` bytes and popularity `weight`.
+    pub fn weight(&self, size: u64, weight: f64) -> f64 {
+        if self.by_bytes { size as f64 } else { weight }
+    }
+
+    /// The target's whole demand.
+    pub fn total(&self) -> f64 {
+        self.total
+    }
+
+    /// Offload: the share of the demand that `held` (a sum of [`Demand::weight`]s) serves.
+    pub fn share(&self, held: f64) -> f64 {
+        offload_share(held, self.total)
+    }
+}
+
+/// `held ÷ total`, 1.0 when there is no demand at all.
+pub fn offload_share(held: f64, total: f64) -> f64 {
+    if total > 0.0 {
+        (held / total).min(1.0)
     } else {
         1.0
-    };
+    }
+}
+
+/// The offload check: the share of the target's weight held must reach `threshold`.
+pub fn offload_check(held_weight: f64, total_weight: f64, threshold: f64) -> Check {
+    let share = offload_share(held_weight, total_weight);
     let passed = share >= threshold;
     Check {
         name: "offload",
@@ -349,6 +391,101 @@ pub fn offload_check(held_weight: f64, total_weight: f64, threshold: f64) -> Che
             if passed { "at least" } else { "below" },
             threshold * 100.0
         ),
+    }
+}
+
+/// A scheduled maintenance: the appliance drains at `start` and stays in maintenance until
+/// `start + duration`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MaintenanceWindow {
+    /// Unix seconds.
+    pub start: i64,
+    /// Seconds, from 3 hours to 30 days.
+    pub duration: i64,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl MaintenanceWindow {
+    /// Shortest window: 3 hours.
+    pub const MIN: i64 = 3 * 3600;
+    /// Longest window: 30 days.
+    pub const MAX: i64 = 30 * 86400;
+
+    /// A window from `start` for `duration` (like `6h`, `2d`: 3 hours to 30 days).
+    pub fn new(start: i64, duration: &str, reason: &str) -> Result<Self, String> {
+        let d = crate::duration::parse_duration(duration).map_err(|e| format!("duration: {e}"))?;
+        let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        if !(Self::MIN..=Self::MAX).contains(&secs) {
+            return Err(format!(
+                "duration {duration:?} is not between 3h and 30d (a maintenance window)"
+            ));
+        }
+        if reason.len() > 500 || reason.chars().any(char::is_control) {
+            return Err("reason: at most 500 characters, no control characters".into());
+        }
+        Ok(Self {
+            start,
+            duration: secs,
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Unix seconds when it ends.
+    pub fn end(&self) -> i64 {
+        self.start.saturating_add(self.duration)
+    }
+
+    /// Whether `now` is inside it.
+    pub fn contains(&self, now: i64) -> bool {
+        self.start <= now && now < self.end()
+    }
+}
+
+/// What the lifecycle loop should do next on its own, given the recorded events, the
+/// scheduled windows, and whether requests are still in flight. Pure: the caller acts.
+pub fn next_step(
+    events: &[Event],
+    windows: &[MaintenanceWindow],
+    now: i64,
+    in_flight: u64,
+) -> Option<(State, String)> {
+    let l = Lifecycle::replay(events).ok()?;
+    let window = windows.iter().find(|w| w.contains(now));
+    match l.state() {
+        State::BurnIn | State::Live => window.map(|w| {
+            (
+                State::Draining,
+                format!(
+                    "maintenance window {} for {}: {}",
+                    crate::duration::format_rfc3339(w.start),
+                    crate::duration::human_secs(w.duration),
+                    w.reason
+                ),
+            )
+        }),
+        State::Draining if in_flight == 0 => Some((State::Drained, "no request in flight".into())),
+        State::Drained => window.map(|w| {
+            (
+                State::Maintenance,
+                format!(
+                    "maintenance window until {}",
+                    crate::duration::format_rfc3339(w.end())
+                ),
+            )
+        }),
+        State::Maintenance => {
+            // Only a maintenance the loop started (inside a window) ends on its own.
+            let entered = events.last().filter(|e| e.to == State::Maintenance)?;
+            let w = windows.iter().find(|w| w.contains(entered.time))?;
+            (now >= w.end()).then(|| {
+                (
+                    State::BurnIn,
+                    "maintenance window over: burn-in checks again".into(),
+                )
+            })
+        }
+        _ => None,
     }
 }
 
@@ -495,5 +632,95 @@ mod tests {
             offload_check(0.5, 1.0, 0.9).detail,
             "holds 50.0% of the target's demand (weight), below the 90% needed"
         );
+    }
+}
+
+#[cfg(test)]
+mod loop_tests {
+    use super::*;
+
+    fn events(path: &[State], time: i64) -> Vec<Event> {
+        let mut l = Lifecycle::start(0, "").0;
+        let mut out = vec![Lifecycle::start(0, "").1];
+        for &s in path {
+            out.push(l.transition(s, time, "").unwrap());
+        }
+        out
+    }
+
+    const TO_LIVE: [State; 6] = [
+        State::Prefilling,
+        State::InTransit,
+        State::Delivered,
+        State::Installed,
+        State::BurnIn,
+        State::Live,
+    ];
+
+    #[test]
+    fn a_window_drains_waits_enters_maintenance_and_ends() {
+        let w = MaintenanceWindow::new(1000, "3h", "swap").unwrap();
+        let windows = [w.clone()];
+        let mut e = events(&TO_LIVE, 10);
+        // Before the window: nothing.
+        assert_eq!(next_step(&e, &windows, 999, 0), None);
+        let (to, why) = next_step(&e, &windows, 1000, 5).unwrap();
+        assert_eq!(to, State::Draining);
+        assert_eq!(why, "maintenance window 1970-01-01T00:16:40Z for 3h: swap");
+        e.push(Event {
+            time: 1000,
+            from: State::Live,
+            to: State::Draining,
+            reason: why,
+        });
+        // Requests in flight: wait.
+        assert_eq!(next_step(&e, &windows, 1001, 2), None);
+        assert_eq!(next_step(&e, &windows, 1002, 0).unwrap().0, State::Drained);
+        e.push(Event {
+            time: 1002,
+            from: State::Draining,
+            to: State::Drained,
+            reason: String::new(),
+        });
+        assert_eq!(
+            next_step(&e, &windows, 1003, 0).unwrap().0,
+            State::Maintenance
+        );
+        e.push(Event {
+            time: 1003,
+            from: State::Drained,
+            to: State::Maintenance,
+            reason: String::new(),
+        });
+        assert_eq!(next_step(&e, &windows, w.end() - 1, 0), None);
+        assert_eq!(
+            next_step(&e, &windows, w.end(), 0).unwrap().0,
+            State::BurnIn
+        );
+    }
+
+    #[test]
+    fn a_maintenance_begun_by_hand_is_left_to_people() {
+        let windows = [MaintenanceWindow::new(1000, "3h", "later").unwrap()];
+        let mut path = TO_LIVE.to_vec();
+        path.extend([State::Draining, State::Drained, State::Maintenance]);
+        let e = events(&path, 10);
+        assert_eq!(next_step(&e, &windows, 50_000, 0), None);
+        // A drain by hand outside a window stays drained.
+        let e = events(&path[..8], 10);
+        assert_eq!(next_step(&e, &windows, 50_000, 0), None);
+    }
+
+    #[test]
+    fn window_bounds() {
+        assert!(MaintenanceWindow::new(0, "3h", "").is_ok());
+        assert!(MaintenanceWindow::new(0, "30d", "").is_ok());
+        assert_eq!(
+            MaintenanceWindow::new(0, "31d", "").unwrap_err(),
+            "duration \"31d\" is not between 3h and 30d (a maintenance window)"
+        );
+        assert!(MaintenanceWindow::new(0, "6h", "a\nb").is_err());
+        assert_eq!(crate::duration::human_secs(2 * 86400 + 4 * 3600), "2d 4h");
+        assert_eq!(crate::duration::human_secs(90), "1m");
     }
 }

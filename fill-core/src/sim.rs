@@ -734,14 +734,16 @@ impl Prepared<'_> {
     /// (`(unix time, target entry)`, any order).
     fn live_day(&self, m: &Model, mut done_at: Vec<(i64, u32)>, complete: u32) -> u32 {
         done_at.sort_unstable();
-        let total = self.target.total_weight();
+        let demand = crate::lifecycle::Demand::of(&self.target);
+        let total = demand.total();
         let need = m.config.fill.offload_threshold * total;
         let mut held = self.delta.offload_before * total;
         if total <= 0.0 || held >= need {
             return 0;
         }
         for (t, e) in done_at {
-            held += self.target.weight(e as usize);
+            let e = e as usize;
+            held += demand.weight(self.target.size(e), self.target.weight(e));
             if held >= need * (1.0 - 1e-12) {
                 return self.day_of(m, t);
             }

@@ -34,10 +34,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::config::ServerConfig;
-use crate::mapped::{self, FileStamp};
 use crate::metrics::{EndpointLabels, Metrics, RequestLabels};
-use crate::store::Store;
+use fill_store::config::ServerConfig;
+use fill_store::mapped::{self, FileStamp};
+use fill_store::store::Store;
 
 /// Largest frame a body hands hyper at a time. hyper asks for the next one only when what
 /// it holds is nearly written, so a body is dropped (and its request stops counting as in
@@ -152,8 +152,8 @@ pub struct AppState {
 struct Life {
     lifecycle: fill_core::lifecycle::Lifecycle,
     events: Vec<fill_core::lifecycle::Event>,
-    windows: Vec<crate::store::MaintenanceWindow>,
-    report: Option<crate::lifecycle::Report>,
+    windows: Vec<fill_core::lifecycle::MaintenanceWindow>,
+    report: Option<fill_store::lifecycle::Report>,
     /// Why the lifecycle could not be read, if it could not.
     error: Option<String>,
 }
@@ -893,14 +893,16 @@ fn admin(st: &AppState, rest: &str, req: &Request<Incoming>) -> Response<Body> {
         return r;
     }
     let now = unix_now();
-    let changed = |r: Result<fill_core::lifecycle::Event, crate::store::StoreError>| match r {
+    let changed = |r: Result<fill_core::lifecycle::Event, fill_store::store::StoreError>| match r {
         Ok(event) => {
             st.refresh_life();
             st.wake.notify_one();
             json(StatusCode::OK, &event)
         }
-        Err(crate::store::StoreError::Lifecycle(e)) => text(StatusCode::CONFLICT, format!("{e}\n")),
-        Err(e) => internal("cannot record the event", &crate::store::chain(&e)),
+        Err(fill_store::store::StoreError::Lifecycle(e)) => {
+            text(StatusCode::CONFLICT, format!("{e}\n"))
+        }
+        Err(e) => internal("cannot record the event", &fill_store::store::chain(&e)),
     };
     if let Some(reason) = query(req, "reason")
         && (reason.chars().count() > 500 || reason.chars().any(char::is_control))
@@ -944,7 +946,7 @@ fn schedule_maintenance(st: &AppState, req: &Request<Incoming>, now: i64) -> Res
     let Some(duration) = query(req, "duration") else {
         return bad("duration is missing: e.g. ?duration=6h (3h to 30d)".into());
     };
-    let window = match crate::store::MaintenanceWindow::new(
+    let window = match fill_core::lifecycle::MaintenanceWindow::new(
         start,
         &duration,
         &query(req, "reason").unwrap_or_else(|| "maintenance".into()),
@@ -962,7 +964,7 @@ fn schedule_maintenance(st: &AppState, req: &Request<Incoming>, now: i64) -> Res
             st.wake.notify_one();
             json(StatusCode::OK, &window)
         }
-        Err(e) => internal("cannot record the window", &crate::store::chain(&e)),
+        Err(e) => internal("cannot record the window", &fill_store::store::chain(&e)),
     }
 }
 
@@ -1049,11 +1051,11 @@ pub struct Status {
     /// When they ran (RFC 3339), if they have.
     pub checked_at: Option<String>,
     /// The fill's progress towards the target.
-    pub progress: Option<crate::lifecycle::Progress>,
+    pub progress: Option<fill_store::lifecycle::Progress>,
     /// Requests being answered.
     pub in_flight: u64,
     /// Scheduled maintenance windows that have not ended.
-    pub maintenance: Vec<crate::store::MaintenanceWindow>,
+    pub maintenance: Vec<fill_core::lifecycle::MaintenanceWindow>,
     /// The most recent events, oldest first (at most 20).
     pub events: Vec<fill_core::lifecycle::Event>,
     /// Why the lifecycle could not be read, when it could not.
@@ -1069,7 +1071,7 @@ impl AppState {
         });
         let mut life = self.life.lock().unwrap_or_else(|p| p.into_inner());
         match read
-            .map_err(|e| crate::store::chain(&e))
+            .map_err(|e| fill_store::store::chain(&e))
             .and_then(|(events, windows)| {
                 let l =
                     fill_core::lifecycle::Lifecycle::replay(&events).map_err(|e| e.to_string())?;
@@ -1155,9 +1157,10 @@ impl AppState {
 
     /// Runs the turn-up checks, keeps the report, and goes live when they all pass during
     /// burn-in (with `auto_live`).
-    pub async fn run_checks(&self) -> crate::lifecycle::Report {
+    pub async fn run_checks(&self) -> fill_store::lifecycle::Report {
         let now = unix_now();
-        let report = crate::lifecycle::run_checks(&self.store, &self.config.lifecycle, now).await;
+        let report =
+            fill_store::lifecycle::run_checks(&self.store, &self.config.lifecycle, now).await;
         let state = {
             let mut life = self.life.lock().unwrap_or_else(|p| p.into_inner());
             life.report = Some(report.clone());
@@ -1173,7 +1176,7 @@ impl AppState {
                 "turn-up checks passed",
             ) {
                 Ok(_) => tracing::info!("turn-up checks passed: live"),
-                Err(e) => tracing::warn!("cannot go live: {}", crate::store::chain(&e)),
+                Err(e) => tracing::warn!("cannot go live: {}", fill_store::store::chain(&e)),
             }
             self.refresh_life();
         }
@@ -1199,7 +1202,7 @@ async fn lifecycle_loop(st: Arc<AppState>) {
         let (step, appliance, draining) = {
             let life = st.life.lock().unwrap_or_else(|p| p.into_inner());
             (
-                crate::lifecycle::next_step(
+                fill_core::lifecycle::next_step(
                     &life.events,
                     &life.windows,
                     unix_now(),
@@ -1218,7 +1221,7 @@ async fn lifecycle_loop(st: Arc<AppState>) {
                 }
                 Err(e) => {
                     // Tried again after the tick; said once.
-                    let e = format!("cannot go to {to}: {}", crate::store::chain(&e));
+                    let e = format!("cannot go to {to}: {}", fill_store::store::chain(&e));
                     if step_error.as_ref() != Some(&e) {
                         tracing::error!("{e}");
                     }
@@ -1231,7 +1234,7 @@ async fn lifecycle_loop(st: Arc<AppState>) {
             next_check = Instant::now() + interval;
         }
         if let Some(url) = &st.config.lifecycle.webhook {
-            match crate::lifecycle::deliver_webhook(&st.store, url).await {
+            match fill_store::lifecycle::deliver_webhook(&st.store, url).await {
                 Ok(_) => webhook_error = None,
                 Err(e) => {
                     if webhook_error.as_ref() != Some(&e) {

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use fill_server::config::{ConfigFile, LogFormat};
 use fill_server::http;
+use fill_store::config::{ConfigFile, LogFormat};
 
 /// Serves a fill store to peers and appliances over HTTP/1.1.
 ///

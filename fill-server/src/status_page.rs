@@ -198,7 +198,7 @@ pub fn render(status: &Status) -> String {
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
                 format_rfc3339(w.start),
-                crate::lifecycle::human_secs(w.duration),
+                fill_core::duration::human_secs(w.duration),
                 esc(&w.reason)
             );
         }

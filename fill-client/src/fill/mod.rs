@@ -27,7 +27,7 @@ use fill_core::catalog::Catalog;
 use fill_core::delta::{Delta, OlderVersion};
 use fill_core::fill::{Fill, FillConfig, FillSpec, PlannedPiece, StoreDelta, Time};
 use fill_core::source::{Source, escalation};
-use fill_server::store::Store;
+use fill_store::store::Store;
 use serde::Serialize;
 
 pub use progress::Progress;

@@ -12,7 +12,7 @@ use fill_core::fill::{
     prepare,
 };
 use fill_core::outboard::Outboard;
-use fill_server::store::{PartialState, Store, WriteErrorRecord};
+use fill_store::store::{PartialState, Store, WriteErrorRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -91,12 +91,12 @@ impl Driver {
         self.adopt_opened();
         let (ctx, tx) = (self.ctx.clone(), self.tx.clone());
         match action {
-            Action::Evict { store, ids } => {
+            Action::Evict { id, store, ids } => {
                 self.tasks.spawn(async move {
                     let st = ctx.stores[store].clone();
                     let result = blocking(move || st.evict(&ids).map_err(Into::into)).await;
                     let _ = tx.send(Event::Evicted {
-                        store,
+                        id,
                         result: result.map_err(|e| format!("{e:#}")),
                     });
                 });

@@ -7,16 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fill_core::outboard::BlockSize;
-use fill_server::store::Store;
+use fill_store::store::Store;
 
-use crate::{data, fill, p};
+use crate::{ServerProcess, data, fill, p};
 
-/// A fill-server for `store` on a free loopback port, stopped on drop.
-fn serve(store: &Path) -> fill_server::http::BackgroundServer {
-    let cfg = fill_server::config::ConfigFile::default()
-        .resolve(Some("127.0.0.1:0"), Some(store), None)
-        .unwrap();
-    fill_server::http::BackgroundServer::start(cfg).unwrap()
+/// A fill-server process for `store` on a free loopback port, killed on drop.
+fn serve(store: &Path) -> ServerProcess {
+    ServerProcess::start(store)
 }
 
 struct Region {
@@ -83,7 +80,7 @@ fn sources(path: &Path, list: &[(&str, &str, SocketAddr, f64, &str)]) {
 }
 
 /// A fill-server for `dir/origin`, and `dir/sources.toml` naming it as the only source.
-fn origin_only(dir: &Path) -> (fill_server::http::BackgroundServer, PathBuf) {
+fn origin_only(dir: &Path) -> (ServerProcess, PathBuf) {
     let srv = serve(&dir.join("origin"));
     let src = dir.join("sources.toml");
     sources(&src, &[("origin", "origin", srv.addr, 0.02, "10Gbps")]);
@@ -183,22 +180,32 @@ fn corrupt(store: &Path, bytes: &[u8], at: usize) {
 fn lying_truncating_and_dead_sources_are_routed_around() {
     let tmp = tempfile::tempdir().unwrap();
     let r = region(tmp.path(), 8);
-    // A free peer holding everything, but it lies: bit flips in three files, and one file
-    // truncated.
+    // A free peer holding everything but file 4, and it lies: bit flips in three files.
     let peer = tmp.path().join("peer");
-    Store::new(&peer)
-        .unwrap()
+    let id_of = |i: usize| fill_core::ContentId::of(&r.files[i].1);
+    let peer_store = Store::new(&peer).unwrap();
+    peer_store
         .import(&[tmp.path().join("target")], BlockSize::DEFAULT, &|_| {})
         .unwrap();
+    peer_store.evict(&[id_of(4)]).unwrap();
     for (i, at) in [(1, 5), (2, 1 << 20), (3, (2 << 20) + 7)] {
         corrupt(&peer, &r.files[i].1, at);
     }
-    let id4 = blake3::hash(&r.files[4].1).to_hex().to_string();
-    let f4 = peer.join("content").join(&id4);
+    // Another free peer, holding only file 4, truncated: its own, so the first peer's
+    // quarantine cannot keep it from being asked.
+    let short_peer = tmp.path().join("short-peer");
+    let short_store = Store::new(&short_peer).unwrap();
+    short_store
+        .import(&[tmp.path().join("target")], BlockSize::DEFAULT, &|_| {})
+        .unwrap();
+    let others: Vec<_> = (0..r.files.len()).filter(|&i| i != 4).map(id_of).collect();
+    short_store.evict(&others).unwrap();
+    let f4 = short_peer.join("content").join(id_of(4).to_string());
     let short = fs::read(&f4).unwrap()[..1000].to_vec();
     fs::write(f4.with_extension("tmp"), short).unwrap();
     fs::rename(f4.with_extension("tmp"), &f4).unwrap();
     let peer_srv = serve(&peer);
+    let short_srv = serve(&short_peer);
     let origin_srv = serve(&tmp.path().join("origin"));
     // A dead tier: nothing listens there.
     let dead: SocketAddr = {
@@ -210,6 +217,7 @@ fn lying_truncating_and_dead_sources_are_routed_around() {
         &src,
         &[
             ("peer", "peer", peer_srv.addr, 0.0, "10Gbps"),
+            ("short-peer", "peer", short_srv.addr, 0.0, "10Gbps"),
             ("tier", "tier", dead, 0.001, "10Gbps"),
             ("origin", "origin", origin_srv.addr, 0.02, "10Gbps"),
         ],
@@ -239,11 +247,16 @@ fn lying_truncating_and_dead_sources_are_routed_around() {
             .clone()
     };
     let (peer_r, tier_r, origin_r) = (by("peer"), by("tier"), by("origin"));
+    let short_r = by("short-peer");
     assert_eq!(peer_r["bad_blocks"], 3, "{out}");
     assert_eq!(peer_r["quarantined"], true);
     assert!(
-        peer_r["failed_requests"].as_u64().unwrap() >= 1,
+        short_r["failed_requests"].as_u64().unwrap() >= 1,
         "the truncated file: {out}"
+    );
+    assert_eq!(
+        short_r["quarantined"], false,
+        "a short body is not a lie about bytes"
     );
     assert!(tier_r["unreachable"].is_string());
     assert!(origin_r["bytes"].as_u64().unwrap() > 0);
@@ -1068,54 +1081,6 @@ fn site_plan_fetches_each_range_from_outside_once() {
     );
 }
 
-/// A `fill-server` process (the real binary) serving `store` on a free loopback port; killed
-/// with SIGKILL on drop.
-struct ServerProcess {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    fn start(store: &Path) -> Self {
-        use std::io::BufRead;
-        // `cargo test --workspace` (the README's test command) builds it beside `fill`.
-        let bin = Path::new(env!("CARGO_BIN_EXE_fill")).with_file_name("fill-server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `cargo test --workspace`, or `cargo build -p fill-server` first",
-            bin.display()
-        );
-        let mut child = std::process::Command::new(&bin)
-            .args(["--store", p(store), "--listen", "127.0.0.1:0"])
-            .env("FILL_LOG", "warn")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("fill-server did not say where it listens: {line:?}"));
-        Self { child, addr }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Against real `fill-server` processes: the free peer is killed (SIGKILL) in the middle of
 /// the fill; the fill moves its ranges to the origin and every file matches its id.
 #[test]
@@ -1265,9 +1230,7 @@ fn burn_in_fill_checks_then_live_on_the_server() {
     assert_eq!(checks["progress"]["complete_files"], 6);
 
     // The appliance's server goes live by itself; `fill status` shows it.
-    let file = fill_server::config::ConfigFile::load(&cfg).unwrap();
-    let server_cfg = file.resolve(Some("127.0.0.1:0"), Some(&app), None).unwrap();
-    let srv = fill_server::http::BackgroundServer::start(server_cfg).unwrap();
+    let srv = ServerProcess::start_with(&app, &["--config", p(&cfg)]);
     let url = format!("http://{}", srv.addr);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -4,8 +4,69 @@ mod fill_e2e;
 mod s3;
 
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// A `fill-server` process (the real binary, which `cargo test --workspace` builds beside
+/// `fill`: the client does not link the server) serving a store on a free loopback port;
+/// killed with SIGKILL on drop.
+pub(crate) struct ServerProcess {
+    child: std::process::Child,
+    pub(crate) addr: SocketAddr,
+}
+
+impl ServerProcess {
+    pub(crate) fn start(store: &Path) -> Self {
+        Self::start_with(store, &[])
+    }
+
+    /// With more arguments (`--config FILE`).
+    pub(crate) fn start_with(store: &Path, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let bin = Path::new(env!("CARGO_BIN_EXE_fill")).with_file_name("fill-server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo test --workspace`, or `cargo build -p fill-server` first",
+            bin.display()
+        );
+        let mut child = Command::new(&bin)
+            .args(["--store", p(store), "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("FILL_LOG", "warn")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("fill-server did not say where it listens: {line:?}"));
+        // Its later warnings are drained, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        Self { child, addr }
+    }
+
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
 
 pub(crate) struct Run {
     pub(crate) out: Output,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fill_core::outboard::BlockSize;
-use fill_server::store::Store;
+use fill_store::store::Store;
 
 use crate::{Run, data, p};
 
@@ -293,12 +293,7 @@ fn a_corrupted_bucket_object_is_caught() {
     let target = origin.join("catalog");
 
     // The bucket as a cheap tier, an HTTP origin behind it: fetched elsewhere.
-    let srv = {
-        let cfg = fill_server::config::ConfigFile::default()
-            .resolve(Some("127.0.0.1:0"), Some(&origin), None)
-            .unwrap();
-        fill_server::http::BackgroundServer::start(cfg).unwrap()
-    };
+    let srv = crate::ServerProcess::start(&origin);
     let sources = tmp.path().join("sources.toml");
     fs::write(
         &sources,

@@ -159,9 +159,12 @@ pub struct Request {
 /// What the driver does next.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// Evict these files from the store; answer [`Event::Evicted`]. At most one eviction per
-    /// store is outstanding.
+    /// Evict these files from the store; answer [`Event::Evicted`]. The store's listed
+    /// evictions go one batch at a time, in order; an older version goes beside them once
+    /// its new file has copied from it.
     Evict {
+        /// The eviction, named again in [`Event::Evicted`].
+        id: u64,
         /// The store.
         store: usize,
         /// The files, in order.
@@ -315,10 +318,10 @@ pub enum Event {
         /// What it holds, or the local failure.
         result: Result<Prepared, String>,
     },
-    /// A store's eviction ended.
+    /// An eviction ended.
     Evicted {
-        /// The store.
-        store: usize,
+        /// The eviction.
+        id: u64,
         /// `Err`: the local failure.
         result: Result<(), String>,
     },
@@ -538,10 +541,19 @@ struct StoreRun {
     /// Evictions of the list issued, and completed.
     issued: usize,
     done: usize,
-    /// Batches waiting: ids, and the list position reached once done (none for an older
-    /// version, which is not in the list).
-    queue: VecDeque<(Vec<ContentId>, Option<usize>)>,
-    in_flight: Option<(usize, Option<usize>)>,
+    /// Batches of the list waiting: ids, and the list position reached once done.
+    queue: VecDeque<(Vec<ContentId>, usize)>,
+    /// A batch of the list is out.
+    busy: bool,
+}
+
+/// An eviction out: its store, how many files, and the list position it reaches (none for
+/// an older version, which is not in the list).
+#[derive(Debug)]
+struct EvictionOut {
+    store: usize,
+    files: usize,
+    upto: Option<usize>,
 }
 
 /// A fill in progress: see the module documentation.
@@ -560,6 +572,7 @@ pub struct Fill {
     per_source: Vec<u32>,
     quarantined: Vec<bool>,
     commits: BTreeMap<u64, Commit>,
+    evictions: BTreeMap<u64, EvictionOut>,
     next_id: u64,
     /// Block writes submitted, not yet completed.
     writing: u64,
@@ -603,6 +616,7 @@ impl Fill {
             per_source: vec![0; n_sources],
             quarantined: vec![false; n_sources],
             commits: BTreeMap::new(),
+            evictions: BTreeMap::new(),
             next_id: 0,
             writing: 0,
             unsynced_bytes: 0,
@@ -693,7 +707,7 @@ impl Fill {
                 store,
                 result,
             } => self.on_prepared(file, store, result),
-            Event::Evicted { store, result } => self.on_evicted(store, result),
+            Event::Evicted { id, result } => self.on_evicted(id, result),
             Event::Written {
                 file,
                 block,
@@ -753,10 +767,8 @@ impl Fill {
             && self.requests.is_empty()
             && self.queue.is_empty()
             && self.commits.is_empty()
-            && self
-                .stores
-                .iter()
-                .all(|s| s.in_flight.is_none() && s.queue.is_empty())
+            && self.stores.iter().all(|s| !s.busy && s.queue.is_empty())
+            && self.evictions.is_empty()
         {
             self.finished = true;
         }
@@ -771,7 +783,7 @@ impl Fill {
         let upto = upto.min(list.len());
         if upto > run.issued {
             let ids = list[run.issued..upto].iter().map(|e| e.id).collect();
-            run.queue.push_back((ids, Some(upto)));
+            run.queue.push_back((ids, upto));
             run.issued = upto;
         }
         self.pump_evictions(store);
@@ -779,24 +791,35 @@ impl Fill {
 
     fn pump_evictions(&mut self, store: usize) {
         let run = &mut self.stores[store];
-        if run.in_flight.is_some() {
+        if run.busy {
             return;
         }
         if let Some((ids, upto)) = run.queue.pop_front() {
-            run.in_flight = Some((ids.len(), upto));
-            self.actions.push_back(Action::Evict { store, ids });
+            run.busy = true;
+            self.send_eviction(store, ids, Some(upto));
         }
     }
 
-    fn on_evicted(&mut self, store: usize, result: Result<(), String>) {
-        let Some((n, upto)) = self.stores.get_mut(store).and_then(|s| s.in_flight.take()) else {
+    fn send_eviction(&mut self, store: usize, ids: Vec<ContentId>, upto: Option<usize>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let files = ids.len();
+        self.evictions
+            .insert(id, EvictionOut { store, files, upto });
+        self.actions.push_back(Action::Evict { id, store, ids });
+    }
+
+    fn on_evicted(&mut self, id: u64, result: Result<(), String>) {
+        let Some(out) = self.evictions.remove(&id) else {
             return;
         };
         if let Err(e) = result {
             return self.local("eviction failed".into(), e);
         }
-        self.stats.files_evicted += n as u64;
-        if let Some(upto) = upto {
+        self.stats.files_evicted += out.files as u64;
+        let store = out.store;
+        if let Some(upto) = out.upto {
+            self.stores[store].busy = false;
             self.stores[store].done = upto;
             // Files waiting for this room can be prepared now.
             for f in self.open.clone() {
@@ -1011,9 +1034,9 @@ impl Fill {
         target.map = Some(map);
         target.prepared = true;
         if let Some(old) = self.spec.files[f].stores[t].older {
-            let run = &mut self.stores[store];
-            run.queue.push_back((vec![old], None));
-            self.pump_evictions(store);
+            // Copied from: it goes now, beside the store's listed evictions (the delta never
+            // counted on its room, so it waits for none of them).
+            self.send_eviction(store, vec![old], None);
         }
         if self.files[f].targets.iter().all(|t| t.prepared) {
             self.start_filling(f);

@@ -434,6 +434,7 @@ impl FaultPlan {
 #[derive(Debug, Clone)]
 enum Pending {
     Evict {
+        id: u64,
         store: usize,
         ids: Vec<ContentId>,
     },
@@ -1002,14 +1003,14 @@ impl<'t> World<'t> {
     /// Carries out an action: checks what it may check now, schedules its completion.
     fn act(&mut self, action: Action) -> Result<(), String> {
         match action {
-            Action::Evict { store, ids } => {
+            Action::Evict { id, store, ids } => {
                 for id in &ids {
                     if self.stores[store].placed.contains(id) {
                         return Err(format!("evicts {id}, which the delta keeps or fetches"));
                     }
                 }
                 let d = self.latency(100, 3000);
-                self.schedule(d, Pending::Evict { store, ids });
+                self.schedule(d, Pending::Evict { id, store, ids });
             }
             Action::FetchOutboard { file, from, .. } => {
                 let d = self.latency(200, 20_000);
@@ -1189,16 +1190,13 @@ impl<'t> World<'t> {
     /// Completes a scheduled step: changes the world and answers the machine.
     fn complete(&mut self, p: Pending, fill: &mut Fill) -> Result<Option<Event>, String> {
         Ok(Some(match p {
-            Pending::Evict { store, ids } => {
+            Pending::Evict { id, store, ids } => {
                 let st = &mut self.stores[store];
-                for id in &ids {
-                    st.content.remove(id);
-                    st.partials.remove(id);
+                for file in &ids {
+                    st.content.remove(file);
+                    st.partials.remove(file);
                 }
-                Event::Evicted {
-                    store,
-                    result: Ok(()),
-                }
+                Event::Evicted { id, result: Ok(()) }
             }
             Pending::Outboard { file, from } => {
                 let id = self.spec_files[file];

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fill_core::outboard::BlockSize;
-use fill_server::config::{ConfigFile, SendfileMode, ServerConfig};
 use fill_server::http;
-use fill_server::store::Store;
+use fill_store::config::{ConfigFile, SendfileMode, ServerConfig};
+use fill_store::store::Store;
 
 pub(crate) type TestServer = http::BackgroundServer;
 

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fill_core::lifecycle::State;
-use fill_server::config::ServerConfig;
-use fill_server::lifecycle::{Settings, local_checks, sources_check};
-use fill_server::store::{Store, WriteErrorRecord};
+use fill_store::config::ServerConfig;
+use fill_store::config::Settings;
+use fill_store::lifecycle::{local_checks, sources_check};
+use fill_store::store::{Store, WriteErrorRecord};
 
 use crate::http::{config, get, raw, start, store_with_files};
 

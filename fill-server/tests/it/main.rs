@@ -1,5 +1,4 @@
-//! Integration tests of fill-server: the store on a real file system (temp dirs).
+//! Integration tests of fill-server: HTTP over loopback and the lifecycle loop (temp dirs).
 
 mod http;
 mod lifecycle;
-mod store;

@@ -3,7 +3,7 @@ use std::path::Path;
 
 use fill_core::ContentId;
 use fill_core::outboard::{BlockSize, Outboard};
-use fill_server::store::{Store, StoreError, chain};
+use fill_store::store::{Store, StoreError, chain};
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     let mut out = vec![0u8; len];

@@ -4,9 +4,20 @@
 
 use std::fs::File;
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::store::StoreError;
+/// A file that could not be mapped: what was being done, on which path, the OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}", path.display())]
+pub struct MapError {
+    /// What was being done (open, stat, map).
+    pub op: &'static str,
+    /// The file.
+    pub path: PathBuf,
+    /// The OS error.
+    #[source]
+    pub source: std::io::Error,
+}
 
 /// A file's bytes: mapped, or owned when the file is empty or was decompressed.
 #[derive(Debug)]
@@ -19,9 +30,9 @@ pub enum Mapped {
 
 impl Mapped {
     /// Maps a whole file read-only.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open(path: &Path) -> Result<Self, MapError> {
         let err = |op| {
-            move |source| StoreError::Io {
+            move |source| MapError {
                 op,
                 path: path.to_owned(),
                 source,
@@ -30,7 +41,7 @@ impl Mapped {
         let file = File::open(path).map_err(err("open"))?;
         let meta = file.metadata().map_err(err("stat"))?;
         if !meta.is_file() {
-            return Err(StoreError::Io {
+            return Err(MapError {
                 op: "open",
                 path: path.to_owned(),
                 source: std::io::Error::other("not a regular file"),

@@ -6,151 +6,19 @@
 //! runs the checks periodically during `burn_in` and on demand; `fill appliance checks` runs
 //! the same code against a store directly.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fill_core::lifecycle::{Check, DEFAULT_OFFLOAD_THRESHOLD, Event, State};
+use fill_core::lifecycle::{Check, State};
 use fill_core::outboard::Outboard;
 use fill_core::rng::SplitMix64;
 use fill_core::size::format_size;
 use fill_core::{Catalog, ContentId};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::config::ConfigError;
+use crate::config::Settings;
 use crate::store::{CatalogFile, Store, StoreError, chain};
-
-/// `[lifecycle]` in the server's configuration, as written. Every field optional.
-///
-/// ```toml
-/// [lifecycle]
-/// target = "/srv/fill/target.catalog" # default: the copy `fill run` keeps in the store
-/// sources = "/etc/fill/sources.toml"  # each must answer GET /catalog (the sources check)
-/// check_interval = "5m"               # how often the checks run during burn_in
-/// offload_threshold = 0.9             # held share of the target's weight needed to go live
-/// min_free = "1GiB"                   # free space the store-health check needs
-/// sample_blocks = 64                  # blocks re-verified by each store-health check
-/// auto_live = true                    # go live by itself when every check passes
-/// retry_after = "5m"                  # Retry-After of the 503s while drained
-/// webhook = "http://10.0.0.9:8080/fill-events" # each event is POSTed here as JSON
-/// ```
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SettingsFile {
-    /// The target catalog the fill check measures against.
-    pub target: Option<PathBuf>,
-    /// The sources file whose sources must answer.
-    pub sources: Option<PathBuf>,
-    /// How often the checks run during `burn_in` (default `5m`).
-    pub check_interval: Option<String>,
-    /// Held share of the target's weight needed (default 0.9).
-    pub offload_threshold: Option<f64>,
-    /// Free space the store needs (default `1GiB`).
-    pub min_free: Option<String>,
-    /// Blocks re-verified per check (default 64; every block when the store has fewer).
-    pub sample_blocks: Option<u64>,
-    /// Go live when every check passes (default true).
-    pub auto_live: Option<bool>,
-    /// `Retry-After` of 503s while draining or drained, when no maintenance window says
-    /// longer (default `5m`).
-    pub retry_after: Option<String>,
-    /// Where events are POSTed (`http://` only).
-    pub webhook: Option<String>,
-}
-
-/// The validated lifecycle settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The target catalog; `None`: the store's `.fill/state/target.catalog`.
-    pub target: Option<PathBuf>,
-    /// The sources file, if any.
-    pub sources: Option<PathBuf>,
-    /// Period of the checks during `burn_in`.
-    pub check_interval: Duration,
-    /// Offload share needed.
-    pub offload_threshold: f64,
-    /// Free bytes needed.
-    pub min_free: u64,
-    /// Blocks re-verified per check.
-    pub sample_blocks: u64,
-    /// Go live when every check passes.
-    pub auto_live: bool,
-    /// Default `Retry-After` while draining or drained.
-    pub retry_after: Duration,
-    /// Webhook URL.
-    pub webhook: Option<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            target: None,
-            sources: None,
-            check_interval: Duration::from_secs(300),
-            offload_threshold: DEFAULT_OFFLOAD_THRESHOLD,
-            min_free: 1 << 30,
-            sample_blocks: 64,
-            auto_live: true,
-            retry_after: Duration::from_secs(300),
-            webhook: None,
-        }
-    }
-}
-
-impl SettingsFile {
-    /// Validates; relative paths are taken from `base` (the config file's folder).
-    pub fn resolve(self, base: &Path) -> Result<Settings, ConfigError> {
-        let invalid = |field, reason: String| ConfigError::Invalid { field, reason };
-        let d = Settings::default();
-        let duration = |field, v: Option<String>, default| match v {
-            None => Ok(default),
-            Some(v) => match fill_core::duration::parse_duration(&v) {
-                Ok(d) if !d.is_zero() => Ok(d),
-                Ok(_) => Err(invalid(field, "must be more than zero".into())),
-                Err(e) => Err(invalid(field, e.to_string())),
-            },
-        };
-        let offload_threshold = self.offload_threshold.unwrap_or(d.offload_threshold);
-        if !(0.0..=1.0).contains(&offload_threshold) {
-            return Err(invalid(
-                "lifecycle.offload_threshold",
-                format!("{offload_threshold} is not between 0 and 1"),
-            ));
-        }
-        let min_free = match self.min_free {
-            None => d.min_free,
-            Some(s) => fill_core::size::parse_size(&s)
-                .map_err(|e| invalid("lifecycle.min_free", e.to_string()))?,
-        };
-        let sample_blocks = self.sample_blocks.unwrap_or(d.sample_blocks);
-        if sample_blocks > 1_000_000 {
-            return Err(invalid(
-                "lifecycle.sample_blocks",
-                format!("{sample_blocks} is more than 1000000"),
-            ));
-        }
-        if let Some(url) = &self.webhook {
-            crate::sources::check_url(url)
-                .map_err(|e| invalid("lifecycle.webhook", format!("{e:#}")))?;
-        }
-        let path = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-        Ok(Settings {
-            target: self.target.map(path),
-            sources: self.sources.map(path),
-            check_interval: duration(
-                "lifecycle.check_interval",
-                self.check_interval,
-                d.check_interval,
-            )?,
-            offload_threshold,
-            min_free,
-            sample_blocks,
-            auto_live: self.auto_live.unwrap_or(true),
-            retry_after: duration("lifecycle.retry_after", self.retry_after, d.retry_after)?,
-            webhook: self.webhook.map(|w| w.trim_end_matches('/').to_owned()),
-        })
-    }
-}
 
 /// How far the store is towards its target.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -285,15 +153,8 @@ pub fn measure(
             (p.file.id, bytes)
         })
         .collect();
-    // A target without weights (every file 0) weighs its files by their bytes.
-    let weighted = target.total_weight() > 0.0;
-    let weight = |i: usize| {
-        if weighted {
-            target.weight(i)
-        } else {
-            target.size(i) as f64
-        }
-    };
+    let demand = fill_core::lifecycle::Demand::of(&target);
+    let weight = |i: usize| demand.weight(target.size(i), target.weight(i));
     let (mut complete_files, mut complete_bytes, mut held_weight) = (0u64, 0u64, 0f64);
     for i in 0..target.len() {
         let id = target.id(i);
@@ -306,11 +167,6 @@ pub fn measure(
         }
     }
     let target_bytes = target.total_size();
-    let total_weight = if weighted {
-        target.total_weight()
-    } else {
-        target_bytes as f64
-    };
     Ok(Progress {
         target_files: target.len() as u64,
         target_bytes,
@@ -321,11 +177,7 @@ pub fn measure(
         } else {
             complete_bytes as f64 / target_bytes as f64
         },
-        offload: if total_weight > 0.0 {
-            held_weight / total_weight
-        } else {
-            1.0
-        },
+        offload: demand.share(held_weight),
         offload_threshold: settings.offload_threshold,
     })
 }
@@ -666,163 +518,9 @@ pub async fn deliver_webhook(store: &Store, url: &str) -> Result<usize, String> 
 pub fn active_window(
     store: &Store,
     now: i64,
-) -> Result<Option<crate::store::MaintenanceWindow>, StoreError> {
+) -> Result<Option<fill_core::lifecycle::MaintenanceWindow>, StoreError> {
     Ok(store
         .maintenance_windows()?
         .into_iter()
         .find(|w| w.contains(now)))
-}
-
-/// What the lifecycle loop should do next on its own, given the recorded events, the
-/// scheduled windows, and whether requests are still in flight. Pure: the caller acts.
-pub fn next_step(
-    events: &[Event],
-    windows: &[crate::store::MaintenanceWindow],
-    now: i64,
-    in_flight: u64,
-) -> Option<(State, String)> {
-    let l = fill_core::lifecycle::Lifecycle::replay(events).ok()?;
-    let window = windows.iter().find(|w| w.contains(now));
-    match l.state() {
-        State::BurnIn | State::Live => window.map(|w| {
-            (
-                State::Draining,
-                format!(
-                    "maintenance window {} for {}: {}",
-                    fill_core::duration::format_rfc3339(w.start),
-                    human_secs(w.duration),
-                    w.reason
-                ),
-            )
-        }),
-        State::Draining if in_flight == 0 => Some((State::Drained, "no request in flight".into())),
-        State::Drained => window.map(|w| {
-            (
-                State::Maintenance,
-                format!(
-                    "maintenance window until {}",
-                    fill_core::duration::format_rfc3339(w.end())
-                ),
-            )
-        }),
-        State::Maintenance => {
-            // Only a maintenance the loop started (inside a window) ends on its own.
-            let entered = events.last().filter(|e| e.to == State::Maintenance)?;
-            let w = windows.iter().find(|w| w.contains(entered.time))?;
-            (now >= w.end()).then(|| {
-                (
-                    State::BurnIn,
-                    "maintenance window over: burn-in checks again".into(),
-                )
-            })
-        }
-        _ => None,
-    }
-}
-
-/// `3h`, `2d 4h`: a duration in words for events.
-pub fn human_secs(secs: i64) -> String {
-    let (d, h, m) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60);
-    let mut parts = Vec::new();
-    if d > 0 {
-        parts.push(format!("{d}d"));
-    }
-    if h > 0 {
-        parts.push(format!("{h}h"));
-    }
-    if m > 0 || parts.is_empty() {
-        parts.push(format!("{m}m"));
-    }
-    parts.join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::MaintenanceWindow;
-
-    fn events(path: &[State], time: i64) -> Vec<Event> {
-        let mut l = fill_core::lifecycle::Lifecycle::start(0, "").0;
-        let mut out = vec![fill_core::lifecycle::Lifecycle::start(0, "").1];
-        for &s in path {
-            out.push(l.transition(s, time, "").unwrap());
-        }
-        out
-    }
-
-    const TO_LIVE: [State; 6] = [
-        State::Prefilling,
-        State::InTransit,
-        State::Delivered,
-        State::Installed,
-        State::BurnIn,
-        State::Live,
-    ];
-
-    #[test]
-    fn a_window_drains_waits_enters_maintenance_and_ends() {
-        let w = MaintenanceWindow::new(1000, "3h", "swap").unwrap();
-        let windows = [w.clone()];
-        let mut e = events(&TO_LIVE, 10);
-        // Before the window: nothing.
-        assert_eq!(next_step(&e, &windows, 999, 0), None);
-        let (to, why) = next_step(&e, &windows, 1000, 5).unwrap();
-        assert_eq!(to, State::Draining);
-        assert_eq!(why, "maintenance window 1970-01-01T00:16:40Z for 3h: swap");
-        e.push(Event {
-            time: 1000,
-            from: State::Live,
-            to: State::Draining,
-            reason: why,
-        });
-        // Requests in flight: wait.
-        assert_eq!(next_step(&e, &windows, 1001, 2), None);
-        assert_eq!(next_step(&e, &windows, 1002, 0).unwrap().0, State::Drained);
-        e.push(Event {
-            time: 1002,
-            from: State::Draining,
-            to: State::Drained,
-            reason: String::new(),
-        });
-        assert_eq!(
-            next_step(&e, &windows, 1003, 0).unwrap().0,
-            State::Maintenance
-        );
-        e.push(Event {
-            time: 1003,
-            from: State::Drained,
-            to: State::Maintenance,
-            reason: String::new(),
-        });
-        assert_eq!(next_step(&e, &windows, w.end() - 1, 0), None);
-        assert_eq!(
-            next_step(&e, &windows, w.end(), 0).unwrap().0,
-            State::BurnIn
-        );
-    }
-
-    #[test]
-    fn a_maintenance_begun_by_hand_is_left_to_people() {
-        let windows = [MaintenanceWindow::new(1000, "3h", "later").unwrap()];
-        let mut path = TO_LIVE.to_vec();
-        path.extend([State::Draining, State::Drained, State::Maintenance]);
-        let e = events(&path, 10);
-        assert_eq!(next_step(&e, &windows, 50_000, 0), None);
-        // A drain by hand outside a window stays drained.
-        let e = events(&path[..8], 10);
-        assert_eq!(next_step(&e, &windows, 50_000, 0), None);
-    }
-
-    #[test]
-    fn window_bounds() {
-        assert!(MaintenanceWindow::new(0, "3h", "").is_ok());
-        assert!(MaintenanceWindow::new(0, "30d", "").is_ok());
-        assert_eq!(
-            MaintenanceWindow::new(0, "31d", "").unwrap_err(),
-            "duration \"31d\" is not between 3h and 30d (a maintenance window)"
-        );
-        assert!(MaintenanceWindow::new(0, "6h", "a\nb").is_err());
-        assert_eq!(human_secs(2 * 86400 + 4 * 3600), "2d 4h");
-        assert_eq!(human_secs(90), "1m");
-    }
 }

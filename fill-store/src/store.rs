@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fill_core::catalog::{self, Catalog, CatalogBuilder, CatalogError, Entry, check_name};
+use fill_core::lifecycle::MaintenanceWindow;
 use fill_core::outboard::{BlockSize, Outboard, OutboardError};
 use fill_core::{ContentId, PartialFile};
 
@@ -104,6 +105,16 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = inner.source();
     }
     out
+}
+
+impl From<crate::mapped::MapError> for StoreError {
+    fn from(e: crate::mapped::MapError) -> Self {
+        StoreError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -1085,55 +1096,6 @@ pub struct WriteErrorRecord {
     pub id: ContentId,
     /// The error, as the OS gave it.
     pub error: String,
-}
-
-/// A scheduled maintenance: the appliance drains at `start` and stays in maintenance until
-/// `start + duration`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MaintenanceWindow {
-    /// Unix seconds.
-    pub start: i64,
-    /// Seconds, from 3 hours to 30 days.
-    pub duration: i64,
-    /// Why, in words.
-    pub reason: String,
-}
-
-impl MaintenanceWindow {
-    /// Shortest window: 3 hours.
-    pub const MIN: i64 = 3 * 3600;
-    /// Longest window: 30 days.
-    pub const MAX: i64 = 30 * 86400;
-
-    /// A window from `start` for `duration` (like `6h`, `2d`: 3 hours to 30 days).
-    pub fn new(start: i64, duration: &str, reason: &str) -> Result<Self, String> {
-        let d =
-            fill_core::duration::parse_duration(duration).map_err(|e| format!("duration: {e}"))?;
-        let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-        if !(Self::MIN..=Self::MAX).contains(&secs) {
-            return Err(format!(
-                "duration {duration:?} is not between 3h and 30d (a maintenance window)"
-            ));
-        }
-        if reason.len() > 500 || reason.chars().any(char::is_control) {
-            return Err("reason: at most 500 characters, no control characters".into());
-        }
-        Ok(Self {
-            start,
-            duration: secs,
-            reason: reason.to_owned(),
-        })
-    }
-
-    /// Unix seconds when it ends.
-    pub fn end(&self) -> i64 {
-        self.start.saturating_add(self.duration)
-    }
-
-    /// Whether `now` is inside it.
-    pub fn contains(&self, now: i64) -> bool {
-        self.start <= now && now < self.end()
-    }
 }
 
 /// Takes an exclusive lock on `path` (created if missing), waiting for its holder.

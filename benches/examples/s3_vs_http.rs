@@ -1,6 +1,6 @@
 //! Fill from an S3 server (s3s + s3s-fs, in process, on loopback) vs from fill-server, on the
 //! same data, in the same run: throughput and requests per fill. Run by
-//! `benches/s3-vs-http.sh` (`cargo run --release -p fill-client --example s3_vs_http -- MIB
+//! `benches/s3-vs-http.sh` (`cargo run --release -p fill-benches --example s3_vs_http -- MIB
 //! ROUNDS`); the `fill` binary must be built (release) first.
 
 use std::net::SocketAddr;
@@ -163,7 +163,7 @@ fn main() {
         ],
         &env,
     );
-    let cfg = fill_server::config::ConfigFile::default()
+    let cfg = fill_store::config::ConfigFile::default()
         .resolve(Some("127.0.0.1:0"), Some(&origin), None)
         .expect("config");
     let http = fill_server::http::BackgroundServer::start(cfg).expect("fill-server");

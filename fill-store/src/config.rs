@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fill_core::duration::parse_duration;
+use fill_core::lifecycle::DEFAULT_OFFLOAD_THRESHOLD;
 use serde::Deserialize;
 
 /// The configuration file, as written.
@@ -48,7 +49,7 @@ pub struct ConfigFile {
     pub limits: LimitsFile,
     /// The appliance's lifecycle: turn-up checks, webhook (docs/lifecycle.md).
     #[serde(default)]
-    pub lifecycle: crate::lifecycle::SettingsFile,
+    pub lifecycle: SettingsFile,
     /// The folder relative paths are taken from (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -131,7 +132,7 @@ pub struct ServerConfig {
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
     /// Lifecycle settings.
-    pub lifecycle: crate::lifecycle::Settings,
+    pub lifecycle: Settings,
 }
 
 /// What is wrong with the configuration.
@@ -285,6 +286,138 @@ impl ConfigFile {
                 Duration::from_secs(10),
             )?,
             lifecycle,
+        })
+    }
+}
+
+/// `[lifecycle]` in the server's configuration, as written. Every field optional.
+///
+/// ```toml
+/// [lifecycle]
+/// target = "/srv/fill/target.catalog" # default: the copy `fill run` keeps in the store
+/// sources = "/etc/fill/sources.toml"  # each must answer GET /catalog (the sources check)
+/// check_interval = "5m"               # how often the checks run during burn_in
+/// offload_threshold = 0.9             # held share of the target's weight needed to go live
+/// min_free = "1GiB"                   # free space the store-health check needs
+/// sample_blocks = 64                  # blocks re-verified by each store-health check
+/// auto_live = true                    # go live by itself when every check passes
+/// retry_after = "5m"                  # Retry-After of the 503s while drained
+/// webhook = "http://10.0.0.9:8080/fill-events" # each event is POSTed here as JSON
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsFile {
+    /// The target catalog the fill check measures against.
+    pub target: Option<PathBuf>,
+    /// The sources file whose sources must answer.
+    pub sources: Option<PathBuf>,
+    /// How often the checks run during `burn_in` (default `5m`).
+    pub check_interval: Option<String>,
+    /// Held share of the target's weight needed (default 0.9).
+    pub offload_threshold: Option<f64>,
+    /// Free space the store needs (default `1GiB`).
+    pub min_free: Option<String>,
+    /// Blocks re-verified per check (default 64; every block when the store has fewer).
+    pub sample_blocks: Option<u64>,
+    /// Go live when every check passes (default true).
+    pub auto_live: Option<bool>,
+    /// `Retry-After` of 503s while draining or drained, when no maintenance window says
+    /// longer (default `5m`).
+    pub retry_after: Option<String>,
+    /// Where events are POSTed (`http://` only).
+    pub webhook: Option<String>,
+}
+
+/// The validated lifecycle settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The target catalog; `None`: the store's `.fill/state/target.catalog`.
+    pub target: Option<PathBuf>,
+    /// The sources file, if any.
+    pub sources: Option<PathBuf>,
+    /// Period of the checks during `burn_in`.
+    pub check_interval: Duration,
+    /// Offload share needed.
+    pub offload_threshold: f64,
+    /// Free bytes needed.
+    pub min_free: u64,
+    /// Blocks re-verified per check.
+    pub sample_blocks: u64,
+    /// Go live when every check passes.
+    pub auto_live: bool,
+    /// Default `Retry-After` while draining or drained.
+    pub retry_after: Duration,
+    /// Webhook URL.
+    pub webhook: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            target: None,
+            sources: None,
+            check_interval: Duration::from_secs(300),
+            offload_threshold: DEFAULT_OFFLOAD_THRESHOLD,
+            min_free: 1 << 30,
+            sample_blocks: 64,
+            auto_live: true,
+            retry_after: Duration::from_secs(300),
+            webhook: None,
+        }
+    }
+}
+
+impl SettingsFile {
+    /// Validates; relative paths are taken from `base` (the config file's folder).
+    pub fn resolve(self, base: &Path) -> Result<Settings, ConfigError> {
+        let invalid = |field, reason: String| ConfigError::Invalid { field, reason };
+        let d = Settings::default();
+        let duration = |field, v: Option<String>, default| match v {
+            None => Ok(default),
+            Some(v) => match fill_core::duration::parse_duration(&v) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(invalid(field, "must be more than zero".into())),
+                Err(e) => Err(invalid(field, e.to_string())),
+            },
+        };
+        let offload_threshold = self.offload_threshold.unwrap_or(d.offload_threshold);
+        if !(0.0..=1.0).contains(&offload_threshold) {
+            return Err(invalid(
+                "lifecycle.offload_threshold",
+                format!("{offload_threshold} is not between 0 and 1"),
+            ));
+        }
+        let min_free = match self.min_free {
+            None => d.min_free,
+            Some(s) => fill_core::size::parse_size(&s)
+                .map_err(|e| invalid("lifecycle.min_free", e.to_string()))?,
+        };
+        let sample_blocks = self.sample_blocks.unwrap_or(d.sample_blocks);
+        if sample_blocks > 1_000_000 {
+            return Err(invalid(
+                "lifecycle.sample_blocks",
+                format!("{sample_blocks} is more than 1000000"),
+            ));
+        }
+        if let Some(url) = &self.webhook {
+            crate::sources::check_url(url)
+                .map_err(|e| invalid("lifecycle.webhook", format!("{e:#}")))?;
+        }
+        let path = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        Ok(Settings {
+            target: self.target.map(path),
+            sources: self.sources.map(path),
+            check_interval: duration(
+                "lifecycle.check_interval",
+                self.check_interval,
+                d.check_interval,
+            )?,
+            offload_threshold,
+            min_free,
+            sample_blocks,
+            auto_live: self.auto_live.unwrap_or(true),
+            retry_after: duration("lifecycle.retry_after", self.retry_after, d.retry_after)?,
+            webhook: self.webhook.map(|w| w.trim_end_matches('/').to_owned()),
         })
     }
 }

@@ -1,0 +1,21 @@
+//! `fill-store`: the store on disk, which `fill-server` serves and `fill` fills, and what
+//! the appliance's two programs share about it.
+//!
+//! - [`store`]: the store directory (`content/`, `outboard/`, `catalog`, `.fill/`): import,
+//!   list, verify and repair, recover, evict, partial files and their block maps, the
+//!   appliance journal (lifecycle events, write errors, maintenance windows).
+//! - [`mapped`]: read-only memory maps, the crate's only `unsafe`.
+//! - [`sources`]: the sources file (TOML) the fill reads and the sources check asks.
+//! - [`config`]: the appliance's configuration file (`fill-server --config`, and
+//!   `fill appliance checks --config`).
+//! - [`lifecycle`]: the turn-up checks measured on a real store (fill, offload, store
+//!   health, sources) and the webhook delivery of recorded events; the states and verdicts
+//!   themselves are `fill_core::lifecycle`'s.
+//!
+//! Nothing here serves HTTP or parses command lines: the binaries do.
+
+pub mod config;
+pub mod lifecycle;
+pub mod mapped;
+pub mod sources;
+pub mod store;

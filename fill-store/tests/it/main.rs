@@ -1,0 +1,3 @@
+//! Integration tests of fill-store: the store on a real file system (temp dirs).
+
+mod store;
