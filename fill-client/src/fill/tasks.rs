@@ -120,22 +120,7 @@ impl Driver {
                 older,
             } => {
                 let name = spec.files[file].name.clone();
-                let opened = self.opened.clone();
-                self.tasks.spawn(async move {
-                    let result = prepare_file(&ctx, store, &outboard, &name, resume, older).await;
-                    let result = match result {
-                        Ok((prepared, data)) => {
-                            lock(&opened).push_back(((file, store), data));
-                            Ok(prepared)
-                        }
-                        Err(e) => Err(format!("{e:#}")),
-                    };
-                    let _ = tx.send(Event::Prepared {
-                        file,
-                        store,
-                        result,
-                    });
-                });
+                self.prepare(file, store, outboard, resume, older, name);
             }
             Action::Request(req) => {
                 let data: Vec<Option<Arc<WriteFile>>> = (0..self.ctx.stores.len())
@@ -171,34 +156,70 @@ impl Driver {
                 store,
                 map,
             } => {
-                let complete = map.verified_count() == map.block_count();
-                let data = complete.then(|| self.open.remove(&(file, store))).flatten();
                 let state = PartialState {
                     file: map,
                     name: spec.files[file].name.clone(),
                 };
-                self.tasks.spawn(async move {
-                    if let Some(d) = &data {
-                        ctx.writer.close(d);
-                    }
-                    let st = ctx.stores[store].clone();
-                    let result = blocking(move || {
-                        if complete {
-                            st.complete_partial(&state)
-                                .with_context(|| format!("cannot complete {}", state.file.id))
-                        } else {
-                            st.save_partial(&state).map_err(Into::into)
-                        }
-                    })
-                    .await;
-                    let _ = tx.send(Event::Recorded {
-                        commit,
-                        result: result.map_err(|e| format!("{e:#}")),
-                    });
-                });
+                self.record(commit, file, store, state);
             }
             Action::Notice(n) => self.notice(n, spec),
         }
+    }
+
+    /// Prepares a file in a store on a task; the file it opens for writing is adopted by the
+    /// next `execute`.
+    fn prepare(
+        &mut self,
+        file: usize,
+        store: usize,
+        outboard: Arc<Outboard>,
+        resume: bool,
+        older: Option<ContentId>,
+        name: String,
+    ) {
+        let (ctx, tx, opened) = (self.ctx.clone(), self.tx.clone(), self.opened.clone());
+        self.tasks.spawn(async move {
+            let result = prepare_file(&ctx, store, &outboard, &name, resume, older).await;
+            let result = match result {
+                Ok((prepared, data)) => {
+                    lock(&opened).push_back(((file, store), data));
+                    Ok(prepared)
+                }
+                Err(e) => Err(format!("{e:#}")),
+            };
+            let _ = tx.send(Event::Prepared {
+                file,
+                store,
+                result,
+            });
+        });
+    }
+
+    /// Records a file's block map in a store, or completes the file (every block set: its
+    /// write handle is closed and it moves into `content/`), on a blocking thread.
+    fn record(&mut self, commit: u64, file: usize, store: usize, state: PartialState) {
+        let complete = state.file.verified_count() == state.file.block_count();
+        let data = complete.then(|| self.open.remove(&(file, store))).flatten();
+        let (ctx, tx) = (self.ctx.clone(), self.tx.clone());
+        self.tasks.spawn(async move {
+            if let Some(d) = &data {
+                ctx.writer.close(d);
+            }
+            let st = ctx.stores[store].clone();
+            let result = blocking(move || {
+                if complete {
+                    st.complete_partial(&state)
+                        .with_context(|| format!("cannot complete {}", state.file.id))
+                } else {
+                    st.save_partial(&state).map_err(Into::into)
+                }
+            })
+            .await;
+            let _ = tx.send(Event::Recorded {
+                commit,
+                result: result.map_err(|e| format!("{e:#}")),
+            });
+        });
     }
 
     /// Files the preparation tasks opened, kept for the requests and syncs that follow.

@@ -1278,9 +1278,16 @@ impl Fill {
         }
         self.stats.sources[src].bytes += bytes;
         self.stats.bytes_fetched += bytes;
-        let Err(failure) = result else {
-            return;
-        };
+        if let Err(failure) = result {
+            self.request_failed(job, verified, failure, now);
+        }
+    }
+
+    /// A request stopped after `verified` blocks: the failure is counted, and the rest of
+    /// its range tried again at the same source (a transfer that failed, a few times) or
+    /// moved to another (a lie at once).
+    fn request_failed(&mut self, job: Job, verified: u64, failure: RequestFailure, now: Time) {
+        let (f, src) = (job.file, job.source);
         let spec = &self.spec.files[f];
         let source = &self.spec.sources[src];
         let mut move_on = true;

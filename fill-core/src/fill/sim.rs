@@ -534,273 +534,23 @@ struct World<'t> {
 impl<'t> World<'t> {
     fn generate(seed: u64) -> World<'t> {
         let mut rng = SplitMix64(seed ^ 0x5EED_F111_0000_0000);
-        let block = BlockSize::from_bytes(1024 << rng.below(3)).unwrap_or(BlockSize::DEFAULT);
-        let bs = block.bytes();
-        let mut files = BTreeMap::new();
-        let mut target = CatalogBuilder::new();
-        let mut target_ids = Vec::new();
-        let n = 1 + rng.below(7);
-        let mut empty = false;
-        for i in 0..n {
-            // One empty file at most: two would be the same id.
-            let size = if !empty && rng.chance(6) {
-                empty = true;
-                0
-            } else {
-                rng.below(10) * bs + rng.below(bs) + 1
-            };
-            let data = bytes(&mut rng, size);
-            let ob = Outboard::compute(&data, block);
-            let name = format!("title-{i}.mp4");
-            let weight = 1.0 + rng.below(100) as f64;
-            let _ = target.push(ob.id(), size, weight, &name);
-            target_ids.push(ob.id());
-            files.insert(ob.id(), SimFile { data, ob, name });
-        }
-        let target_bytes = target.finish().unwrap_or_default();
-        let total: u64 = target_ids.iter().map(|id| files[id].ob.size()).sum();
-        // Retired files, and perhaps an older version of a target file (same name, one
-        // block rewritten).
-        let mut retired = Vec::new();
-        for i in 0..rng.below(3) {
-            let len = rng.below(4 * bs) + 1;
-            let data = bytes(&mut rng, len);
-            let ob = Outboard::compute(&data, block);
-            retired.push(ob.id());
-            files.insert(
-                ob.id(),
-                SimFile {
-                    data,
-                    ob,
-                    name: format!("retired-{i}"),
-                },
-            );
-        }
-        let mut older = None;
-        if rng.chance(40) {
-            let multi: Vec<ContentId> = target_ids
-                .iter()
-                .copied()
-                .filter(|id| files[id].ob.block_count() >= 2)
-                .collect();
-            if !multi.is_empty() {
-                let of = multi[rng.below(multi.len() as u64) as usize];
-                let mut data = files[&of].data.clone();
-                let at = rng.below(data.len() as u64) as usize;
-                data[at] ^= 0x5a;
-                let ob = Outboard::compute(&data, block);
-                let name = files[&of].name.clone();
-                older = Some(ob.id());
-                files.insert(ob.id(), SimFile { data, ob, name });
-            }
-        }
-        // Stores.
-        let n_stores = if rng.chance(20) { 2 } else { 1 };
-        let mut stores = Vec::new();
-        for s in 0..n_stores {
-            let mut st = SimStore {
-                capacity: if rng.chance(25) {
-                    total * (50 + rng.below(45)) / 100
-                } else {
-                    total + rng.below(8 * bs)
-                },
-                ..SimStore::default()
-            };
-            for id in &target_ids {
-                let f = &files[id];
-                let r = rng.below(100);
-                if r < 30 {
-                    st.content.insert(*id, f.name.clone());
-                } else if r < 45 && f.ob.size() > 0 {
-                    let mut map = PartialFile::empty(*id, f.ob.size(), block);
-                    let mut durable = bytes(&mut rng, f.ob.size());
-                    for b in 0..f.ob.block_count() {
-                        if rng.chance(50) {
-                            map.set_verified(b, true);
-                            let (off, len) = f.ob.block_range(b);
-                            let r = off as usize..(off + len) as usize;
-                            durable[r.clone()].copy_from_slice(&f.data[r]);
-                        }
-                    }
-                    st.partials.insert(
-                        *id,
-                        Partial {
-                            name: f.name.clone(),
-                            ob: f.ob.clone(),
-                            durable,
-                            pending: Vec::new(),
-                            map,
-                        },
-                    );
-                }
-            }
-            for id in &retired {
-                if rng.chance(70) {
-                    st.content.insert(*id, files[id].name.clone());
-                }
-            }
-            if let Some(old) = older
-                && s == 0
-            {
-                let of = target_ids
-                    .iter()
-                    .find(|t| files[*t].name == files[&old].name);
-                if let Some(of) = of {
-                    st.content.remove(of);
-                    st.partials.remove(of);
-                }
-                st.content.insert(old, files[&old].name.clone());
-            }
-            stores.push(st);
-        }
-        // Sources: a reliable one of everything (unless the seed has a doomed file), peers.
-        let start = Time::from_unix_secs(1_800_000_000 + rng.below(86_400 * 365) as i64);
-        let scenario = rng.below(100);
-        let mut faults = FaultCounts::default();
-        let mut doomed = None;
-        let mut lying_origin = false;
-        let mut sources = Vec::new();
-        let reliable_kind = if rng.chance(60) {
-            SourceKind::Origin
-        } else {
-            SourceKind::Tier
-        };
-        let window = rng
-            .chance(25)
-            .then(|| {
-                let start_h = rng.below(24);
-                let len = 1 + rng.below(12);
-                Window::parse(
-                    &format!("{:02}:00-{:02}:00", start_h, (start_h + len) % 24),
-                    (rng.below(25) as i16 - 12) * 60,
-                )
-                .ok()
-            })
-            .flatten();
-        let mut reliable_holds: BTreeSet<ContentId> = target_ids.iter().copied().collect();
-        if scenario < 8 && !target_ids.is_empty() {
-            let x = target_ids[rng.below(target_ids.len() as u64) as usize];
-            if files[&x].ob.size() > 0 {
-                doomed = Some(x);
-                reliable_holds.remove(&x);
-                faults.unservable += 1;
-            }
-        }
-        // Nobody holds the doomed file: the fill has to fetch it.
-        if let Some(x) = doomed {
-            for st in &mut stores {
-                st.content.remove(&x);
-                st.partials.remove(&x);
-            }
-        }
-        let lie_about = if (8..13).contains(&scenario) && reliable_kind == SourceKind::Origin {
-            let x = target_ids[rng.below(target_ids.len() as u64) as usize];
-            (files[&x].ob.size() > 0).then_some(x)
-        } else {
-            None
-        };
-        if lie_about.is_some() {
-            lying_origin = true;
-            faults.lying_origin += 1;
-        }
-        sources.push(SimSource {
-            source: source(
-                "reliable",
-                reliable_kind,
-                if reliable_kind == SourceKind::Origin {
-                    0.02
-                } else {
-                    0.01
-                },
-                8_000_000 + rng.below(72_000_000),
-                window,
-                1 + rng.below(4) as u32,
-            ),
-            holds: reliable_holds,
-            behaviour: if lie_about.is_some() {
-                Behaviour::Targeted
-            } else {
-                Behaviour::Reliable
-            },
-            lie_about,
-            pacer: Pacer::new(1, Duration::ZERO),
-            bad_sent: 0,
-        });
-        for p in 0..rng.below(4) {
-            let behaviour = match rng.below(10) {
-                0..=2 => Behaviour::Liar,
-                3..=7 => Behaviour::Flaky,
-                _ => Behaviour::Reliable,
-            };
-            let mut holds: BTreeSet<ContentId> = target_ids
-                .iter()
-                .copied()
-                .filter(|_| rng.chance(60))
-                .collect();
-            if let Some(x) = lie_about {
-                // The lying origin is the only holder of the file it lies about.
-                holds.remove(&x);
-            }
-            let behaviour = match doomed {
-                Some(x) if holds.contains(&x) => Behaviour::Targeted,
-                _ => behaviour,
-            };
-            sources.push(SimSource {
-                source: source(
-                    &format!("peer-{p}"),
-                    SourceKind::Peer,
-                    0.0,
-                    8_000_000 + rng.below(72_000_000),
-                    None,
-                    1 + rng.below(4) as u32,
-                ),
-                holds,
-                behaviour,
-                lie_about: if behaviour == Behaviour::Targeted {
-                    doomed
-                } else {
-                    None
-                },
-                pacer: Pacer::new(1, Duration::ZERO),
-                bad_sent: 0,
-            });
-        }
-        for s in &mut sources {
-            s.pacer = Pacer::new(s.source.bandwidth_bps, Duration::from_millis(5));
-        }
-        // Local faults.
-        let mut plan = FaultPlan::default();
-        if rng.chance(35) {
-            for _ in 0..1 + rng.below(3) {
-                plan.crashes.push(1 + rng.below(400));
-            }
-        }
-        if rng.chance(12) {
-            plan.write_fails_at = Some((1 + rng.below(40), rng.chance(50)));
-        }
-        if rng.chance(8) {
-            plan.sync_fails_at = Some(1 + rng.below(10));
-        }
-        if rng.chance(8) {
-            plan.record_fails_at = Some(1 + rng.below(10));
-        }
-        plan.short_writes = rng.chance(15);
-        if rng.chance(15) {
-            let secs = (1 + rng.below(12 * 3600)) as i64;
-            let secs = if rng.chance(50) { secs } else { -secs };
-            plan.clock_jumps.push((1 + rng.below(300), secs));
-        }
-        if rng.chance(25) && sources.len() > 1 {
-            for _ in 0..1 + rng.below(3) {
-                let s = 1 + rng.below(sources.len() as u64 - 1) as usize;
-                let id = target_ids[rng.below(target_ids.len() as u64) as usize];
-                if Some(id) == doomed || Some(id) == lie_about {
-                    continue;
-                }
-                plan.holdings
-                    .push((1 + rng.below(300), s, id, rng.chance(50)));
-            }
-        }
+        let region = draw_region(&mut rng);
+        let mut stores = draw_stores(&mut rng, &region);
+        let cast = draw_sources(&mut rng, &region, &mut stores);
+        let plan = draw_faults(&mut rng, &region, &cast);
+        let Region {
+            files,
+            target_bytes,
+            ..
+        } = region;
+        let Cast {
+            sources,
+            doomed,
+            lying_origin,
+            faults,
+            start,
+            ..
+        } = cast;
         World {
             trace: None,
             rng,
@@ -1198,32 +948,7 @@ impl<'t> World<'t> {
                 }
                 Event::Evicted { id, result: Ok(()) }
             }
-            Pending::Outboard { file, from } => {
-                let id = self.spec_files[file];
-                let result = match from {
-                    OutboardFrom::Store(s) => self.stores[s]
-                        .partials
-                        .get(&id)
-                        .map(|p| p.ob.to_bytes())
-                        .ok_or_else(|| "no partial outboard".to_owned()),
-                    OutboardFrom::Source(s) => {
-                        let liar = self.sources[s].behaviour == Behaviour::Liar;
-                        if !self.sources[s].holds.contains(&id) {
-                            self.faults.not_found += 1;
-                            Err("not found at the source".into())
-                        } else if liar && self.rng.chance(20) {
-                            self.faults.bad_outboard += 1;
-                            let mut b = self.files[&id].ob.to_bytes();
-                            let last = b.len() - 1;
-                            b[last] ^= 1;
-                            Ok(b)
-                        } else {
-                            Ok(self.files[&id].ob.to_bytes())
-                        }
-                    }
-                };
-                Event::OutboardFetched { file, from, result }
-            }
+            Pending::Outboard { file, from } => self.complete_outboard(file, from)?,
             Pending::Prepare {
                 file,
                 store,
@@ -1244,116 +969,168 @@ impl<'t> World<'t> {
                 block,
                 store,
                 data,
-            } => {
-                let id = self.spec_files[file];
-                self.plan.writes += 1;
-                if let Some((n, enospc)) = self.plan.write_fails_at
-                    && n == self.plan.writes
-                {
-                    self.plan.write_fails_at = None;
-                    self.plan.local_fault_fired = true;
-                    let why = if enospc {
-                        self.faults.enospc += 1;
-                        "No space left on device (os error 28)"
-                    } else {
-                        self.faults.eio += 1;
-                        "Input/output error (os error 5)"
-                    };
-                    return Ok(Some(Event::Written {
-                        file,
-                        block,
-                        store,
-                        result: Err(why.into()),
-                    }));
-                }
-                if self.plan.short_writes && self.rng.chance(20) {
-                    // The writer completes a short write with a second one.
-                    self.faults.short_write += 1;
-                }
-                if self.recorded(store, &id, block) {
-                    return Err(format!(
-                        "block {block} of {id} fetched again though recorded"
-                    ));
-                }
-                let key = (store, id, block);
-                if !self.written.insert(key) {
-                    return Err(format!(
-                        "block {block} of {id} written twice to store {store} in one run"
-                    ));
-                }
-                if self.written_before.contains(&key) && !self.refetch_allowed.contains(&key) {
-                    return Err(format!(
-                        "block {block} of {id} fetched again, though it was not in flight when the last run ended"
-                    ));
-                }
-                let Some(p) = self.stores[store].partials.get_mut(&id) else {
-                    return Err(format!(
-                        "write to {id} in store {store}, which is not prepared"
-                    ));
-                };
-                let (off, _) = p.ob.block_range(block);
-                p.pending.push((off, data));
-                self.in_flight.insert((store, id, block));
-                Event::Written {
-                    file,
-                    block,
-                    store,
-                    result: Ok(()),
-                }
-            }
+            } => self.complete_write(file, block, store, data)?,
             Pending::Sync {
                 commit,
                 file,
                 store,
                 upto,
-            } => {
-                self.plan.syncs += 1;
-                if self.plan.sync_fails_at == Some(self.plan.syncs) {
-                    self.plan.sync_fails_at = None;
-                    self.plan.local_fault_fired = true;
-                    self.faults.sync_failed += 1;
-                    return Ok(Some(Event::Synced {
-                        commit,
-                        result: Err("Input/output error (os error 5)".into()),
-                    }));
-                }
-                let id = self.spec_files[file];
-                if let Some(p) = self.stores[store].partials.get_mut(&id) {
-                    let upto = upto.min(p.pending.len());
-                    for (off, data) in p.pending.drain(..upto) {
-                        let r = off as usize..off as usize + data.len();
-                        p.durable[r].copy_from_slice(&data);
-                    }
-                }
-                Event::Synced {
-                    commit,
-                    result: Ok(()),
-                }
-            }
+            } => self.complete_sync(commit, file, store, upto)?,
             Pending::Record {
                 commit,
                 file,
                 store,
                 map,
                 complete,
-            } => {
-                self.plan.records += 1;
-                if self.plan.record_fails_at == Some(self.plan.records) {
-                    self.plan.record_fails_at = None;
-                    self.plan.local_fault_fired = true;
-                    self.faults.record_failed += 1;
-                    return Ok(Some(Event::Recorded {
-                        commit,
-                        result: Err("Input/output error (os error 5)".into()),
-                    }));
-                }
-                self.record(file, store, map, complete)?;
-                Event::Recorded {
-                    commit,
-                    result: Ok(()),
+            } => self.complete_record(commit, file, store, map, complete)?,
+        }))
+    }
+
+    fn complete_outboard(&mut self, file: usize, from: OutboardFrom) -> Result<Event, String> {
+        let id = self.spec_files[file];
+        let result = match from {
+            OutboardFrom::Store(s) => self.stores[s]
+                .partials
+                .get(&id)
+                .map(|p| p.ob.to_bytes())
+                .ok_or_else(|| "no partial outboard".to_owned()),
+            OutboardFrom::Source(s) => {
+                let liar = self.sources[s].behaviour == Behaviour::Liar;
+                if !self.sources[s].holds.contains(&id) {
+                    self.faults.not_found += 1;
+                    Err("not found at the source".into())
+                } else if liar && self.rng.chance(20) {
+                    self.faults.bad_outboard += 1;
+                    let mut b = self.files[&id].ob.to_bytes();
+                    let last = b.len() - 1;
+                    b[last] ^= 1;
+                    Ok(b)
+                } else {
+                    Ok(self.files[&id].ob.to_bytes())
                 }
             }
-        }))
+        };
+        Ok(Event::OutboardFetched { file, from, result })
+    }
+
+    fn complete_write(
+        &mut self,
+        file: usize,
+        block: u64,
+        store: usize,
+        data: Vec<u8>,
+    ) -> Result<Event, String> {
+        let id = self.spec_files[file];
+        self.plan.writes += 1;
+        if let Some((n, enospc)) = self.plan.write_fails_at
+            && n == self.plan.writes
+        {
+            self.plan.write_fails_at = None;
+            self.plan.local_fault_fired = true;
+            let why = if enospc {
+                self.faults.enospc += 1;
+                "No space left on device (os error 28)"
+            } else {
+                self.faults.eio += 1;
+                "Input/output error (os error 5)"
+            };
+            return Ok(Event::Written {
+                file,
+                block,
+                store,
+                result: Err(why.into()),
+            });
+        }
+        if self.plan.short_writes && self.rng.chance(20) {
+            // The writer completes a short write with a second one.
+            self.faults.short_write += 1;
+        }
+        if self.recorded(store, &id, block) {
+            return Err(format!(
+                "block {block} of {id} fetched again though recorded"
+            ));
+        }
+        let key = (store, id, block);
+        if !self.written.insert(key) {
+            return Err(format!(
+                "block {block} of {id} written twice to store {store} in one run"
+            ));
+        }
+        if self.written_before.contains(&key) && !self.refetch_allowed.contains(&key) {
+            return Err(format!(
+                "block {block} of {id} fetched again, though it was not in flight when the last run ended"
+            ));
+        }
+        let Some(p) = self.stores[store].partials.get_mut(&id) else {
+            return Err(format!(
+                "write to {id} in store {store}, which is not prepared"
+            ));
+        };
+        let (off, _) = p.ob.block_range(block);
+        p.pending.push((off, data));
+        self.in_flight.insert((store, id, block));
+        Ok(Event::Written {
+            file,
+            block,
+            store,
+            result: Ok(()),
+        })
+    }
+
+    fn complete_sync(
+        &mut self,
+        commit: u64,
+        file: usize,
+        store: usize,
+        upto: usize,
+    ) -> Result<Event, String> {
+        self.plan.syncs += 1;
+        if self.plan.sync_fails_at == Some(self.plan.syncs) {
+            self.plan.sync_fails_at = None;
+            self.plan.local_fault_fired = true;
+            self.faults.sync_failed += 1;
+            return Ok(Event::Synced {
+                commit,
+                result: Err("Input/output error (os error 5)".into()),
+            });
+        }
+        let id = self.spec_files[file];
+        if let Some(p) = self.stores[store].partials.get_mut(&id) {
+            let upto = upto.min(p.pending.len());
+            for (off, data) in p.pending.drain(..upto) {
+                let r = off as usize..off as usize + data.len();
+                p.durable[r].copy_from_slice(&data);
+            }
+        }
+        Ok(Event::Synced {
+            commit,
+            result: Ok(()),
+        })
+    }
+
+    fn complete_record(
+        &mut self,
+        commit: u64,
+        file: usize,
+        store: usize,
+        map: PartialFile,
+        complete: bool,
+    ) -> Result<Event, String> {
+        self.plan.records += 1;
+        if self.plan.record_fails_at == Some(self.plan.records) {
+            self.plan.record_fails_at = None;
+            self.plan.local_fault_fired = true;
+            self.faults.record_failed += 1;
+            return Ok(Event::Recorded {
+                commit,
+                result: Err("Input/output error (os error 5)".into()),
+            });
+        }
+        self.record(file, store, map, complete)?;
+        Ok(Event::Recorded {
+            commit,
+            result: Ok(()),
+        })
     }
 
     /// Prepares a file in a store as the real store does: resume (reverify) or begin, then
@@ -1746,6 +1523,342 @@ impl<'t> World<'t> {
         }
         Ok(())
     }
+}
+
+/// What a seed draws first: the target's files (1–7, 1–4 KiB blocks, at most one empty),
+/// retired files, and perhaps an older version of a target file (same name, one byte
+/// changed).
+struct Region {
+    block: BlockSize,
+    files: BTreeMap<ContentId, SimFile>,
+    target_bytes: Vec<u8>,
+    target_ids: Vec<ContentId>,
+    total: u64,
+    retired: Vec<ContentId>,
+    older: Option<ContentId>,
+}
+
+fn draw_region(rng: &mut SplitMix64) -> Region {
+    let block = BlockSize::from_bytes(1024 << rng.below(3)).unwrap_or(BlockSize::DEFAULT);
+    let bs = block.bytes();
+    let mut files = BTreeMap::new();
+    let mut target = CatalogBuilder::new();
+    let mut target_ids = Vec::new();
+    let n = 1 + rng.below(7);
+    let mut empty = false;
+    for i in 0..n {
+        // One empty file at most: two would be the same id.
+        let size = if !empty && rng.chance(6) {
+            empty = true;
+            0
+        } else {
+            rng.below(10) * bs + rng.below(bs) + 1
+        };
+        let data = bytes(rng, size);
+        let ob = Outboard::compute(&data, block);
+        let name = format!("title-{i}.mp4");
+        let weight = 1.0 + rng.below(100) as f64;
+        let _ = target.push(ob.id(), size, weight, &name);
+        target_ids.push(ob.id());
+        files.insert(ob.id(), SimFile { data, ob, name });
+    }
+    let target_bytes = target.finish().unwrap_or_default();
+    let total: u64 = target_ids.iter().map(|id| files[id].ob.size()).sum();
+    // Retired files, and perhaps an older version of a target file (same name, one
+    // block rewritten).
+    let mut retired = Vec::new();
+    for i in 0..rng.below(3) {
+        let len = rng.below(4 * bs) + 1;
+        let data = bytes(rng, len);
+        let ob = Outboard::compute(&data, block);
+        retired.push(ob.id());
+        files.insert(
+            ob.id(),
+            SimFile {
+                data,
+                ob,
+                name: format!("retired-{i}"),
+            },
+        );
+    }
+    let mut older = None;
+    if rng.chance(40) {
+        let multi: Vec<ContentId> = target_ids
+            .iter()
+            .copied()
+            .filter(|id| files[id].ob.block_count() >= 2)
+            .collect();
+        if !multi.is_empty() {
+            let of = multi[rng.below(multi.len() as u64) as usize];
+            let mut data = files[&of].data.clone();
+            let at = rng.below(data.len() as u64) as usize;
+            data[at] ^= 0x5a;
+            let ob = Outboard::compute(&data, block);
+            let name = files[&of].name.clone();
+            older = Some(ob.id());
+            files.insert(ob.id(), SimFile { data, ob, name });
+        }
+    }
+    Region {
+        block,
+        files,
+        target_bytes,
+        target_ids,
+        total,
+        retired,
+        older,
+    }
+}
+
+/// One store, or a station's two: files held whole, partly (half the blocks recorded, the
+/// rest garbage), retired files, the older version; a capacity that may not fit the target.
+fn draw_stores(rng: &mut SplitMix64, region: &Region) -> Vec<SimStore> {
+    let (block, bs, files, total, older) = (
+        region.block,
+        region.block.bytes(),
+        &region.files,
+        region.total,
+        region.older,
+    );
+    let (target_ids, retired) = (region.target_ids.clone(), region.retired.clone());
+    // Stores.
+    let n_stores = if rng.chance(20) { 2 } else { 1 };
+    let mut stores = Vec::new();
+    for s in 0..n_stores {
+        let mut st = SimStore {
+            capacity: if rng.chance(25) {
+                total * (50 + rng.below(45)) / 100
+            } else {
+                total + rng.below(8 * bs)
+            },
+            ..SimStore::default()
+        };
+        for id in &target_ids {
+            let f = &files[id];
+            let r = rng.below(100);
+            if r < 30 {
+                st.content.insert(*id, f.name.clone());
+            } else if r < 45 && f.ob.size() > 0 {
+                let mut map = PartialFile::empty(*id, f.ob.size(), block);
+                let mut durable = bytes(rng, f.ob.size());
+                for b in 0..f.ob.block_count() {
+                    if rng.chance(50) {
+                        map.set_verified(b, true);
+                        let (off, len) = f.ob.block_range(b);
+                        let r = off as usize..(off + len) as usize;
+                        durable[r.clone()].copy_from_slice(&f.data[r]);
+                    }
+                }
+                st.partials.insert(
+                    *id,
+                    Partial {
+                        name: f.name.clone(),
+                        ob: f.ob.clone(),
+                        durable,
+                        pending: Vec::new(),
+                        map,
+                    },
+                );
+            }
+        }
+        for id in &retired {
+            if rng.chance(70) {
+                st.content.insert(*id, files[id].name.clone());
+            }
+        }
+        if let Some(old) = older
+            && s == 0
+        {
+            let of = target_ids
+                .iter()
+                .find(|t| files[*t].name == files[&old].name);
+            if let Some(of) = of {
+                st.content.remove(of);
+                st.partials.remove(of);
+            }
+            st.content.insert(old, files[&old].name.clone());
+        }
+        stores.push(st);
+    }
+    stores
+}
+
+/// The sources and the seed's scenario: who holds what, who lies, which file is doomed.
+struct Cast {
+    sources: Vec<SimSource>,
+    doomed: Option<ContentId>,
+    lie_about: Option<ContentId>,
+    lying_origin: bool,
+    faults: FaultCounts,
+    start: Time,
+}
+
+fn draw_sources(rng: &mut SplitMix64, region: &Region, stores: &mut [SimStore]) -> Cast {
+    let (files, target_ids) = (&region.files, region.target_ids.clone());
+    // Sources: a reliable one of everything (unless the seed has a doomed file), peers.
+    let start = Time::from_unix_secs(1_800_000_000 + rng.below(86_400 * 365) as i64);
+    let scenario = rng.below(100);
+    let mut faults = FaultCounts::default();
+    let mut doomed = None;
+    let mut lying_origin = false;
+    let mut sources = Vec::new();
+    let reliable_kind = if rng.chance(60) {
+        SourceKind::Origin
+    } else {
+        SourceKind::Tier
+    };
+    let window = rng
+        .chance(25)
+        .then(|| {
+            let start_h = rng.below(24);
+            let len = 1 + rng.below(12);
+            Window::parse(
+                &format!("{:02}:00-{:02}:00", start_h, (start_h + len) % 24),
+                (rng.below(25) as i16 - 12) * 60,
+            )
+            .ok()
+        })
+        .flatten();
+    let mut reliable_holds: BTreeSet<ContentId> = target_ids.iter().copied().collect();
+    if scenario < 8 && !target_ids.is_empty() {
+        let x = target_ids[rng.below(target_ids.len() as u64) as usize];
+        if files[&x].ob.size() > 0 {
+            doomed = Some(x);
+            reliable_holds.remove(&x);
+            faults.unservable += 1;
+        }
+    }
+    // Nobody holds the doomed file: the fill has to fetch it.
+    if let Some(x) = doomed {
+        for st in stores.iter_mut() {
+            st.content.remove(&x);
+            st.partials.remove(&x);
+        }
+    }
+    let lie_about = if (8..13).contains(&scenario) && reliable_kind == SourceKind::Origin {
+        let x = target_ids[rng.below(target_ids.len() as u64) as usize];
+        (files[&x].ob.size() > 0).then_some(x)
+    } else {
+        None
+    };
+    if lie_about.is_some() {
+        lying_origin = true;
+        faults.lying_origin += 1;
+    }
+    sources.push(SimSource {
+        source: source(
+            "reliable",
+            reliable_kind,
+            if reliable_kind == SourceKind::Origin {
+                0.02
+            } else {
+                0.01
+            },
+            8_000_000 + rng.below(72_000_000),
+            window,
+            1 + rng.below(4) as u32,
+        ),
+        holds: reliable_holds,
+        behaviour: if lie_about.is_some() {
+            Behaviour::Targeted
+        } else {
+            Behaviour::Reliable
+        },
+        lie_about,
+        pacer: Pacer::new(1, Duration::ZERO),
+        bad_sent: 0,
+    });
+    for p in 0..rng.below(4) {
+        let behaviour = match rng.below(10) {
+            0..=2 => Behaviour::Liar,
+            3..=7 => Behaviour::Flaky,
+            _ => Behaviour::Reliable,
+        };
+        let mut holds: BTreeSet<ContentId> = target_ids
+            .iter()
+            .copied()
+            .filter(|_| rng.chance(60))
+            .collect();
+        if let Some(x) = lie_about {
+            // The lying origin is the only holder of the file it lies about.
+            holds.remove(&x);
+        }
+        let behaviour = match doomed {
+            Some(x) if holds.contains(&x) => Behaviour::Targeted,
+            _ => behaviour,
+        };
+        sources.push(SimSource {
+            source: source(
+                &format!("peer-{p}"),
+                SourceKind::Peer,
+                0.0,
+                8_000_000 + rng.below(72_000_000),
+                None,
+                1 + rng.below(4) as u32,
+            ),
+            holds,
+            behaviour,
+            lie_about: if behaviour == Behaviour::Targeted {
+                doomed
+            } else {
+                None
+            },
+            pacer: Pacer::new(1, Duration::ZERO),
+            bad_sent: 0,
+        });
+    }
+    for s in &mut sources {
+        s.pacer = Pacer::new(s.source.bandwidth_bps, Duration::from_millis(5));
+    }
+    Cast {
+        sources,
+        doomed,
+        lie_about,
+        lying_origin,
+        faults,
+        start,
+    }
+}
+
+/// The local faults and events of the seed: crashes, failing writes, syncs and records,
+/// short writes, clock jumps, holdings changes.
+fn draw_faults(rng: &mut SplitMix64, region: &Region, cast: &Cast) -> FaultPlan {
+    let (target_ids, doomed, lie_about) = (&region.target_ids, cast.doomed, cast.lie_about);
+    let sources = &cast.sources;
+    // Local faults.
+    let mut plan = FaultPlan::default();
+    if rng.chance(35) {
+        for _ in 0..1 + rng.below(3) {
+            plan.crashes.push(1 + rng.below(400));
+        }
+    }
+    if rng.chance(12) {
+        plan.write_fails_at = Some((1 + rng.below(40), rng.chance(50)));
+    }
+    if rng.chance(8) {
+        plan.sync_fails_at = Some(1 + rng.below(10));
+    }
+    if rng.chance(8) {
+        plan.record_fails_at = Some(1 + rng.below(10));
+    }
+    plan.short_writes = rng.chance(15);
+    if rng.chance(15) {
+        let secs = (1 + rng.below(12 * 3600)) as i64;
+        let secs = if rng.chance(50) { secs } else { -secs };
+        plan.clock_jumps.push((1 + rng.below(300), secs));
+    }
+    if rng.chance(25) && sources.len() > 1 {
+        for _ in 0..1 + rng.below(3) {
+            let s = 1 + rng.below(sources.len() as u64 - 1) as usize;
+            let id = target_ids[rng.below(target_ids.len() as u64) as usize];
+            if Some(id) == doomed || Some(id) == lie_about {
+                continue;
+            }
+            plan.holdings
+                .push((1 + rng.below(300), s, id, rng.chance(50)));
+        }
+    }
+    plan
 }
 
 fn source(
