@@ -15,8 +15,11 @@
 //! and submits each block's writes while it reads on, with at most [`MAX_WRITES`] block
 //! writes in flight per store.
 
+pub mod edges;
 mod progress;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -200,10 +203,26 @@ fn wall_now() -> Time {
 /// Runs a fill. Files go in popularity order; each is fetched once and written to every
 /// store that needs it.
 pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Result<FillReport> {
+    let sources = edges::RemoteSources {
+        remotes: job
+            .remotes
+            .with_net(crate::net::Net::with_timeout(job.timeout)),
+        urls: job.sources.iter().map(|s| s.url.clone()).collect(),
+    };
+    run_with(job, sources, writer, progress).await
+}
+
+/// [`run`] with its bytes from `sources` (sources in memory, in tests).
+pub async fn run_with<R: edges::RangeSource>(
+    job: FillJob<'_>,
+    sources: R,
+    writer: &Writer,
+    progress: &Progress,
+) -> Result<FillReport> {
     let started = Instant::now();
     let spec = spec_of(&job);
     let stores: Vec<Store> = job.stores.iter().map(|s| s.store.clone()).collect();
-    let mut driver = tasks::Driver::new(&job, stores, writer.clone());
+    let mut driver = tasks::Driver::new(&job, stores, writer.clone(), sources);
     let mut fill = Fill::new(spec, FillConfig::STANDARD, wall_now());
     let mut shown = vec![0u64; job.sources.len()];
     loop {

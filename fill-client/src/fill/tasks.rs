@@ -16,8 +16,9 @@ use fill_store::store::{PartialState, Store, WriteErrorRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use super::edges::{RangeBody, RangeSource};
 use super::{FillJob, MAX_WRITES};
-use crate::net::{Net, NetError, Remotes};
+use crate::net::NetError;
 use crate::write::{AlignedBuf, WriteFile, Writer};
 
 /// How a pacer's burst is sized: 50 ms worth of a source's bandwidth.
@@ -27,8 +28,8 @@ const PACER_BURST: std::time::Duration = std::time::Duration::from_millis(50);
 type Opened = Arc<Mutex<VecDeque<((usize, usize), WriteFile)>>>;
 
 /// What the tasks share: the stores, the sources, the writer, the files open for writing.
-pub(super) struct Driver {
-    ctx: Arc<Ctx>,
+pub(super) struct Driver<R> {
+    ctx: Arc<Ctx<R>>,
     /// Files open for writing, per (file, store).
     open: HashMap<(usize, usize), Arc<WriteFile>>,
     /// Opened by preparation tasks, taken into `open` when their `Prepared` is executed on.
@@ -40,11 +41,10 @@ pub(super) struct Driver {
     pub tasks: JoinSet<()>,
 }
 
-struct Ctx {
+struct Ctx<R> {
     stores: Vec<Store>,
-    urls: Vec<String>,
     names: Vec<String>,
-    remotes: Remotes,
+    sources: R,
     writer: Writer,
     pacers: Vec<Mutex<Pacer>>,
     /// The pacers' clock: monotonic, unlike the wall clock the machine reads windows in.
@@ -52,21 +52,20 @@ struct Ctx {
     writes: Arc<Semaphore>,
 }
 
-impl Ctx {
+impl<R> Ctx<R> {
     fn pace_now(&self) -> Time {
         Time::from_micros(self.epoch.elapsed().as_micros() as i64)
     }
 }
 
-impl Driver {
-    pub(super) fn new(job: &FillJob<'_>, stores: Vec<Store>, writer: Writer) -> Self {
+impl<R: RangeSource> Driver<R> {
+    pub(super) fn new(job: &FillJob<'_>, stores: Vec<Store>, writer: Writer, sources: R) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let n_stores = stores.len();
         let ctx = Ctx {
             stores,
-            urls: job.sources.iter().map(|s| s.url.clone()).collect(),
             names: job.sources.iter().map(|s| s.name.clone()).collect(),
-            remotes: job.remotes.with_net(Net::with_timeout(job.timeout)),
+            sources,
             writer,
             pacers: job
                 .sources
@@ -281,8 +280,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| anyhow!("a blocking task failed: {e}"))?
 }
 
-async fn fetch_outboard(
-    ctx: &Ctx,
+async fn fetch_outboard<R: RangeSource>(
+    ctx: &Ctx<R>,
     from: OutboardFrom,
     id: ContentId,
     limit: u64,
@@ -295,8 +294,8 @@ async fn fetch_outboard(
                 .map_err(|e| format!("{e:#}"))
         }
         OutboardFrom::Source(s) => ctx
-            .remotes
-            .get_small(s, &ctx.urls[s], &format!("outboard/{id}"), false, limit)
+            .sources
+            .get_small(s, &format!("outboard/{id}"), limit)
             .await
             .map(|b| b.to_vec())
             .map_err(|e| e.to_string()),
@@ -306,8 +305,8 @@ async fn fetch_outboard(
 /// Prepares a file in a store: its interrupted fill resumed (recorded blocks verified
 /// again) or a new one begun (and the blocks an older version shares copied in), then
 /// opened for writing.
-async fn prepare_file(
-    ctx: &Ctx,
+async fn prepare_file<R>(
+    ctx: &Ctx<R>,
     store: usize,
     ob: &Arc<Outboard>,
     name: &str,
@@ -413,8 +412,8 @@ fn copy_shared(
 /// One ranged request: reads the body into aligned block buffers, verifies each block,
 /// submits its writes while it reads on, answers `RequestEnded` once the body is read
 /// (giving its connection back), then waits for its writes, each answering `Written`.
-async fn fetch_range(
-    ctx: Arc<Ctx>,
+async fn fetch_range<R: RangeSource>(
+    ctx: Arc<Ctx<R>>,
     req: Request,
     id: ContentId,
     data: Vec<Option<Arc<WriteFile>>>,
@@ -433,8 +432,8 @@ async fn fetch_range(
 }
 
 /// Reads and verifies a request's blocks; returns how many verified and why it stopped.
-async fn read_body(
-    ctx: &Arc<Ctx>,
+async fn read_body<R: RangeSource>(
+    ctx: &Arc<Ctx<R>>,
     req: &Request,
     id: ContentId,
     data: &[Option<Arc<WriteFile>>],
@@ -442,13 +441,12 @@ async fn read_body(
     writes: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> (u64, std::result::Result<(), RequestFailure>) {
     let ob = &req.outboard;
-    let base = &ctx.urls[req.source];
     let rel = format!("content/{id}");
-    let url = format!("{base}/{rel}");
-    let timeout = ctx.remotes.timeout();
+    let url = format!("{}/{rel}", ctx.sources.url(req.source));
+    let timeout = ctx.sources.timeout();
     let mut body = match ctx
-        .remotes
-        .get_range(req.source, base, &rel, req.offset, req.len, ob.size())
+        .sources
+        .get_range(req.source, &rel, req.offset, req.len, ob.size())
         .await
     {
         Ok(b) => b,
@@ -530,8 +528,8 @@ fn failure(url: &str, e: NetError) -> RequestFailure {
 /// an O_DIRECT write consumes its buffer). The task answers `Written` per store and gives
 /// the write slots back as the writes complete, not when the request gets round to it.
 #[allow(clippy::too_many_arguments)]
-fn submit_block(
-    ctx: &Arc<Ctx>,
+fn submit_block<R: RangeSource>(
+    ctx: &Arc<Ctx<R>>,
     req: &Request,
     id: ContentId,
     block: u64,
