@@ -5,9 +5,64 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::path::Path;
+
+use anyhow::Result;
 use bytes::Bytes;
 
 use crate::net::{Body, NetError, Remotes};
+use crate::write::{AlignedBuf, WriteFile, Writer};
+
+/// Where verified blocks are written: io_uring with O_DIRECT or positioned writes in
+/// production ([`Writer`]); in memory, with faults and crashes, in tests.
+pub trait BlockWriter: Clone + Send + Sync + 'static {
+    /// A file open for writing.
+    type File: Send + Sync + 'static;
+    /// Opens a (preallocated) file for writing blocks.
+    fn open(&self, path: &Path) -> impl Future<Output = Result<Self::File>> + Send;
+    /// Writes `buf` at `offset`: submitted now, the future says when it completed.
+    fn write(
+        &self,
+        file: &Self::File,
+        offset: u64,
+        buf: AlignedBuf,
+    ) -> impl Future<Output = Result<()>> + Send + 'static;
+    /// Makes every write to `file` completed so far durable.
+    fn sync(&self, file: &Self::File) -> impl Future<Output = Result<()>> + Send;
+    /// Done with `file`.
+    fn close(&self, file: &Self::File);
+    /// What writes, for the report.
+    fn description(&self) -> String;
+}
+
+impl BlockWriter for Writer {
+    type File = WriteFile;
+
+    async fn open(&self, path: &Path) -> Result<WriteFile> {
+        Writer::open(self, path).await
+    }
+
+    fn write(
+        &self,
+        file: &WriteFile,
+        offset: u64,
+        buf: AlignedBuf,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        Writer::write(self, file, offset, buf)
+    }
+
+    async fn sync(&self, file: &WriteFile) -> Result<()> {
+        Writer::sync(self, file).await
+    }
+
+    fn close(&self, file: &WriteFile) {
+        Writer::close(self, file);
+    }
+
+    fn description(&self) -> String {
+        self.description.to_string()
+    }
+}
 
 /// A ranged response body being read.
 pub trait RangeBody: Send {
@@ -145,6 +200,116 @@ pub mod mem {
                 behaviour,
                 requests: Mutex::new(0),
             }
+        }
+    }
+
+    /// A writer in memory with faults: a write completes into memory (the page cache), a
+    /// sync applies what completed to the file and makes it durable; the `fail_write`-th
+    /// write fails with `write_error`, the `fail_sync`-th sync with EIO; after `crash`, what
+    /// was not synced is gone and every call fails, as after a power cut.
+    #[derive(Debug, Clone, Default)]
+    pub struct MemWriter {
+        state: std::sync::Arc<Mutex<WriterState>>,
+    }
+
+    #[derive(Debug, Default)]
+    struct WriterState {
+        writes: u64,
+        syncs: u64,
+        fail_write: Option<(u64, &'static str)>,
+        fail_sync: Option<u64>,
+        crash_after_writes: Option<u64>,
+        crashed: bool,
+    }
+
+    /// A file of the writer in memory: its path and the writes not yet synced.
+    #[derive(Debug)]
+    pub struct MemFile {
+        path: std::path::PathBuf,
+        pending: Mutex<Vec<(u64, Vec<u8>)>>,
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    impl MemWriter {
+        /// The `n`-th write (from 1) fails with `error` (as the OS words it).
+        pub fn fail_write(&self, n: u64, error: &'static str) {
+            lock(&self.state).fail_write = Some((n, error));
+        }
+
+        /// The `n`-th sync (from 1) fails with EIO.
+        pub fn fail_sync(&self, n: u64) {
+            lock(&self.state).fail_sync = Some(n);
+        }
+
+        /// Crashes once `n` writes have completed: unsynced writes are lost, and every
+        /// later call fails.
+        pub fn crash_after_writes(&self, n: u64) {
+            lock(&self.state).crash_after_writes = Some(n);
+        }
+    }
+
+    impl BlockWriter for MemWriter {
+        type File = MemFile;
+
+        async fn open(&self, path: &Path) -> Result<MemFile> {
+            anyhow::ensure!(!lock(&self.state).crashed, "crashed");
+            anyhow::ensure!(path.exists(), "{} does not exist", path.display());
+            Ok(MemFile {
+                path: path.to_owned(),
+                pending: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn write(
+            &self,
+            file: &MemFile,
+            offset: u64,
+            buf: AlignedBuf,
+        ) -> impl Future<Output = Result<()>> + Send + 'static {
+            let result = {
+                let mut st = lock(&self.state);
+                st.writes += 1;
+                if st.crash_after_writes.is_some_and(|n| st.writes > n) {
+                    st.crashed = true;
+                }
+                match st.fail_write {
+                    _ if st.crashed => Err(anyhow::anyhow!("crashed")),
+                    Some((n, e)) if n == st.writes => Err(anyhow::anyhow!("{e}")),
+                    _ => {
+                        lock(&file.pending).push((offset, buf.as_slice().to_vec()));
+                        Ok(())
+                    }
+                }
+            };
+            async move { result }
+        }
+
+        async fn sync(&self, file: &MemFile) -> Result<()> {
+            use std::os::unix::fs::FileExt;
+            {
+                let mut st = lock(&self.state);
+                anyhow::ensure!(!st.crashed, "crashed");
+                st.syncs += 1;
+                if st.fail_sync == Some(st.syncs) {
+                    anyhow::bail!("Input/output error (os error 5)");
+                }
+            }
+            let writes = std::mem::take(&mut *lock(&file.pending));
+            let f = std::fs::OpenOptions::new().write(true).open(&file.path)?;
+            for (offset, bytes) in writes {
+                f.write_all_at(&bytes, offset)?;
+            }
+            f.sync_data()?;
+            Ok(())
+        }
+
+        fn close(&self, _file: &MemFile) {}
+
+        fn description(&self) -> String {
+            "in memory (tests)".into()
         }
     }
 

@@ -212,11 +212,12 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
     run_with(job, sources, writer, progress).await
 }
 
-/// [`run`] with its bytes from `sources` (sources in memory, in tests).
-pub async fn run_with<R: edges::RangeSource>(
+/// [`run`] with its bytes from `sources` and its writes through `writer` (sources and a
+/// writer in memory, in tests).
+pub async fn run_with<R: edges::RangeSource, W: edges::BlockWriter>(
     job: FillJob<'_>,
     sources: R,
-    writer: &Writer,
+    writer: &W,
     progress: &Progress,
 ) -> Result<FillReport> {
     let started = Instant::now();
@@ -300,7 +301,7 @@ pub async fn run_with<R: edges::RangeSource>(
             0.0
         },
         retries: stats.retries,
-        write_backend: writer.description.to_string(),
+        write_backend: writer.description(),
     })
 }
 

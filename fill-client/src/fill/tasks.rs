@@ -16,24 +16,24 @@ use fill_store::store::{PartialState, Store, WriteErrorRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::edges::{RangeBody, RangeSource};
+use super::edges::{BlockWriter, RangeBody, RangeSource};
 use super::{FillJob, MAX_WRITES};
 use crate::net::NetError;
-use crate::write::{AlignedBuf, WriteFile, Writer};
+use crate::write::AlignedBuf;
 
 /// How a pacer's burst is sized: 50 ms worth of a source's bandwidth.
 const PACER_BURST: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Files a preparation task opened, keyed by (file, store), waiting to be adopted.
-type Opened = Arc<Mutex<VecDeque<((usize, usize), WriteFile)>>>;
+type Opened<F> = Arc<Mutex<VecDeque<((usize, usize), F)>>>;
 
 /// What the tasks share: the stores, the sources, the writer, the files open for writing.
-pub(super) struct Driver<R> {
-    ctx: Arc<Ctx<R>>,
+pub(super) struct Driver<R, W: BlockWriter> {
+    ctx: Arc<Ctx<R, W>>,
     /// Files open for writing, per (file, store).
-    open: HashMap<(usize, usize), Arc<WriteFile>>,
+    open: HashMap<(usize, usize), Arc<W::File>>,
     /// Opened by preparation tasks, taken into `open` when their `Prepared` is executed on.
-    opened: Opened,
+    opened: Opened<W::File>,
     tx: mpsc::UnboundedSender<Event>,
     /// Events from the tasks.
     pub events: mpsc::UnboundedReceiver<Event>,
@@ -41,25 +41,25 @@ pub(super) struct Driver<R> {
     pub tasks: JoinSet<()>,
 }
 
-struct Ctx<R> {
+struct Ctx<R, W> {
     stores: Vec<Store>,
     names: Vec<String>,
     sources: R,
-    writer: Writer,
+    writer: W,
     pacers: Vec<Mutex<Pacer>>,
     /// The pacers' clock: monotonic, unlike the wall clock the machine reads windows in.
     epoch: Instant,
     writes: Arc<Semaphore>,
 }
 
-impl<R> Ctx<R> {
+impl<R, W> Ctx<R, W> {
     fn pace_now(&self) -> Time {
         Time::from_micros(self.epoch.elapsed().as_micros() as i64)
     }
 }
 
-impl<R: RangeSource> Driver<R> {
-    pub(super) fn new(job: &FillJob<'_>, stores: Vec<Store>, writer: Writer, sources: R) -> Self {
+impl<R: RangeSource, W: BlockWriter> Driver<R, W> {
+    pub(super) fn new(job: &FillJob<'_>, stores: Vec<Store>, writer: W, sources: R) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let n_stores = stores.len();
         let ctx = Ctx {
@@ -122,7 +122,7 @@ impl<R: RangeSource> Driver<R> {
                 self.prepare(file, store, outboard, resume, older, name);
             }
             Action::Request(req) => {
-                let data: Vec<Option<Arc<WriteFile>>> = (0..self.ctx.stores.len())
+                let data: Vec<Option<Arc<W::File>>> = (0..self.ctx.stores.len())
                     .map(|s| self.open.get(&(req.file, s)).cloned())
                     .collect();
                 let id = spec.files[req.file].id;
@@ -280,8 +280,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| anyhow!("a blocking task failed: {e}"))?
 }
 
-async fn fetch_outboard<R: RangeSource>(
-    ctx: &Ctx<R>,
+async fn fetch_outboard<R: RangeSource, W>(
+    ctx: &Ctx<R, W>,
     from: OutboardFrom,
     id: ContentId,
     limit: u64,
@@ -305,14 +305,14 @@ async fn fetch_outboard<R: RangeSource>(
 /// Prepares a file in a store: its interrupted fill resumed (recorded blocks verified
 /// again) or a new one begun (and the blocks an older version shares copied in), then
 /// opened for writing.
-async fn prepare_file<R>(
-    ctx: &Ctx<R>,
+async fn prepare_file<R, W: BlockWriter>(
+    ctx: &Ctx<R, W>,
     store: usize,
     ob: &Arc<Outboard>,
     name: &str,
     resume: bool,
     older: Option<ContentId>,
-) -> Result<(Prepared, WriteFile)> {
+) -> Result<(Prepared, W::File)> {
     let st = ctx.stores[store].clone();
     let (ob2, name) = (ob.clone(), name.to_owned());
     let prepared = blocking(move || prepare_blocking(&st, &ob2, &name, resume, older)).await?;
@@ -412,11 +412,11 @@ fn copy_shared(
 /// One ranged request: reads the body into aligned block buffers, verifies each block,
 /// submits its writes while it reads on, answers `RequestEnded` once the body is read
 /// (giving its connection back), then waits for its writes, each answering `Written`.
-async fn fetch_range<R: RangeSource>(
-    ctx: Arc<Ctx<R>>,
+async fn fetch_range<R: RangeSource, W: BlockWriter>(
+    ctx: Arc<Ctx<R, W>>,
     req: Request,
     id: ContentId,
-    data: Vec<Option<Arc<WriteFile>>>,
+    data: Vec<Option<Arc<W::File>>>,
     tx: mpsc::UnboundedSender<Event>,
 ) {
     let mut writes = Vec::new();
@@ -432,11 +432,11 @@ async fn fetch_range<R: RangeSource>(
 }
 
 /// Reads and verifies a request's blocks; returns how many verified and why it stopped.
-async fn read_body<R: RangeSource>(
-    ctx: &Arc<Ctx<R>>,
+async fn read_body<R: RangeSource, W: BlockWriter>(
+    ctx: &Arc<Ctx<R, W>>,
     req: &Request,
     id: ContentId,
-    data: &[Option<Arc<WriteFile>>],
+    data: &[Option<Arc<W::File>>],
     tx: &mpsc::UnboundedSender<Event>,
     writes: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> (u64, std::result::Result<(), RequestFailure>) {
@@ -528,14 +528,14 @@ fn failure(url: &str, e: NetError) -> RequestFailure {
 /// an O_DIRECT write consumes its buffer). The task answers `Written` per store and gives
 /// the write slots back as the writes complete, not when the request gets round to it.
 #[allow(clippy::too_many_arguments)]
-fn submit_block<R: RangeSource>(
-    ctx: &Arc<Ctx<R>>,
+fn submit_block<R: RangeSource, W: BlockWriter>(
+    ctx: &Arc<Ctx<R, W>>,
     req: &Request,
     id: ContentId,
     block: u64,
     data: AlignedBuf,
     stores: &[usize],
-    files: &[Option<Arc<WriteFile>>],
+    files: &[Option<Arc<W::File>>],
     permit: OwnedSemaphorePermit,
     tx: &mpsc::UnboundedSender<Event>,
 ) -> tokio::task::JoinHandle<()> {
