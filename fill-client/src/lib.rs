@@ -1,9 +1,10 @@
 //! The `fill` command: the operator's CLI for every job.
 //!
 //! - [`cli`]: the arguments, as clap parses them;
-//! - `commands`: one function per command, glue over `fill-core` and `fill-server::store`;
+//! - `cmd`: the commands, one module per family (store, catalog, delta, plan, run, prefill,
+//!   appliance, simulate, demo, site), glue over `fill-core` and `fill-store`;
+//! - `common`: what several commands share (runtime, progress, a store's delta);
 //! - `catalog_io`: CSV and JSON import and export of catalogs;
-//! - `demo`: the synthetic region `fill demo` runs on;
 //! - `fill`: the fill engine (fetch, verify, write, fail over, resume);
 //! - `net`: the HTTP client side of the protocol; `sources`: the sources file and holdings;
 //! - `write`: block writers (io_uring O_DIRECT, positioned writes), the only `unsafe`.
@@ -15,15 +16,14 @@ use clap::Parser;
 
 mod catalog_io;
 pub mod cli;
-mod commands;
-mod demo;
+mod cmd;
+mod common;
 mod fill;
 mod net;
 mod object;
 mod planning;
+mod remotes;
 mod server_process;
-mod simulate;
-mod site;
 mod sources;
 mod write;
 
@@ -42,7 +42,7 @@ pub enum Outcome {
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging();
-    match commands::run(cli) {
+    match cmd::run(cli) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::BadData) => ExitCode::from(3),
         Ok(Outcome::NotReady) => ExitCode::from(4),

@@ -40,8 +40,8 @@ impl Holdings {
 pub fn reach(
     specs: &[SourceSpec],
     rt: &tokio::runtime::Runtime,
-) -> Result<(crate::net::Remotes, Vec<Holdings>)> {
-    let remotes = crate::net::Remotes::open(specs, crate::net::Net::new())?;
+) -> Result<(crate::remotes::Remotes, Vec<Holdings>)> {
+    let remotes = crate::remotes::Remotes::open(specs, crate::net::Net::new())?;
     let holdings = rt.block_on(holdings(specs, &remotes))?;
     Ok((remotes, holdings))
 }
@@ -52,7 +52,7 @@ pub fn reach(
 /// says why; refused credentials fail loudly.
 pub async fn holdings(
     specs: &[SourceSpec],
-    remotes: &crate::net::Remotes,
+    remotes: &crate::remotes::Remotes,
 ) -> Result<Vec<Holdings>> {
     let mut out = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {

@@ -35,6 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::metrics::{EndpointLabels, Metrics, RequestLabels};
+use crate::status_page::Status;
 use fill_store::config::ServerConfig;
 use fill_store::mapped::{self, FileStamp};
 use fill_store::store::Store;
@@ -1033,33 +1034,6 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// What `GET /status.json` answers (docs/json.md).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Status {
-    /// The current state.
-    pub state: fill_core::lifecycle::State,
-    /// While draining or drained: the state an undrain returns to.
-    pub before_drain: Option<fill_core::lifecycle::State>,
-    /// Whether content requests are answered.
-    pub serving: bool,
-    /// Every state, in the order of the tracking diagram.
-    pub states: Vec<fill_core::lifecycle::State>,
-    /// The last turn-up checks, `{name, passed, detail}`.
-    pub checks: Vec<fill_core::lifecycle::Check>,
-    /// When they ran (RFC 3339), if they have.
-    pub checked_at: Option<String>,
-    /// The fill's progress towards the target.
-    pub progress: Option<fill_store::lifecycle::Progress>,
-    /// Requests being answered.
-    pub in_flight: u64,
-    /// Scheduled maintenance windows that have not ended.
-    pub maintenance: Vec<fill_core::lifecycle::MaintenanceWindow>,
-    /// The most recent events, oldest first (at most 20).
-    pub events: Vec<fill_core::lifecycle::Event>,
-    /// Why the lifecycle could not be read, when it could not.
-    pub error: Option<String>,
 }
 
 impl AppState {

@@ -9,9 +9,34 @@ use std::fmt::Write as _;
 
 use fill_core::duration::format_rfc3339;
 use fill_core::lifecycle::State;
-use fill_core::size::format_size;
 
-use crate::http::Status;
+/// What `GET /status.json` answers (docs/json.md).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The current state.
+    pub state: fill_core::lifecycle::State,
+    /// While draining or drained: the state an undrain returns to.
+    pub before_drain: Option<fill_core::lifecycle::State>,
+    /// Whether content requests are answered.
+    pub serving: bool,
+    /// Every state, in the order of the tracking diagram.
+    pub states: Vec<fill_core::lifecycle::State>,
+    /// The last turn-up checks, `{name, passed, detail}`.
+    pub checks: Vec<fill_core::lifecycle::Check>,
+    /// When they ran (RFC 3339), if they have.
+    pub checked_at: Option<String>,
+    /// The fill's progress towards the target.
+    pub progress: Option<fill_store::lifecycle::Progress>,
+    /// Requests being answered.
+    pub in_flight: u64,
+    /// Scheduled maintenance windows that have not ended.
+    pub maintenance: Vec<fill_core::lifecycle::MaintenanceWindow>,
+    /// The most recent events, oldest first (at most 20).
+    pub events: Vec<fill_core::lifecycle::Event>,
+    /// Why the lifecycle could not be read, when it could not.
+    pub error: Option<String>,
+}
+use fill_core::size::format_size;
 
 const STYLE: &str = "\
 *{box-sizing:border-box}\

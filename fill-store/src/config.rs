@@ -15,7 +15,7 @@
 //! max_header_bytes = 16384        # request head larger than this is refused (>= 8192)
 //! shutdown_grace = "10s"          # on SIGTERM/ctrl-c, in-flight requests get this long
 //!
-//! [lifecycle]                     # turn-up checks, drain, webhook: see crate::lifecycle
+//! [lifecycle]                     # turn-up checks, drain, webhook (the `lifecycle` module)
 //! check_interval = "5m"
 //! ```
 

@@ -10,7 +10,8 @@ use std::path::Path;
 use anyhow::Result;
 use bytes::Bytes;
 
-use crate::net::{Body, NetError, Remotes};
+use crate::net::{Body, NetError};
+use crate::remotes::Remotes;
 use crate::write::{AlignedBuf, WriteFile, Writer};
 
 /// Where verified blocks are written: io_uring with O_DIRECT or positioned writes in

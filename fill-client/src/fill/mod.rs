@@ -4,7 +4,7 @@
 //! The driver only carries out the machine's actions and tells it what happened:
 //! [`run`] builds the machine's spec from the stores' deltas, then loops: drain the
 //! actions (each runs as a task: evictions, preparations and records on blocking threads,
-//! outboards and ranged requests over [`crate::net::Remotes`], block writes and syncs
+//! outboards and ranged requests over [`crate::remotes::Remotes`], block writes and syncs
 //! through the [`Writer`]), wait for the next event or the machine's timer, hand it over.
 //! Every task answers with one event (a request also with one per block written), so the
 //! machine always learns how each action ended; a task that panics stops the fill.
@@ -150,7 +150,7 @@ pub struct FillJob<'a> {
     /// How long a source may stay silent before its range moves elsewhere.
     pub timeout: Duration,
     /// How each source is reached (object storage for `s3://` and `file://` sources).
-    pub remotes: &'a crate::net::Remotes,
+    pub remotes: &'a crate::remotes::Remotes,
     /// A plan's pieces per file (`fill run --strategy optimal`): each block goes first to its
     /// planned source, waiting for that source's window; escalation takes over when it fails.
     pub routes: Option<&'a crate::planning::Routes>,

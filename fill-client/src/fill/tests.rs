@@ -82,7 +82,7 @@ impl Rig {
     ) -> anyhow::Result<FillReport> {
         let target = Catalog::parse(&self.target_bytes).unwrap();
         let store = &self.store;
-        let sd = crate::commands::compute_delta(&target, store, 1 << 40).unwrap();
+        let sd = crate::common::compute_delta(&target, store, 1 << 40).unwrap();
         let sources = vec![
             source("peer", SourceKind::Peer, 0.0),
             source("origin", SourceKind::Origin, 0.02),
@@ -104,7 +104,7 @@ impl Rig {
             sources: vec![peer, origin],
             timeout,
         };
-        let remotes = crate::net::Remotes::http(crate::net::Net::new());
+        let remotes = crate::remotes::Remotes::http(crate::net::Net::new());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -12,10 +12,10 @@ use serde::Serialize;
 use crate::cli::{OnOff, SimulateArgs};
 
 /// The default model, as shipped in examples/simulate/default.toml.
-pub const DEFAULT_CONFIG: &str = include_str!("../../examples/simulate/default.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../../examples/simulate/default.toml");
 
 /// The font the PNG charts are drawn with (a subset of DejaVu Sans; license beside it).
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
 
 /// Parses `--delays`: `A..B` (inclusive) or a comma-separated list.
 pub fn parse_delays(text: &str) -> Result<Vec<u32>> {
@@ -250,7 +250,7 @@ pub fn run(args: &SimulateArgs) -> Result<crate::Outcome> {
             .transpose()?;
         let members = sim::draw_fleet(&m, real.as_deref());
         let site = args.site_planning == OnOff::On;
-        let bar = crate::commands::progress_bar(sim::fleet_cases(&members, site), "simulating");
+        let bar = crate::common::progress_bar(sim::fleet_cases(&members, site), "simulating");
         let rows = sim::fleet(&m, &members, site, &|n| bar.inc(n))?;
         bar.finish_and_clear();
         let last = members
@@ -261,7 +261,7 @@ pub fn run(args: &SimulateArgs) -> Result<crate::Outcome> {
         (None, Some(rows), last)
     } else {
         let delays = parse_delays(args.delays.as_deref().unwrap_or("0..60"))?;
-        let bar = crate::commands::progress_bar(delays.len() as u64, "simulating");
+        let bar = crate::common::progress_bar(delays.len() as u64, "simulating");
         let rows = sim::sweep(&m, &delays, &|n| bar.inc(n))?;
         bar.finish_and_clear();
         let last = delays.last().copied().unwrap_or(0) as i32;

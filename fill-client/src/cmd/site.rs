@@ -101,7 +101,7 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
         bail!("{}: no [[appliance]]", path.display());
     }
     let specs = crate::sources::load(&rel(&site.sources))?;
-    let rt = crate::commands::runtime(false)?;
+    let rt = crate::common::runtime(false)?;
     let (_, holdings) = crate::sources::reach(&specs, &rt)?;
     let sources: Vec<Source> = specs.iter().map(|s| s.source.clone()).collect();
     // The site's file table, by id, and each appliance's ranges in it.
@@ -148,9 +148,9 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
         let sd = match &a.store {
             Some(dir) => {
                 let store = Store::new(rel(dir))?;
-                crate::commands::compute_delta(&target, &store, capacity)
+                crate::common::compute_delta(&target, &store, capacity)
             }
-            None => crate::commands::delta_from_inventory(&target, &inv_file, capacity),
+            None => crate::common::delta_from_inventory(&target, &inv_file, capacity),
         }
         .with_context(|| format!("appliance {}", a.name))?;
         let mut ranges = Vec::with_capacity(sd.delta.fetch.len());

@@ -17,9 +17,10 @@ use serde::Serialize;
 
 use fill_core::rng::SplitMix64 as Rng;
 
+use super::delta::{DeltaReport, delta_table};
 use crate::Outcome;
 use crate::cli::DemoArgs;
-use crate::commands::{DeltaReport, compute_delta, delta_table};
+use crate::common::compute_delta;
 
 /// Log-uniform in [lo, hi).
 fn log_uniform(rng: &mut Rng, lo: f64, hi: f64) -> u64 {
@@ -228,7 +229,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
 
     // 3. The target catalog, ranked by popularity.
     let target_path = dir.join("target.catalog");
-    let builder = crate::commands::from_store(&dir.join("origin"), &pop_path, false)?;
+    let builder = super::catalog::from_store(&dir.join("origin"), &pop_path, false)?;
     let bytes = builder.finish().context("build the target catalog")?;
     fs::write(&target_path, bytes)
         .with_context(|| format!("cannot write {}", target_path.display()))?;
@@ -260,7 +261,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
 
     // 5. The burn-in fill: the origin and a peer served over loopback by fill-server.
     let sources_path = dir.join("sources.toml");
-    let rt = crate::commands::runtime(true)?;
+    let rt = crate::common::runtime(true)?;
     let (fill_report, after) = rt.block_on(async {
         let origin_srv = crate::server_process::ServerProcess::start(&dir.join("origin"))?;
         let peer_srv = crate::server_process::ServerProcess::start(&dir.join("peer"))?;
@@ -272,7 +273,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         fs::write(&sources_path, toml).context("cannot write sources.toml")?;
         say(&format!("\nservers: origin {origin_url}, peer {peer_url} (fill-server on loopback)"));
         let specs = crate::sources::load(&sources_path)?;
-        let remotes = crate::net::Remotes::http(crate::net::Net::new());
+        let remotes = crate::remotes::Remotes::http(crate::net::Net::new());
         let holdings = crate::sources::holdings(&specs, &remotes).await?;
         let sources: Vec<_> = specs.into_iter().map(|s| s.source).collect();
         let lock = appliance.lock()?;
@@ -302,7 +303,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         anyhow::Ok((report, after))
     })?;
     if !args.json {
-        print!("{}", crate::commands::run_table(&fill_report, false));
+        print!("{}", super::run::run_table(&fill_report, false));
     }
     anyhow::ensure!(
         after.delta.fetch.is_empty(),

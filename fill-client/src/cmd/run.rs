@@ -1,0 +1,202 @@
+//! `fill run`: the fill of one store, and its report table.
+
+use anyhow::{Context, Result, bail};
+use fill_core::size::{format_size, parse_size};
+use serde::Serialize;
+
+use crate::cli::{RunArgs, Strategy, WriterChoice};
+use crate::common::{compute_delta, open_catalog, open_store, print_json, runtime};
+use crate::common::{parse_deadline, parse_ingress};
+
+use super::delta::delta_table;
+use crate::Outcome;
+
+/// What `fill run --json` prints.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunJson<'a> {
+    dry_run: bool,
+    strategy: &'static str,
+    bytes_to_fetch: u64,
+    offload_before: f64,
+    offload_after: f64,
+    #[serde(flatten)]
+    report: &'a crate::fill::FillReport,
+}
+
+pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
+    let deadline = parse_deadline(&args.deadline)?;
+    let ingress_bps = parse_ingress(args.ingress.as_deref())?;
+    let capacity = parse_size(&args.capacity).context("bad --capacity")?;
+    let target_file = open_catalog(&args.target)?;
+    let target = target_file.validate()?;
+    let specs = crate::sources::load(&args.sources)?;
+    let s = open_store(&args.store)?;
+    let _lock = s.lock().context("cannot lock the store")?;
+    let settled = s.recover().context("cannot settle an interrupted fill")?;
+    if settled > 0 {
+        tracing::info!(
+            "settled {settled} files an interrupted fill, eviction or import left behind"
+        );
+    }
+    let rt = runtime(true)?;
+    let (remotes, holdings) = crate::sources::reach(&specs, &rt)?;
+    let sources: Vec<fill_core::source::Source> = specs.iter().map(|s| s.source.clone()).collect();
+    let sd = compute_delta(&target, &s, capacity)?;
+    let planned = match args.strategy {
+        Strategy::Escalation => None,
+        Strategy::Optimal => {
+            let input = crate::planning::PlanInput {
+                target: &target,
+                delta: &sd.delta,
+                sources: &sources,
+                holdings: &holdings,
+                start: crate::planning::now()?,
+                deadline,
+                ingress_bps,
+            };
+            let p = crate::planning::make(&input, fill_core::plan::Strategy::Optimal)?;
+            if let Some(short) = &p.plan.shortfall {
+                tracing::warn!(
+                    "the plan misses the deadline: {} cannot arrive in time (see fill plan --explain)",
+                    format_size(short.bytes)
+                );
+            }
+            Some(p)
+        }
+    };
+    let routes = planned.as_ref().map(crate::planning::routes);
+    let report = if args.dry_run {
+        // The plan without fetching: the planner's bytes per source, or escalation's.
+        let per = match &planned {
+            Some(p) => p
+                .plan
+                .per_source
+                .iter()
+                .zip(&sources)
+                .map(|(u, src)| crate::fill::SourceReport::planned(src, u.bytes, u.cost))
+                .collect(),
+            None => crate::fill::dry_run(&target, &sd.delta, &sources, &holdings)?,
+        };
+        crate::fill::FillReport::dry_run(per)
+    } else {
+        s.create()?;
+        // The turn-up checks measure the store against the target it fills towards.
+        s.record_target(target_file.bytes())
+            .context("cannot record the target in the store")?;
+        let writer = rt.block_on(crate::write::Writer::start(
+            backend(args.writer),
+            &s.root().join(".fill/tmp"),
+        ))?;
+        let bar = crate::fill::Progress::new(sd.delta.bytes_to_fetch, "filling", &sources);
+        let stores = [crate::fill::StoreJob {
+            store: &s,
+            delta: &sd.delta,
+            evict_ids: &sd.evict_ids,
+            older: &sd.older,
+        }];
+        let job = crate::fill::FillJob {
+            stores: &stores,
+            target: &target,
+            sources: &sources,
+            holdings: &holdings,
+            timeout: parse_timeout(&args.timeout)?,
+            remotes: &remotes,
+            routes: routes.as_ref(),
+        };
+        let r = rt.block_on(crate::fill::run(job, &writer, &bar))?;
+        bar.finish_and_clear();
+        r
+    };
+    if args.json {
+        print_json(&RunJson {
+            dry_run: args.dry_run,
+            strategy: match args.strategy {
+                Strategy::Optimal => "optimal",
+                Strategy::Escalation => "escalation",
+            },
+            bytes_to_fetch: sd.delta.bytes_to_fetch,
+            offload_before: sd.delta.offload_before,
+            offload_after: sd.delta.offload_after,
+            report: &report,
+        })?;
+    } else {
+        print!("{}", delta_table(&target, &sd.delta, capacity));
+        print!("{}", run_table(&report, args.dry_run));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// The human report of a fill (or of its plan).
+pub fn run_table(r: &crate::fill::FillReport, dry_run: bool) -> String {
+    let mut s = String::new();
+    s += &format!(
+        "\n{:<14} {:<7} {:>12} {:>10} {:>9} {:>7} {:>4}  note\n",
+        "source",
+        "kind",
+        if dry_run { "plan bytes" } else { "bytes" },
+        "cost",
+        "requests",
+        "failed",
+        "bad"
+    );
+    for src in &r.sources {
+        let note = match (&src.unreachable, src.quarantined) {
+            (Some(why), _) => format!("unreachable: {why}"),
+            (None, true) => "quarantined".into(),
+            _ => String::new(),
+        };
+        s += &format!(
+            "{:<14} {:<7} {:>12} {:>10.4} {:>9} {:>7} {:>4}  {note}\n",
+            src.name,
+            src.kind,
+            format_size(src.bytes),
+            src.cost,
+            src.requests,
+            src.failed_requests,
+            src.bad_blocks
+        );
+    }
+    if dry_run {
+        s += &format!(
+            "plan: total cost {:.4} (dry run: nothing fetched)\n",
+            r.total_cost
+        );
+    } else {
+        s += &format!(
+            "filled {}{} in {:.2} s ({}/s), {} files completed, {} evicted, {} retries, cost {:.4}; writes: {}\n",
+            format_size(r.bytes_fetched),
+            if r.bytes_copied > 0 {
+                format!(
+                    " (and {} copied from older versions)",
+                    format_size(r.bytes_copied)
+                )
+            } else {
+                String::new()
+            },
+            r.duration_secs,
+            format_size(r.throughput_bytes_per_sec as u64),
+            r.files_completed,
+            r.files_evicted,
+            r.retries,
+            r.total_cost,
+            r.write_backend
+        );
+    }
+    s
+}
+
+pub(crate) fn parse_timeout(text: &str) -> Result<std::time::Duration> {
+    let d = fill_core::duration::parse_duration(text).context("bad --timeout")?;
+    if d.is_zero() {
+        bail!("bad --timeout: must be more than zero");
+    }
+    Ok(d)
+}
+
+pub(crate) fn backend(choice: WriterChoice) -> crate::write::Backend {
+    match choice {
+        WriterChoice::Auto => crate::write::Backend::Auto,
+        WriterChoice::Uring => crate::write::Backend::Uring,
+        WriterChoice::Pwrite => crate::write::Backend::Pwrite,
+    }
+}
