@@ -156,7 +156,7 @@ pub enum ApplianceCommand {
         store: PathBuf,
         /// When it starts (RFC 3339, e.g. 2026-12-01T02:00:00Z); default now.
         #[arg(long)]
-        start: Option<String>,
+        start: Option<Moment>,
         /// How long: 3h to 30d (e.g. 6h, 2d).
         #[arg(long)]
         duration: String,
@@ -224,7 +224,7 @@ pub struct PlanArgs {
     pub sources: Option<PathBuf>,
     /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
     #[arg(long, required_unless_present = "site")]
-    pub capacity: Option<String>,
+    pub capacity: Option<Size>,
     /// Plan a whole site jointly instead (a TOML file naming the appliances, their stores,
     /// capacities and ingress, the shared sources and the in-site bandwidth; its format is in
     /// docs/planner.md): each range crosses a costly link once, the other appliances copy it.
@@ -232,13 +232,13 @@ pub struct PlanArgs {
     pub site: Option<PathBuf>,
     /// How long the fill may take, from --start: 48h, 14d, 1h30m.
     #[arg(long, default_value = "48h")]
-    pub deadline: String,
+    pub deadline: Deadline,
     /// When the fill starts, RFC 3339 (2026-11-28T02:00:00Z); default: now.
     #[arg(long)]
-    pub start: Option<String>,
+    pub start: Option<Moment>,
     /// The appliance's ingress cap, bits per second (1.2Gbps, 800Mbps); default: none.
     #[arg(long)]
-    pub ingress: Option<String>,
+    pub ingress: Option<Rate>,
     /// optimal (minimum cost) or escalation (the baseline).
     #[arg(long, value_enum, default_value_t = Strategy::Optimal)]
     pub strategy: Strategy,
@@ -265,14 +265,14 @@ pub struct PrefillArgs {
     pub stores: Vec<PathBuf>,
     /// Capacity of each store (bytes, or with a unit); default: the whole target.
     #[arg(long)]
-    pub capacity: Option<String>,
+    pub capacity: Option<Size>,
     /// Concurrent requests to the source.
     #[arg(long, default_value_t = 8)]
     pub connections: u32,
     /// How long the source may take to answer, or stay silent mid-body, before a request is
     /// retried.
     #[arg(long, default_value = "10s")]
-    pub timeout: String,
+    pub timeout: Timeout,
     /// How blocks are written (see `fill run --help`).
     #[arg(long, value_enum, default_value_t = WriterChoice::Auto)]
     pub writer: WriterChoice,
@@ -334,23 +334,23 @@ pub struct RunArgs {
     pub sources: PathBuf,
     /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
     #[arg(long)]
-    pub capacity: String,
+    pub capacity: Size,
     /// How ranges are assigned to sources.
     #[arg(long, value_enum, default_value_t = Strategy::Escalation)]
     pub strategy: Strategy,
     /// With --strategy optimal: the deadline the plan aims for.
     #[arg(long, default_value = "48h")]
-    pub deadline: String,
+    pub deadline: Deadline,
     /// With --strategy optimal: the appliance's ingress cap (1.2Gbps); default: none.
     #[arg(long)]
-    pub ingress: Option<String>,
+    pub ingress: Option<Rate>,
     /// Print the plan (bytes and cost per source) and stop.
     #[arg(long)]
     pub dry_run: bool,
     /// How long a source may take to answer, or stay silent mid-body, before its range moves
     /// to the next source.
     #[arg(long, default_value = "10s")]
-    pub timeout: String,
+    pub timeout: Timeout,
     /// How blocks are written: io_uring with O_DIRECT when the store's file system takes it
     /// (auto), or always (uring, else fail), or positioned writes (pwrite).
     #[arg(long, value_enum, default_value_t = WriterChoice::Auto)]
@@ -391,7 +391,7 @@ pub enum StoreCommand {
         store: PathBuf,
         /// Block size for outboards: a power of two from 1KiB to 16MiB.
         #[arg(long, default_value = "1MiB")]
-        block_size: String,
+        block_size: Size,
         /// Print what was imported as JSON.
         #[arg(long)]
         json: bool,
@@ -512,8 +512,78 @@ pub struct DeltaArgs {
     pub store: PathBuf,
     /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
     #[arg(long)]
-    pub capacity: String,
+    pub capacity: Size,
     /// Print the whole delta as JSON (see docs/json.md).
     #[arg(long)]
     pub json: bool,
+}
+
+/// A size in bytes, as people write it (`40TB`, `512GiB`, or bytes); parsed once, by clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        fill_core::size::parse_size(s)
+            .map(Size)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// How long a fill may take: a duration of at least a second, as whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub i64);
+
+impl std::str::FromStr for Deadline {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let d = fill_core::duration::parse_duration(s).map_err(|e| e.to_string())?;
+        let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        if secs < 1 {
+            return Err(format!("{s:?} is less than a second"));
+        }
+        Ok(Deadline(secs))
+    }
+}
+
+/// How long a source may stay silent: a duration above zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub std::time::Duration);
+
+impl std::str::FromStr for Timeout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let d = fill_core::duration::parse_duration(s).map_err(|e| e.to_string())?;
+        if d.is_zero() {
+            return Err("must be more than zero".into());
+        }
+        Ok(Timeout(d))
+    }
+}
+
+/// A rate in bits per second (`1.2Gbps`, `800Mbps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(pub u64);
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        fill_core::source::parse_bandwidth(s)
+            .map(Rate)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A point in time, RFC 3339 (`2026-11-28T02:00:00Z`), as Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment(pub i64);
+
+impl std::str::FromStr for Moment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        fill_core::duration::parse_rfc3339(s)
+            .map(Moment)
+            .map_err(|e| e.to_string())
+    }
 }

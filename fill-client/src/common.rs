@@ -4,7 +4,7 @@
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use fill_core::PartialFile;
 use fill_core::catalog::Catalog;
 use fill_core::delta::{self, Delta, Inventory};
@@ -108,18 +108,4 @@ pub(crate) fn store_delta(
 
 pub(crate) fn open_catalog(path: &Path) -> Result<CatalogFile> {
     Ok(CatalogFile::open(path)?)
-}
-
-pub(crate) fn parse_deadline(text: &str) -> Result<i64> {
-    let d = fill_core::duration::parse_duration(text).context("bad --deadline")?;
-    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-    if secs < 1 {
-        bail!("bad --deadline {text:?}: at least one second");
-    }
-    Ok(secs)
-}
-
-pub(crate) fn parse_ingress(text: Option<&str>) -> Result<Option<u64>> {
-    text.map(|t| fill_core::source::parse_bandwidth(t).context("bad --ingress"))
-        .transpose()
 }

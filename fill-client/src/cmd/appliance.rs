@@ -95,7 +95,7 @@ pub(crate) fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
         } => {
             let s = open_store(&store)?;
             let start = match start {
-                Some(t) => fill_core::duration::parse_rfc3339(&t).context("bad --start")?,
+                Some(t) => t.0,
                 None => crate::planning::now()?,
             };
             let window = fill_core::lifecycle::MaintenanceWindow::new(start, &duration, &reason)

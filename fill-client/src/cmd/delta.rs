@@ -1,9 +1,9 @@
 //! `fill delta`, and the delta table and JSON that other commands print too.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use fill_core::catalog::Catalog;
 use fill_core::delta::{Delta, EvictReason};
-use fill_core::size::{format_size, parse_size};
+use fill_core::size::format_size;
 use serde::Serialize;
 
 use crate::Outcome;
@@ -90,7 +90,7 @@ impl DeltaReport {
 }
 
 pub(crate) fn delta_cmd(args: &DeltaArgs) -> Result<Outcome> {
-    let capacity = parse_size(&args.capacity).context("bad --capacity")?;
+    let capacity = args.capacity.0;
     let target_file = open_catalog(&args.target)?;
     let target = target_file.validate()?;
     let s = open_store(&args.store)?;

@@ -1,14 +1,13 @@
 //! `fill plan`: a plan for one appliance (`--site`: cmd::site).
 
-use anyhow::{Context, Result, bail};
-use fill_core::size::{format_size, parse_size};
+use anyhow::{Result, bail};
+use fill_core::size::format_size;
 
 use crate::Outcome;
 use crate::cli::{PlanArgs, Strategy};
 use crate::common::{
     compute_delta, delta_from_inventory, open_catalog, open_store, print_json, runtime,
 };
-use crate::common::{parse_deadline, parse_ingress};
 
 pub(crate) fn core_strategy(s: Strategy) -> fill_core::plan::Strategy {
     match s {
@@ -18,10 +17,10 @@ pub(crate) fn core_strategy(s: Strategy) -> fill_core::plan::Strategy {
 }
 
 pub(crate) fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
-    let deadline = parse_deadline(&args.deadline)?;
-    let ingress_bps = parse_ingress(args.ingress.as_deref())?;
+    let deadline = args.deadline.0;
+    let ingress_bps = args.ingress.map(|r| r.0);
     let start = match &args.start {
-        Some(t) => fill_core::duration::parse_rfc3339(t).context("bad --start")?,
+        Some(t) => t.0,
         None => crate::planning::now()?,
     };
     if let Some(site) = &args.site {
@@ -39,7 +38,7 @@ pub(crate) fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
     else {
         bail!("--target, --store, --sources and --capacity are required without --site");
     };
-    let capacity = parse_size(capacity).context("bad --capacity")?;
+    let capacity = capacity.0;
     let target_file = open_catalog(target_path)?;
     let target = target_file.validate()?;
     let specs = crate::sources::load(sources_path)?;

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, Result, bail};
-use fill_core::size::{format_size, parse_size};
+use fill_core::size::format_size;
 use fill_store::store::Store;
 use serde::Serialize;
 
@@ -11,7 +11,7 @@ use crate::Outcome;
 use crate::cli::PrefillArgs;
 use crate::common::{StoreDelta, compute_delta, open_catalog, open_store, print_json, runtime};
 
-use super::run::{backend, parse_timeout, run_table};
+use super::run::{backend, run_table};
 
 /// What `fill prefill --json` prints.
 #[derive(Debug, Serialize)]
@@ -32,7 +32,7 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
     let target_file = open_catalog(&args.target)?;
     let target = target_file.validate()?;
     let capacity = match &args.capacity {
-        Some(c) => parse_size(c).context("bad --capacity")?,
+        Some(c) => c.0,
         None => target.total_size(),
     };
     if !(1..=256).contains(&args.connections) {
@@ -97,7 +97,7 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         target: &target,
         sources: &sources,
         holdings: &holdings,
-        timeout: parse_timeout(&args.timeout)?,
+        timeout: args.timeout.0,
         remotes: &remotes,
         routes: None,
     };

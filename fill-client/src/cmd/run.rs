@@ -1,12 +1,11 @@
 //! `fill run`: the fill of one store, and its report table.
 
-use anyhow::{Context, Result, bail};
-use fill_core::size::{format_size, parse_size};
+use anyhow::{Context, Result};
+use fill_core::size::format_size;
 use serde::Serialize;
 
 use crate::cli::{RunArgs, Strategy, WriterChoice};
 use crate::common::{compute_delta, open_catalog, open_store, print_json, runtime};
-use crate::common::{parse_deadline, parse_ingress};
 
 use super::delta::delta_table;
 use crate::Outcome;
@@ -24,9 +23,9 @@ pub(crate) struct RunJson<'a> {
 }
 
 pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
-    let deadline = parse_deadline(&args.deadline)?;
-    let ingress_bps = parse_ingress(args.ingress.as_deref())?;
-    let capacity = parse_size(&args.capacity).context("bad --capacity")?;
+    let deadline = args.deadline.0;
+    let ingress_bps = args.ingress.map(|r| r.0);
+    let capacity = args.capacity.0;
     let target_file = open_catalog(&args.target)?;
     let target = target_file.validate()?;
     let specs = crate::sources::load(&args.sources)?;
@@ -99,7 +98,7 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             target: &target,
             sources: &sources,
             holdings: &holdings,
-            timeout: parse_timeout(&args.timeout)?,
+            timeout: args.timeout.0,
             remotes: &remotes,
             routes: routes.as_ref(),
         };
@@ -183,14 +182,6 @@ pub fn run_table(r: &crate::fill::FillReport, dry_run: bool) -> String {
         );
     }
     s
-}
-
-pub(crate) fn parse_timeout(text: &str) -> Result<std::time::Duration> {
-    let d = fill_core::duration::parse_duration(text).context("bad --timeout")?;
-    if d.is_zero() {
-        bail!("bad --timeout: must be more than zero");
-    }
-    Ok(d)
 }
 
 pub(crate) fn backend(choice: WriterChoice) -> crate::write::Backend {

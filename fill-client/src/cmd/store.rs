@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use fill_core::outboard::BlockSize;
-use fill_core::size::{format_size, parse_size};
+use fill_core::size::format_size;
 use fill_store::store::{Store, VerifyReport};
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
             json,
             paths,
         } => {
-            let bytes = parse_size(&block_size).context("bad --block-size")?;
+            let bytes = block_size.0;
             let block = BlockSize::from_bytes(bytes).context("bad --block-size")?;
             let s = open_store(&store)?;
             let total: u64 = paths.iter().map(|p| dir_size(p)).sum();

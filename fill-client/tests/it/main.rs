@@ -407,10 +407,43 @@ fn bad_input_gets_clear_errors() {
         "--capacity",
         "12 parsecs",
     ]);
+    // Sizes, durations, rates and times are parsed once, by clap: a bad one is a usage
+    // error (exit 2) naming the flag and the value.
+    assert_eq!(run.code(), 2);
     assert_eq!(
         run.stderr().trim(),
-        "error: bad --capacity: bad size \"12 parsecs\": unknown unit \"parsecs\" (use B, KB, MB, GB, TB, PB, KiB, MiB, GiB, TiB, PiB)"
+        "error: invalid value '12 parsecs' for '--capacity <CAPACITY>': bad size \"12 parsecs\": unknown unit \"parsecs\" (use B, KB, MB, GB, TB, PB, KiB, MiB, GiB, TiB, PiB)\n\nFor more information, try '--help'."
     );
+    let common = [
+        "--target",
+        p(&empty),
+        "--store",
+        p(tmp.path()),
+        "--capacity",
+        "1GB",
+    ];
+    for (cmd, flag, value, says) in [
+        ("run", "--deadline", "0s", "is less than a second"),
+        ("run", "--timeout", "0s", "must be more than zero"),
+        ("run", "--ingress", "fast", "bad bandwidth"),
+        ("plan", "--start", "yesterday", "--start <START>"),
+    ] {
+        let sources = tmp.path().join("none.toml");
+        let args = [
+            &[cmd][..],
+            &common,
+            &["--sources", p(&sources), flag, value],
+        ]
+        .concat();
+        let run = fill(&args);
+        assert_eq!(run.code(), 2, "{flag} {value}: {}", run.stderr());
+        assert!(
+            run.stderr().contains(&format!("invalid value '{value}'"))
+                && run.stderr().contains(says),
+            "{flag} {value}: {}",
+            run.stderr()
+        );
+    }
     let csv = tmp.path().join("bad.csv");
     fs::write(&csv, "id,size,weight,name\nnot-an-id,1,1,a\n").unwrap();
     let run = fill(&[
