@@ -1424,20 +1424,7 @@ impl Fill {
                         self.unsynced_bytes -= ob.block_range(b).1;
                     }
                 }
-                let commit = self.next_id;
-                self.next_id += 1;
-                target.committing = true;
-                let store = target.store;
-                self.commits.insert(
-                    commit,
-                    Commit {
-                        file: f,
-                        target: t,
-                        blocks,
-                        complete: all_written,
-                        map,
-                    },
-                );
+                let (commit, store) = self.open_commit(f, t, blocks, all_written, map);
                 // The simulator's proof that it catches a broken commit: with this feature
                 // (never in a real build) blocks are recorded before they are durable.
                 #[cfg(feature = "planted-bug-record-before-sync")]
@@ -1470,21 +1457,7 @@ impl Fill {
         map: PartialFile,
         complete: bool,
     ) {
-        let commit = self.next_id;
-        self.next_id += 1;
-        let target = &mut self.files[f].targets[t];
-        target.committing = true;
-        let store = target.store;
-        self.commits.insert(
-            commit,
-            Commit {
-                file: f,
-                target: t,
-                blocks,
-                complete,
-                map: map.clone(),
-            },
-        );
+        let (commit, store) = self.open_commit(f, t, blocks, complete, map.clone());
         self.actions.push_back(if complete {
             Action::Complete {
                 commit,
@@ -1500,6 +1473,34 @@ impl Fill {
                 map,
             }
         });
+    }
+
+    /// A commit of `blocks` (and `map`) for file `f` in its target `t`, which has none in
+    /// flight until it lands: its id and the store.
+    fn open_commit(
+        &mut self,
+        f: usize,
+        t: usize,
+        blocks: Vec<u64>,
+        complete: bool,
+        map: PartialFile,
+    ) -> (u64, usize) {
+        let commit = self.next_id;
+        self.next_id += 1;
+        let target = &mut self.files[f].targets[t];
+        target.committing = true;
+        let store = target.store;
+        self.commits.insert(
+            commit,
+            Commit {
+                file: f,
+                target: t,
+                blocks,
+                complete,
+                map,
+            },
+        );
+        (commit, store)
     }
 
     fn on_synced(&mut self, commit: u64, result: Result<(), String>) {

@@ -407,9 +407,13 @@ struct SimSource {
 struct FaultPlan {
     /// Crash at these steps of the runs (one per run, in order).
     crashes: Vec<u64>,
-    /// The n-th write fails (ENOSPC if the flag).
-    write_fails_at: Option<(u64, bool)>,
+    /// The n-th write fails...
+    write_fails_at: Option<u64>,
+    /// ...with ENOSPC (else EIO).
+    write_enospc: bool,
+    /// The n-th sync fails.
     sync_fails_at: Option<u64>,
+    /// The n-th record fails.
     record_fails_at: Option<u64>,
     short_writes: bool,
     /// Clock jumps: (step, seconds).
@@ -423,6 +427,18 @@ struct FaultPlan {
 }
 
 impl FaultPlan {
+    /// Counts one more call in `count`; true (once, and a local fault is then marked
+    /// fired) when it is the call `at` names.
+    fn fires(count: &mut u64, at: &mut Option<u64>, fired: &mut bool) -> bool {
+        *count += 1;
+        if *at == Some(*count) {
+            *at = None;
+            *fired = true;
+            return true;
+        }
+        false
+    }
+
     fn local_faults(&self) -> u32 {
         u32::from(self.write_fails_at.is_some())
             + u32::from(self.sync_fails_at.is_some())
@@ -1021,12 +1037,13 @@ impl<'t> World<'t> {
         data: Vec<u8>,
     ) -> Result<Event, String> {
         let id = self.spec_files[file];
-        self.plan.writes += 1;
-        if let Some((n, enospc)) = self.plan.write_fails_at
-            && n == self.plan.writes
-        {
-            self.plan.write_fails_at = None;
-            self.plan.local_fault_fired = true;
+        let plan = &mut self.plan;
+        let enospc = plan.write_enospc;
+        if FaultPlan::fires(
+            &mut plan.writes,
+            &mut plan.write_fails_at,
+            &mut plan.local_fault_fired,
+        ) {
             let why = if enospc {
                 self.faults.enospc += 1;
                 "No space left on device (os error 28)"
@@ -1084,10 +1101,12 @@ impl<'t> World<'t> {
         store: usize,
         upto: usize,
     ) -> Result<Event, String> {
-        self.plan.syncs += 1;
-        if self.plan.sync_fails_at == Some(self.plan.syncs) {
-            self.plan.sync_fails_at = None;
-            self.plan.local_fault_fired = true;
+        let plan = &mut self.plan;
+        if FaultPlan::fires(
+            &mut plan.syncs,
+            &mut plan.sync_fails_at,
+            &mut plan.local_fault_fired,
+        ) {
             self.faults.sync_failed += 1;
             return Ok(Event::Synced {
                 commit,
@@ -1116,10 +1135,12 @@ impl<'t> World<'t> {
         map: PartialFile,
         complete: bool,
     ) -> Result<Event, String> {
-        self.plan.records += 1;
-        if self.plan.record_fails_at == Some(self.plan.records) {
-            self.plan.record_fails_at = None;
-            self.plan.local_fault_fired = true;
+        let plan = &mut self.plan;
+        if FaultPlan::fires(
+            &mut plan.records,
+            &mut plan.record_fails_at,
+            &mut plan.local_fault_fired,
+        ) {
             self.faults.record_failed += 1;
             return Ok(Event::Recorded {
                 commit,
@@ -1833,7 +1854,8 @@ fn draw_faults(rng: &mut SplitMix64, region: &Region, cast: &Cast) -> FaultPlan 
         }
     }
     if rng.chance(12) {
-        plan.write_fails_at = Some((1 + rng.below(40), rng.chance(50)));
+        plan.write_fails_at = Some(1 + rng.below(40));
+        plan.write_enospc = rng.chance(50);
     }
     if rng.chance(8) {
         plan.sync_fails_at = Some(1 + rng.below(10));
