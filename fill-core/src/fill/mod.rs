@@ -1173,24 +1173,24 @@ impl Fill {
 
     /// Starts queued jobs whose source has a free connection, oldest first.
     fn dispatch(&mut self, now: Time) {
+        let secs = now.unix_secs();
         let mut i = 0;
         while i < self.queue.len() && self.requests.len() < self.config.max_requests {
-            let mut job = self.queue[i].clone();
-            let f = job.file;
-            let secs = now.unix_secs();
+            let job = &self.queue[i];
             // A source that can no longer be used, or whose window closed again after the
             // job was given to it (a clock jump), is chosen anew.
             let stale = job.source == usize::MAX
                 || self.quarantined[job.source]
-                || !self.spec.files[f].holders[job.source]
+                || !self.spec.files[job.file].holders[job.source]
                 || (job.ready_at <= now && !self.spec.sources[job.source].is_open(secs));
             if stale {
+                let mut job = job.clone();
                 if !self.assign(&mut job, now) {
                     return;
                 }
-                self.queue[i] = job.clone();
+                self.queue[i] = job;
             }
-            let s = job.source;
+            let s = self.queue[i].source;
             // Never outside its window, whatever the wait said.
             if !self.spec.sources[s].is_open(secs)
                 || self.per_source[s] >= self.spec.sources[s].max_connections.max(1)
@@ -1198,8 +1198,9 @@ impl Fill {
                 i += 1;
                 continue;
             }
-            self.queue.remove(i);
-            self.issue(job);
+            if let Some(job) = self.queue.remove(i) {
+                self.issue(job);
+            }
         }
     }
 
