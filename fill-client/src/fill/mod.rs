@@ -123,10 +123,10 @@ impl FillReport {
 }
 
 /// One store to fill and its delta.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreJob<'a> {
+#[derive(Debug)]
+pub struct StoreJob<'a, S = Store> {
     /// The store (its lock held by the caller).
-    pub store: &'a Store,
+    pub store: &'a S,
     /// Its delta against the target.
     pub delta: &'a Delta,
     /// `delta.evict[i]`'s id.
@@ -137,10 +137,10 @@ pub struct StoreJob<'a> {
 }
 
 /// What a fill works from: one store for `fill run`, several for `fill prefill`.
-#[derive(Debug, Clone, Copy)]
-pub struct FillJob<'a> {
+#[derive(Debug)]
+pub struct FillJob<'a, S = Store> {
     /// The stores to fill.
-    pub stores: &'a [StoreJob<'a>],
+    pub stores: &'a [StoreJob<'a, S>],
     /// The target catalog.
     pub target: &'a Catalog<'a>,
     /// The sources.
@@ -158,7 +158,7 @@ pub struct FillJob<'a> {
 
 /// The machine's spec for a job: the stores' deltas, the sources and their holdings, the
 /// plan's routes.
-fn spec_of(job: &FillJob<'_>) -> FillSpec {
+fn spec_of<S>(job: &FillJob<'_, S>) -> FillSpec {
     let deltas: Vec<StoreDelta<'_>> = job
         .stores
         .iter()
@@ -212,17 +212,17 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
     run_with(job, sources, writer, progress).await
 }
 
-/// [`run`] with its bytes from `sources` and its writes through `writer` (sources and a
-/// writer in memory, in tests).
-pub async fn run_with<R: edges::RangeSource, W: edges::BlockWriter>(
-    job: FillJob<'_>,
+/// [`run`] with its bytes from `sources`, its writes through `writer` and its stores'
+/// state in `S` (all three in memory, in tests).
+pub async fn run_with<R: edges::RangeSource, W: edges::BlockWriter, S: edges::StoreState>(
+    job: FillJob<'_, S>,
     sources: R,
     writer: &W,
     progress: &Progress,
 ) -> Result<FillReport> {
     let started = Instant::now();
     let spec = spec_of(&job);
-    let stores: Vec<Store> = job.stores.iter().map(|s| s.store.clone()).collect();
+    let stores: Vec<S> = job.stores.iter().map(|s| s.store.clone()).collect();
     let mut driver = tasks::Driver::new(&job, stores, writer.clone(), sources);
     let mut fill = Fill::new(spec, FillConfig::STANDARD, wall_now());
     let mut shown = vec![0u64; job.sources.len()];

@@ -1,7 +1,6 @@
 //! The machine's actions, carried out: each a task that answers with an event.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -9,14 +8,13 @@ use anyhow::{Context, Result, anyhow};
 use fill_core::ContentId;
 use fill_core::fill::{
     Action, Event, FillSpec, Notice, OutboardFrom, Pacer, Prepared, Request, RequestFailure, Time,
-    prepare,
 };
 use fill_core::outboard::Outboard;
-use fill_store::store::{PartialState, Store, WriteErrorRecord};
+use fill_store::store::{PartialState, WriteErrorRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::edges::{BlockWriter, RangeBody, RangeSource};
+use super::edges::{BlockWriter, RangeBody, RangeSource, StoreState};
 use super::{FillJob, MAX_WRITES};
 use crate::net::NetError;
 use crate::write::AlignedBuf;
@@ -28,8 +26,8 @@ const PACER_BURST: std::time::Duration = std::time::Duration::from_millis(50);
 type Opened<F> = Arc<Mutex<VecDeque<((usize, usize), F)>>>;
 
 /// What the tasks share: the stores, the sources, the writer, the files open for writing.
-pub(super) struct Driver<R, W: BlockWriter> {
-    ctx: Arc<Ctx<R, W>>,
+pub(super) struct Driver<R, W: BlockWriter, S> {
+    ctx: Arc<Ctx<R, W, S>>,
     /// Files open for writing, per (file, store).
     open: HashMap<(usize, usize), Arc<W::File>>,
     /// Opened by preparation tasks, taken into `open` when their `Prepared` is executed on.
@@ -41,8 +39,8 @@ pub(super) struct Driver<R, W: BlockWriter> {
     pub tasks: JoinSet<()>,
 }
 
-struct Ctx<R, W> {
-    stores: Vec<Store>,
+struct Ctx<R, W, S> {
+    stores: Vec<S>,
     names: Vec<String>,
     sources: R,
     writer: W,
@@ -52,14 +50,14 @@ struct Ctx<R, W> {
     writes: Arc<Semaphore>,
 }
 
-impl<R, W> Ctx<R, W> {
+impl<R, W, S> Ctx<R, W, S> {
     fn pace_now(&self) -> Time {
         Time::from_micros(self.epoch.elapsed().as_micros() as i64)
     }
 }
 
-impl<R: RangeSource, W: BlockWriter> Driver<R, W> {
-    pub(super) fn new(job: &FillJob<'_>, stores: Vec<Store>, writer: W, sources: R) -> Self {
+impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
+    pub(super) fn new(job: &FillJob<'_, S>, stores: Vec<S>, writer: W, sources: R) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let n_stores = stores.len();
         let ctx = Ctx {
@@ -93,7 +91,7 @@ impl<R: RangeSource, W: BlockWriter> Driver<R, W> {
             Action::Evict { id, store, ids } => {
                 self.tasks.spawn(async move {
                     let st = ctx.stores[store].clone();
-                    let result = blocking(move || st.evict(&ids).map_err(Into::into)).await;
+                    let result = blocking(move || st.evict(&ids)).await;
                     let _ = tx.send(Event::Evicted {
                         id,
                         result: result.map_err(|e| format!("{e:#}")),
@@ -207,10 +205,9 @@ impl<R: RangeSource, W: BlockWriter> Driver<R, W> {
             let st = ctx.stores[store].clone();
             let result = blocking(move || {
                 if complete {
-                    st.complete_partial(&state)
-                        .with_context(|| format!("cannot complete {}", state.file.id))
+                    st.complete(&state)
                 } else {
-                    st.save_partial(&state).map_err(Into::into)
+                    st.record(&state)
                 }
             })
             .await;
@@ -280,8 +277,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| anyhow!("a blocking task failed: {e}"))?
 }
 
-async fn fetch_outboard<R: RangeSource, W>(
-    ctx: &Ctx<R, W>,
+async fn fetch_outboard<R: RangeSource, W, S: StoreState>(
+    ctx: &Ctx<R, W, S>,
     from: OutboardFrom,
     id: ContentId,
     limit: u64,
@@ -289,7 +286,7 @@ async fn fetch_outboard<R: RangeSource, W>(
     match from {
         OutboardFrom::Store(s) => {
             let st = ctx.stores[s].clone();
-            blocking(move || st.partial_outboard_bytes(&id).map_err(Into::into))
+            blocking(move || st.partial_outboard_bytes(&id))
                 .await
                 .map_err(|e| format!("{e:#}"))
         }
@@ -305,8 +302,8 @@ async fn fetch_outboard<R: RangeSource, W>(
 /// Prepares a file in a store: its interrupted fill resumed (recorded blocks verified
 /// again) or a new one begun (and the blocks an older version shares copied in), then
 /// opened for writing.
-async fn prepare_file<R, W: BlockWriter>(
-    ctx: &Ctx<R, W>,
+async fn prepare_file<R, W: BlockWriter, S: StoreState>(
+    ctx: &Ctx<R, W, S>,
     store: usize,
     ob: &Arc<Outboard>,
     name: &str,
@@ -315,7 +312,7 @@ async fn prepare_file<R, W: BlockWriter>(
 ) -> Result<(Prepared, W::File)> {
     let st = ctx.stores[store].clone();
     let (ob2, name) = (ob.clone(), name.to_owned());
-    let prepared = blocking(move || prepare_blocking(&st, &ob2, &name, resume, older)).await?;
+    let prepared = blocking(move || st.prepare(&ob2, &name, resume, older)).await?;
     let path = ctx.stores[store].partial_data_path(&ob.id());
     let data = ctx
         .writer
@@ -325,95 +322,11 @@ async fn prepare_file<R, W: BlockWriter>(
     Ok((prepared, data))
 }
 
-fn prepare_blocking(
-    store: &Store,
-    ob: &Outboard,
-    name: &str,
-    resume: bool,
-    older: Option<ContentId>,
-) -> Result<Prepared> {
-    let id = ob.id();
-    if resume && let Some(mut state) = store.partial(&id)? {
-        if state.file.size == ob.size() && state.file.block == ob.block_size() {
-            let path = store.partial_data_path(&id);
-            let data = std::fs::File::open(&path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            let dropped = prepare::reverify(ob, &mut state.file, |off, buf| {
-                data.read_exact_at(buf, off).is_ok()
-            });
-            if dropped > 0 {
-                tracing::warn!(
-                    "{id}: {dropped} blocks recorded as verified did not verify; fetching them again"
-                );
-                store.save_partial(&state)?;
-            }
-            return Ok(Prepared {
-                map: state.file,
-                copied: 0,
-            });
-        }
-        // Filled with another block size: begun again.
-        store
-            .evict(&[id])
-            .context("cannot remove a mismatched partial file")?;
-    }
-    let mut state = store.begin_partial(ob, name)?;
-    let copied = match older {
-        Some(old) => copy_shared(store, ob, &old, &mut state)?,
-        None => 0,
-    };
-    Ok(Prepared {
-        map: state.file,
-        copied,
-    })
-}
-
-/// Copies into a new partial file the blocks its older version shares with it (see
-/// [`prepare::copy_shared`]), then syncs and records them.
-fn copy_shared(
-    store: &Store,
-    ob: &Outboard,
-    old: &ContentId,
-    state: &mut PartialState,
-) -> Result<u64> {
-    // An older version whose outboard is unreadable is only evicted.
-    let Ok(old_ob) = store.outboard(old) else {
-        return Ok(0);
-    };
-    if ob.shared_blocks(&old_ob).is_empty() {
-        return Ok(0);
-    }
-    let from = store.content_path(old);
-    let to = store.partial_data_path(&ob.id());
-    let src =
-        std::fs::File::open(&from).with_context(|| format!("cannot open {}", from.display()))?;
-    let dst = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&to)
-        .with_context(|| format!("cannot open {}", to.display()))?;
-    let copied = prepare::copy_shared(
-        ob,
-        &old_ob,
-        &mut state.file,
-        |off, buf| src.read_exact_at(buf, off).is_ok(),
-        |off, bytes| {
-            dst.write_all_at(bytes, off)
-                .with_context(|| format!("cannot write {}", to.display()))
-        },
-    )?;
-    if copied > 0 {
-        dst.sync_data()
-            .with_context(|| format!("cannot sync {}", to.display()))?;
-        store.save_partial(state)?;
-    }
-    Ok(copied)
-}
-
 /// One ranged request: reads the body into aligned block buffers, verifies each block,
 /// submits its writes while it reads on, answers `RequestEnded` once the body is read
 /// (giving its connection back), then waits for its writes, each answering `Written`.
-async fn fetch_range<R: RangeSource, W: BlockWriter>(
-    ctx: Arc<Ctx<R, W>>,
+async fn fetch_range<R: RangeSource, W: BlockWriter, S: StoreState>(
+    ctx: Arc<Ctx<R, W, S>>,
     req: Request,
     id: ContentId,
     data: Vec<Option<Arc<W::File>>>,
@@ -432,8 +345,8 @@ async fn fetch_range<R: RangeSource, W: BlockWriter>(
 }
 
 /// Reads and verifies a request's blocks; returns how many verified and why it stopped.
-async fn read_body<R: RangeSource, W: BlockWriter>(
-    ctx: &Arc<Ctx<R, W>>,
+async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
+    ctx: &Arc<Ctx<R, W, S>>,
     req: &Request,
     id: ContentId,
     data: &[Option<Arc<W::File>>],
@@ -528,8 +441,8 @@ fn failure(url: &str, e: NetError) -> RequestFailure {
 /// an O_DIRECT write consumes its buffer). The task answers `Written` per store and gives
 /// the write slots back as the writes complete, not when the request gets round to it.
 #[allow(clippy::too_many_arguments)]
-fn submit_block<R: RangeSource, W: BlockWriter>(
-    ctx: &Arc<Ctx<R, W>>,
+fn submit_block<R: RangeSource, W: BlockWriter, S: StoreState>(
+    ctx: &Arc<Ctx<R, W, S>>,
     req: &Request,
     id: ContentId,
     block: u64,

@@ -8,7 +8,7 @@ use fill_core::source::{Source, SourceKind};
 use fill_core::{ContentId, Outboard};
 use fill_store::store::Store;
 
-use super::edges::mem::{MemSource, MemSources, MemWriter, Misbehaviour};
+use super::edges::mem::{MemSource, MemSources, MemStore, MemWriter, Misbehaviour};
 use super::{FillJob, FillReport, Progress, StoreJob, run_with};
 use crate::sources::Holdings;
 use crate::write::{Backend, Writer};
@@ -339,5 +339,128 @@ fn after_a_crash_the_rerun_fetches_only_what_was_not_recorded() {
             return;
         }
         assert!(attempt < 29, "no crash in 30 left anything recorded");
+    }
+}
+
+/// One fill of a store in memory (its disk shared with `writer`), from `peer` and `origin`.
+fn mem_run(
+    files: &[Vec<u8>],
+    store: &MemStore,
+    writer: MemWriter,
+    (peer, origin): (MemSource, MemSource),
+) -> anyhow::Result<FillReport> {
+    let mut b = CatalogBuilder::new();
+    for (i, f) in files.iter().enumerate() {
+        b.push(
+            ContentId::of(f),
+            f.len() as u64,
+            10.0 - i as f64,
+            &format!("f{i}"),
+        )?;
+    }
+    let target_bytes = b.finish()?;
+    let target = Catalog::parse(&target_bytes)?;
+    let (held, partial) = store.inventory();
+    let inv = fill_core::Inventory {
+        complete: Catalog::parse(&held)?,
+        partial: &partial,
+    };
+    let sd = crate::common::store_delta(&target, &inv, 1 << 40)?;
+    let sources = vec![
+        source("peer", SourceKind::Peer, 0.0),
+        source("origin", SourceKind::Origin, 0.02),
+    ];
+    let holdings = vec![Holdings::All, Holdings::All];
+    let mem = MemSources {
+        sources: vec![peer, origin],
+        timeout: Duration::from_secs(5),
+    };
+    let remotes = crate::remotes::Remotes::http(crate::net::Net::new());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let stores = [StoreJob {
+            store,
+            delta: &sd.delta,
+            evict_ids: &sd.evict_ids,
+            older: &sd.older,
+        }];
+        let job = FillJob {
+            stores: &stores,
+            target: &target,
+            sources: &sources,
+            holdings: &holdings,
+            timeout: Duration::from_secs(5),
+            remotes: &remotes,
+            routes: None,
+        };
+        let progress = Progress::new(sd.delta.bytes_to_fetch, "test", &sources);
+        let run = run_with(job, mem, &writer, &progress);
+        tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .map_err(|_| anyhow::anyhow!("the fill did not end within 30 s"))?
+    })
+}
+
+/// Bytes a store in memory holds recorded.
+fn mem_recorded(store: &MemStore) -> u64 {
+    let (held, partial) = store.inventory();
+    let complete = Catalog::parse(&held).unwrap().total_size();
+    let partial: u64 = partial
+        .iter()
+        .map(|p| p.verified_ranges().iter().map(|r| r.1).sum::<u64>())
+        .sum();
+    complete + partial
+}
+
+#[test]
+fn all_in_memory_a_crash_keeps_what_was_durable_and_the_rerun_completes() {
+    let f = files();
+    let total: u64 = f.iter().map(|x| x.len() as u64).sum();
+    // The store in memory refuses any record whose blocks' bytes are not durable, so a
+    // commit that recorded before its sync would fail here; the crash's timing decides
+    // whether anything was recorded, checked until a crash has left something (bounded).
+    for attempt in 0..30 {
+        let store = MemStore::default();
+        let w = MemWriter::on(&store.disk);
+        w.crash_after_writes(5);
+        let e = format!("{:#}", mem_run(&f, &store, w, honest(&f)).unwrap_err());
+        assert!(e.contains("crashed"), "{e}");
+        let recorded = mem_recorded(&store);
+        let again = mem_run(&f, &store, MemWriter::on(&store.disk), honest(&f)).unwrap();
+        assert_eq!(again.bytes_fetched, total - recorded, "{again:?}");
+        for x in &f {
+            assert_eq!(
+                store.content(&ContentId::of(x)).as_deref(),
+                Some(x.as_slice())
+            );
+        }
+        if recorded > 0 {
+            return;
+        }
+        assert!(attempt < 29, "no crash in 30 left anything recorded");
+    }
+}
+
+#[test]
+fn all_in_memory_a_full_disk_is_kept_for_the_health_check() {
+    let f = files();
+    let store = MemStore::default();
+    let w = MemWriter::on(&store.disk);
+    w.fail_write(2, "No space left on device (os error 28)");
+    let e = format!("{:#}", mem_run(&f, &store, w, honest(&f)).unwrap_err());
+    assert!(
+        e.contains("cannot write block") && e.contains("No space left"),
+        "{e}"
+    );
+    assert_eq!(store.write_errors(), 1);
+    mem_run(&f, &store, MemWriter::on(&store.disk), honest(&f)).unwrap();
+    for x in &f {
+        assert_eq!(
+            store.content(&ContentId::of(x)).as_deref(),
+            Some(x.as_slice())
+        );
     }
 }
