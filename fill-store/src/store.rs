@@ -579,7 +579,11 @@ impl Store {
         {
             return Err(io_err("preallocate", &data)(e.into()));
         }
-        f.sync_all().map_err(io_err("sync", &data))?;
+        // No sync of the data here: its directory entry becomes durable with the block
+        // map's (same directory, synced by `save_partial`), and its size needs none of its
+        // own: `fdatasync` persists the size needed to read the data it flushes, and no
+        // block is recorded before such a sync. After a crash before any, an empty map
+        // resumes nothing (and `recover` drops a map whose data is gone).
         let state = PartialState {
             file: PartialFile::empty(id, outboard.size(), outboard.block_size()),
             name: name.to_owned(),
@@ -624,7 +628,8 @@ impl Store {
     }
 
     /// Moves a partial file whose every block is verified into `content/` (outboard first)
-    /// and adds it to the catalog. The caller holds the store lock.
+    /// and adds it to the catalog. Call it only when every block is durable (as recorded
+    /// blocks are). The caller holds the store lock.
     pub fn complete_partial(&self, state: &PartialState) -> Result<(), StoreError> {
         let id = state.file.id;
         let (data, ob, blocks) = self.partial_paths(&id);
@@ -635,9 +640,9 @@ impl Store {
                 reason: format!("cannot complete {id}: {missing} blocks are not verified"),
             });
         }
-        File::open(&data)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err("sync", &data))?;
+        // The data is durable already: every block is recorded, and a block is recorded only
+        // after a sync that began after its write (`save_partial`'s contract); what a
+        // `sync_all` would add here is timestamps.
         let (content, outboard) = (self.content_path(&id), self.outboard_path(&id));
         // The outboard may already be in place: a completion interrupted after moving it.
         match fs::rename(&ob, &outboard) {
