@@ -41,6 +41,74 @@ fn source(name: &str, kind: SourceKind, cost: f64) -> Source {
     }
 }
 
+/// The target catalog of `files`: most popular first, in order.
+fn target_of(files: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = CatalogBuilder::new();
+    for (i, f) in files.iter().enumerate() {
+        b.push(
+            ContentId::of(f),
+            f.len() as u64,
+            10.0 - i as f64,
+            &format!("f{i}"),
+        )
+        .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+/// A free peer and a paid origin.
+fn two_sources() -> Vec<Source> {
+    vec![
+        source("peer", SourceKind::Peer, 0.0),
+        source("origin", SourceKind::Origin, 0.02),
+    ]
+}
+
+/// Runs `f` on a two-thread runtime, as `fill` does.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// One fill of `store` to `target` along `sd`, from the sources in `mem`, within 30 s.
+async fn drive<S: super::edges::StoreState, W: super::edges::BlockWriter>(
+    target: &Catalog<'_>,
+    sd: &crate::common::StoreDelta,
+    store: &S,
+    holdings: &[Holdings],
+    mem: MemSources,
+    writer: &W,
+) -> anyhow::Result<FillReport> {
+    let sources = two_sources();
+    let remotes = crate::remotes::Remotes::http(crate::net::Net::new());
+    let stores = [StoreJob {
+        store,
+        delta: &sd.delta,
+        evict_ids: &sd.evict_ids,
+        older: &sd.older,
+    }];
+    let job = FillJob {
+        stores: &stores,
+        target,
+        sources: &sources,
+        holdings,
+        timeout: mem.timeout,
+        remotes: &remotes,
+        routes: None,
+    };
+    let progress = Progress::new(sd.delta.bytes_to_fetch, "test", &sources);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        run_with(job, mem, writer, &progress),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the fill did not end within 30 s"))?
+}
+
 /// A target of `files` and an appliance store in a temp dir, filled as often as a test
 /// likes (a rerun resumes from what the store durably holds).
 struct Rig {
@@ -52,20 +120,10 @@ struct Rig {
 impl Rig {
     fn new(files: &[Vec<u8>]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let mut b = CatalogBuilder::new();
-        for (i, f) in files.iter().enumerate() {
-            b.push(
-                ContentId::of(f),
-                f.len() as u64,
-                10.0 - i as f64,
-                &format!("f{i}"),
-            )
-            .unwrap();
-        }
         let store = Store::new(tmp.path().join("app")).unwrap();
         store.create().unwrap();
         Self {
-            target_bytes: b.finish().unwrap(),
+            target_bytes: target_of(files),
             store,
             _tmp: tmp,
         }
@@ -83,10 +141,6 @@ impl Rig {
         let target = Catalog::parse(&self.target_bytes).unwrap();
         let store = &self.store;
         let sd = crate::common::compute_delta(&target, store, 1 << 40).unwrap();
-        let sources = vec![
-            source("peer", SourceKind::Peer, 0.0),
-            source("origin", SourceKind::Origin, 0.02),
-        ];
         let holdings: Vec<Holdings> = [&peer, &origin]
             .iter()
             .map(|s| {
@@ -104,39 +158,15 @@ impl Rig {
             sources: vec![peer, origin],
             timeout,
         };
-        let remotes = crate::remotes::Remotes::http(crate::net::Net::new());
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let stores = [StoreJob {
-                store,
-                delta: &sd.delta,
-                evict_ids: &sd.evict_ids,
-                older: &sd.older,
-            }];
-            let job = FillJob {
-                stores: &stores,
-                target: &target,
-                sources: &sources,
-                holdings: &holdings,
-                timeout,
-                remotes: &remotes,
-                routes: None,
-            };
-            let progress = Progress::new(sd.delta.bytes_to_fetch, "test", &sources);
-            let limit = Duration::from_secs(30);
-            let ran = match writer {
-                Some(w) => tokio::time::timeout(limit, run_with(job, mem, &w, &progress)).await,
+        block_on(async {
+            match writer {
+                Some(w) => drive(&target, &sd, store, &holdings, mem, &w).await,
                 None => {
                     let dir = store.root().join(".fill/tmp");
                     let w = Writer::start(Backend::Pwrite, &dir).await?;
-                    tokio::time::timeout(limit, run_with(job, mem, &w, &progress)).await
+                    drive(&target, &sd, store, &holdings, mem, &w).await
                 }
-            };
-            ran.map_err(|_| anyhow::anyhow!("the fill did not end within 30 s"))?
+            }
         })
     }
 
@@ -349,16 +379,7 @@ fn mem_run(
     writer: MemWriter,
     (peer, origin): (MemSource, MemSource),
 ) -> anyhow::Result<FillReport> {
-    let mut b = CatalogBuilder::new();
-    for (i, f) in files.iter().enumerate() {
-        b.push(
-            ContentId::of(f),
-            f.len() as u64,
-            10.0 - i as f64,
-            &format!("f{i}"),
-        )?;
-    }
-    let target_bytes = b.finish()?;
+    let target_bytes = target_of(files);
     let target = Catalog::parse(&target_bytes)?;
     let (held, partial) = store.inventory();
     let inv = fill_core::Inventory {
@@ -366,42 +387,12 @@ fn mem_run(
         partial: &partial,
     };
     let sd = crate::common::store_delta(&target, &inv, 1 << 40)?;
-    let sources = vec![
-        source("peer", SourceKind::Peer, 0.0),
-        source("origin", SourceKind::Origin, 0.02),
-    ];
     let holdings = vec![Holdings::All, Holdings::All];
     let mem = MemSources {
         sources: vec![peer, origin],
         timeout: Duration::from_secs(5),
     };
-    let remotes = crate::remotes::Remotes::http(crate::net::Net::new());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let stores = [StoreJob {
-            store,
-            delta: &sd.delta,
-            evict_ids: &sd.evict_ids,
-            older: &sd.older,
-        }];
-        let job = FillJob {
-            stores: &stores,
-            target: &target,
-            sources: &sources,
-            holdings: &holdings,
-            timeout: Duration::from_secs(5),
-            remotes: &remotes,
-            routes: None,
-        };
-        let progress = Progress::new(sd.delta.bytes_to_fetch, "test", &sources);
-        let run = run_with(job, mem, &writer, &progress);
-        tokio::time::timeout(Duration::from_secs(30), run)
-            .await
-            .map_err(|_| anyhow::anyhow!("the fill did not end within 30 s"))?
-    })
+    block_on(drive(&target, &sd, store, &holdings, mem, &writer))
 }
 
 /// Bytes a store in memory holds recorded.
