@@ -485,6 +485,8 @@ struct Target {
     prepare_sent: bool,
     prepared: bool,
     blocks: Vec<Block>,
+    /// How many of `blocks` are `Held` (kept, not counted at every commit check).
+    held: usize,
     /// The recorded map.
     map: Option<PartialFile>,
     /// Written blocks awaiting a commit, in the order they were written.
@@ -866,6 +868,7 @@ impl Fill {
                     prepare_sent: false,
                     prepared: false,
                     blocks: Vec::new(),
+                    held: 0,
                     map: None,
                     written: Vec::new(),
                     committing: false,
@@ -1029,6 +1032,7 @@ impl Fill {
         for (b, state) in target.blocks.iter_mut().enumerate() {
             if map.is_verified(b as u64) {
                 *state = Block::Held;
+                target.held += 1;
             }
         }
         target.map = Some(map);
@@ -1049,7 +1053,7 @@ impl Fill {
         for t in 0..self.files[f].targets.len() {
             let target = &self.files[f].targets[t];
             if let Some(map) = &target.map
-                && target.blocks.iter().all(|&b| b == Block::Held)
+                && target.held == target.blocks.len()
             {
                 let map = map.clone();
                 self.start_record(f, t, Vec::new(), map, true);
@@ -1409,8 +1413,7 @@ impl Fill {
                     continue;
                 }
                 let Some(map) = &target.map else { continue };
-                let recorded = target.blocks.iter().filter(|&&b| b == Block::Held).count();
-                let all_written = recorded + target.written.len() == target.blocks.len();
+                let all_written = target.held + target.written.len() == target.blocks.len();
                 if !(due || all_written) {
                     continue;
                 }
@@ -1530,6 +1533,7 @@ impl Fill {
             return self.local(what, e);
         }
         let target = &mut self.files[f].targets[t];
+        target.held += c.blocks.len();
         for b in c.blocks {
             target.blocks[b as usize] = Block::Held;
         }
