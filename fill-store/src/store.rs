@@ -546,6 +546,14 @@ impl Store {
 
     /// Starts filling a file: writes its outboard and an empty verified-block map, and
     /// preallocates its data at full size. Idempotent for the same id.
+    ///
+    /// Nothing here is synced: until a block is recorded the store promises nothing about
+    /// this file, and every later step makes what it needs durable. The first record syncs
+    /// the map and the directory (so the data's and outboard's names too); completion syncs
+    /// the outboard before moving it into `outboard/`. What a crash before the first record
+    /// may leave (a map, outboard or data lost or torn) is settled by [`Store::recover`]
+    /// and a resumed fill (which writes the outboard again when the stored one does not
+    /// match the id).
     pub fn begin_partial(
         &self,
         outboard: &Outboard,
@@ -553,11 +561,11 @@ impl Store {
     ) -> Result<PartialState, StoreError> {
         self.create()?;
         let id = outboard.id();
-        let (data, ob, _) = self.partial_paths(&id);
+        let (data, ob, blocks) = self.partial_paths(&id);
         if let Ok(state) = self.read_partial(&id) {
             return Ok(state);
         }
-        write_atomic(self, &ob, &outboard.to_bytes())?;
+        write_replace(self, &ob, &outboard.to_bytes())?;
         let f = OpenOptions::new()
             .create(true)
             .write(true)
@@ -579,17 +587,25 @@ impl Store {
         {
             return Err(io_err("preallocate", &data)(e.into()));
         }
-        // No sync of the data here: its directory entry becomes durable with the block
-        // map's (same directory, synced by `save_partial`), and its size needs none of its
-        // own: `fdatasync` persists the size needed to read the data it flushes, and no
-        // block is recorded before such a sync. After a crash before any, an empty map
-        // resumes nothing (and `recover` drops a map whose data is gone).
+        // The data's size needs no sync of its own either: `fdatasync` persists the size
+        // needed to read the data it flushes, and no block is recorded before such a sync.
         let state = PartialState {
             file: PartialFile::empty(id, outboard.size(), outboard.block_size()),
             name: name.to_owned(),
         };
-        self.save_partial(&state)?;
+        write_replace(self, &blocks, &encode_blocks(&state))?;
         Ok(state)
+    }
+
+    /// Writes a partial file's outboard again when the stored one is missing or does not
+    /// match its id (what a crash before the file's first record may leave).
+    pub fn repair_partial_outboard(&self, outboard: &Outboard) -> Result<bool, StoreError> {
+        if self.partial_outboard(&outboard.id()).is_ok() {
+            return Ok(false);
+        }
+        let (_, ob, _) = self.partial_paths(&outboard.id());
+        write_replace(self, &ob, &outboard.to_bytes())?;
+        Ok(true)
     }
 
     /// Records which blocks of a partial file are verified (atomically: a crash leaves the old
@@ -642,10 +658,12 @@ impl Store {
         }
         // The data is durable already: every block is recorded, and a block is recorded only
         // after a sync that began after its write (`save_partial`'s contract); what a
-        // `sync_all` would add here is timestamps.
+        // `sync_all` would add here is timestamps. The outboard is not (`begin_partial`
+        // does not sync it): it is, before its name moves into `outboard/`.
         let (content, outboard) = (self.content_path(&id), self.outboard_path(&id));
         // The outboard may already be in place: a completion interrupted after moving it.
-        match fs::rename(&ob, &outboard) {
+        let synced = File::open(&ob).and_then(|f| f.sync_data());
+        match synced.and_then(|()| fs::rename(&ob, &outboard)) {
             Ok(()) => sync_dir(&self.root.join("outboard"))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound && self.outboard(&id).is_ok() => {}
             Err(e) => return Err(io_err("rename into place", &outboard)(e)),
@@ -679,7 +697,7 @@ impl Store {
         let mut adopt = Vec::new();
         // Partial files still being filled: their data is there, nothing lists them yet.
         let mut filling = Vec::new();
-        let mut settled = 0;
+        let mut settled = self.sweep_partials()?;
         for state in self.partials()? {
             let id = state.file.id;
             let (data, _, _) = self.partial_paths(&id);
@@ -743,6 +761,50 @@ impl Store {
             }
         }
         Ok(settled + orphans.len() as u64)
+    }
+
+    /// What a crash before a file's first record may leave (`begin_partial` syncs
+    /// nothing): a block map that does not decode (torn or emptied) holds nothing a fill
+    /// can trust, so its partial file is removed and will be fetched again; data and
+    /// outboards whose map is gone are removed. Names that are not the store's stay.
+    /// Returns how many partial files it removed.
+    fn sweep_partials(&self) -> Result<u64, StoreError> {
+        let dir = self.partial_dir();
+        let rd = match fs::read_dir(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            r => r.map_err(io_err("list", &dir))?,
+        };
+        let (mut maps, mut others) = (HashSet::new(), HashSet::new());
+        for entry in rd {
+            let entry = entry.map_err(io_err("list", &dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let (hex, map) = match name.strip_suffix(".blocks") {
+                Some(hex) => (hex, true),
+                None => (name.strip_suffix(".outboard").unwrap_or(name), false),
+            };
+            let Ok(id) = ContentId::parse(hex) else {
+                continue;
+            };
+            if map {
+                maps.insert(id)
+            } else {
+                others.insert(id)
+            };
+        }
+        let mut removed = 0;
+        for id in &maps {
+            if let Err(e) = self.read_partial(id) {
+                tracing::warn!("{e}: the partial file is removed and will be fetched again");
+                self.remove_partial(id)?;
+                removed += 1;
+            }
+        }
+        for id in others.difference(&maps) {
+            self.remove_partial(id)?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Evicts files: each leaves the catalog first (so nothing lists what is about to go),
@@ -1184,6 +1246,21 @@ fn write_atomic(store: &Store, path: &Path, bytes: &[u8]) -> Result<(), StoreErr
         }
         Ok(())
     })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Replaces `path` with `bytes` through a rename, so no reader sees half a file, but syncs
+/// nothing: for files whose loss or tearing in a crash the store settles (see
+/// `begin_partial`).
+fn write_replace(store: &Store, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    store.create()?;
+    let tmp = store.tmp_path();
+    let result = fs::write(&tmp, bytes)
+        .map_err(io_err("write", &tmp))
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into place", path)));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }

@@ -149,6 +149,9 @@ fn prepare_blocking(
     let id = ob.id();
     if resume && let Some(mut state) = store.partial(&id)? {
         if state.file.size == ob.size() && state.file.block == ob.block_size() {
+            // The stored outboard is not synced before the first record: a crash may have
+            // lost it (the machine then took the outboard from a source).
+            store.repair_partial_outboard(ob)?;
             let path = store.partial_data_path(&id);
             let data = std::fs::File::open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;

@@ -372,6 +372,38 @@ fn after_a_crash_the_rerun_fetches_only_what_was_not_recorded() {
     }
 }
 
+#[test]
+fn a_partial_outboard_torn_by_a_crash_is_written_again_when_the_fill_resumes() {
+    let f = files();
+    let rig = Rig::new(&f);
+    let w = MemWriter::default();
+    w.crash_after_writes(5);
+    let (peer, origin) = honest(&f);
+    assert!(
+        rig.run(peer, origin, Duration::from_secs(5), Some(w))
+            .is_err()
+    );
+    // Starting a partial file syncs nothing, so the crash may have torn its outboard.
+    let partials = rig.store.partials().unwrap();
+    assert!(!partials.is_empty(), "the crash left no partial file");
+    for p in &partials {
+        let hex = p.file.id.to_hex();
+        let path = rig
+            .store
+            .root()
+            .join(".fill/partial")
+            .join(format!("{}.outboard", hex.as_str()));
+        std::fs::write(&path, b"torn").unwrap();
+        assert!(rig.store.partial_outboard(&p.file.id).is_err());
+    }
+    let (peer, origin) = honest(&f);
+    rig.run(peer, origin, Duration::from_secs(5), None).unwrap();
+    assert_holds(&rig.store, &f);
+    for p in &partials {
+        assert_eq!(rig.store.outboard(&p.file.id).unwrap().id(), p.file.id);
+    }
+}
+
 /// One fill of a store in memory (its disk shared with `writer`), from `peer` and `origin`.
 fn mem_run(
     files: &[Vec<u8>],

@@ -362,3 +362,57 @@ fn interrupted_evictions_and_imports_are_swept() {
     assert!(store.verify(false, &|_| {}).unwrap().bad.is_empty());
     assert_eq!(store.recover().unwrap(), 0, "nothing left to settle");
 }
+
+/// `begin_partial` syncs nothing, so a crash before a file's first record may leave its
+/// block map torn or lost, or its outboard torn: `recover` removes what no longer forms a
+/// partial file, and a resumed fill writes a bad outboard again before the file completes.
+#[test]
+fn what_a_crash_before_the_first_record_leaves_is_settled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("store")).unwrap();
+    let begin = |seed: u8| {
+        let bytes = data(3 * 4096 + 5, seed);
+        let ob = Outboard::compute(&bytes, kib4());
+        let state = store.begin_partial(&ob, &format!("f{seed}")).unwrap();
+        (bytes, ob, state)
+    };
+    let path = |id: &ContentId, ext: &str| {
+        store
+            .root()
+            .join(".fill/partial")
+            .join(format!("{}{ext}", id.to_hex().as_str()))
+    };
+    let (_, torn_map, _) = begin(1);
+    let (_, lost_map, _) = begin(2);
+    let (bytes, torn_ob, mut state) = begin(3);
+    fs::write(path(&torn_map.id(), ".blocks"), b"").unwrap();
+    fs::remove_file(path(&lost_map.id(), ".blocks")).unwrap();
+    fs::write(path(&torn_ob.id(), ".outboard"), &torn_ob.to_bytes()[..40]).unwrap();
+
+    assert_eq!(store.recover().unwrap(), 2);
+    for id in [torn_map.id(), lost_map.id()] {
+        for ext in ["", ".outboard", ".blocks"] {
+            assert!(!path(&id, ext).exists(), "{id}{ext} left");
+        }
+    }
+    let left: Vec<ContentId> = store
+        .partials()
+        .unwrap()
+        .iter()
+        .map(|p| p.file.id)
+        .collect();
+    assert_eq!(left, vec![torn_ob.id()]);
+
+    // The resumed fill took the outboard from a source: it goes back in, once.
+    assert!(store.partial_outboard(&torn_ob.id()).is_err());
+    assert!(store.repair_partial_outboard(&torn_ob).unwrap());
+    assert!(!store.repair_partial_outboard(&torn_ob).unwrap());
+    fs::write(store.partial_data_path(&torn_ob.id()), &bytes).unwrap();
+    for b in 0..state.file.block_count() {
+        state.file.set_verified(b, true);
+    }
+    store.save_partial(&state).unwrap();
+    store.complete_partial(&state).unwrap();
+    assert_eq!(store.outboard(&torn_ob.id()).unwrap(), torn_ob);
+    assert!(store.verify(false, &|_| {}).unwrap().bad.is_empty());
+}
