@@ -46,6 +46,9 @@ fn fills_keep_their_invariants_under_faults() {
         .collect();
     let (mut total, mut hit) = (FaultCounts::default(), FaultCounts::default());
     let (mut complete, mut failed_rightly, mut runs) = (0u64, 0u64, 0u64);
+    // The widest window a crash met (bytes written, not recorded) against its bound, and
+    // what reruns fetched again.
+    let (mut widest, mut refetched) = ((0u64, 0u64), 0u64);
     let mut violations = Vec::new();
     for r in results {
         match r {
@@ -53,6 +56,8 @@ fn fills_keep_their_invariants_under_faults() {
                 total.add(&r.faults);
                 hit.add_hit(&r.faults);
                 runs += u64::from(r.runs);
+                widest = widest.max(r.crash_window);
+                refetched += r.refetched;
                 if r.outcome == "complete" {
                     complete += 1;
                 } else {
@@ -65,6 +70,10 @@ fn fills_keep_their_invariants_under_faults() {
     eprintln!(
         "{seeds} seeds from {first}: {complete} complete, {failed_rightly} failed as they had to, {runs} fills run, {} broke an invariant",
         violations.len()
+    );
+    eprintln!(
+        "  widest window at a crash: {} of a bound of {} bytes; {refetched} bytes fetched again after crashes",
+        widest.0, widest.1
     );
     eprintln!("  {:<22} {:>8} {:>9}", "fault", "seeds", "times");
     for ((name, seeds), (_, times)) in hit.named().into_iter().zip(total.named()) {

@@ -26,7 +26,10 @@
 //!   [`FillConfig::commit_bytes`] wait, or [`FillConfig::commit_interval`] after the last
 //!   commit, or when a store has all of a file's blocks written, or when nothing else is in
 //!   flight; one commit at a time per file and store; a file whose blocks are all recorded
-//!   completes.
+//!   completes;
+//! - no new request starts while [`FillConfig::window_bytes`] are asked for, written or
+//!   committing and not yet recorded: what a crash can make the fill fetch again is at
+//!   most that window and one request.
 //!
 //! Invariants (the simulator checks them over thousands of seeds): a block is recorded only
 //! after a sync that began after its write completed; nothing is requested that every store
@@ -105,6 +108,10 @@ pub struct FillConfig {
     pub commit_bytes: u64,
     /// ...or this long after the last commit.
     pub commit_interval: Duration,
+    /// Bytes (per store that needs them) asked for, written or committing and not yet
+    /// recorded, past which no new request starts: the bound on what a crash can make
+    /// the fill fetch again (this and one request more).
+    pub window_bytes: u64,
     /// Attempts of a range at one source when transfers fail (not when the source lies).
     pub transport_tries: u32,
     /// Bad blocks after which a source is quarantined for the fill.
@@ -119,6 +126,7 @@ impl FillConfig {
         max_open_files: 8,
         commit_bytes: 64 << 20,
         commit_interval: Duration::from_millis(500),
+        window_bytes: 256 << 20,
         transport_tries: 3,
         quarantine_after: 3,
     };
@@ -579,6 +587,8 @@ pub struct Fill {
     /// Block writes submitted, not yet completed.
     writing: u64,
     unsynced_bytes: u64,
+    /// Bytes (per store) requested, written or committing and not yet recorded.
+    window: u64,
     last_commit: Time,
     /// The latest time given.
     now: Time,
@@ -622,6 +632,7 @@ impl Fill {
             next_id: 0,
             writing: 0,
             unsynced_bytes: 0,
+            window: 0,
             last_commit: now,
             now,
             last_wait_notice: vec![None; n_sources],
@@ -1179,7 +1190,10 @@ impl Fill {
     fn dispatch(&mut self, now: Time) {
         let secs = now.unix_secs();
         let mut i = 0;
-        while i < self.queue.len() && self.requests.len() < self.config.max_requests {
+        while i < self.queue.len()
+            && self.requests.len() < self.config.max_requests
+            && self.window < self.config.window_bytes
+        {
             let job = &self.queue[i];
             // A source that can no longer be used, or whose window closed again after the
             // job was given to it (a clock jump), is chosen anew.
@@ -1220,6 +1234,7 @@ impl Fill {
                 if t.blocks[b as usize] == Block::Needed {
                     t.blocks[b as usize] = Block::Fetching;
                     to.push(t.store);
+                    self.window += ob.block_range(b).1;
                 }
             }
             writes.push(to);
@@ -1278,6 +1293,9 @@ impl Fill {
                 if *state == Block::Fetching {
                     *state = if ok { Block::Writing } else { Block::Needed };
                     self.writing += u64::from(ok);
+                    if !ok {
+                        self.window -= ob.block_range(b).1;
+                    }
                 }
             }
         }
@@ -1531,6 +1549,9 @@ impl Fill {
                 format!("cannot record the blocks of {id}")
             };
             return self.local(what, e);
+        }
+        if let Some(ob) = &self.files[f].outboard {
+            self.window -= c.blocks.iter().map(|&b| ob.block_range(b).1).sum::<u64>();
         }
         let target = &mut self.files[f].targets[t];
         target.held += c.blocks.len();

@@ -23,6 +23,8 @@
 //! - recorded blocks never shrink across a crash: every recorded block reverifies;
 //! - a recorded block is never fetched again, and what a crash makes the fill fetch again
 //!   is at most what was in flight (written or requested, not recorded) when it crashed;
+//!   what is written and not recorded never exceeds [`FillConfig::window_bytes`] and one
+//!   request per store, so neither does what a crash makes the fill fetch again;
 //! - no request asks for a block every store holds, or goes to a source outside its window;
 //! - evictions never remove a file the delta keeps or fetches;
 //! - quarantine only ever hits a source that sent bad blocks;
@@ -230,6 +232,11 @@ pub struct SimReport {
     pub outcome: String,
     /// Faults that fired.
     pub faults: FaultCounts,
+    /// The most bytes written and not recorded when a crash came (what the rerun may
+    /// fetch again), and the bound [`FillConfig::window_bytes`] puts on it in this world.
+    pub crash_window: (u64, u64),
+    /// Bytes fetched again after crashes and local failures, over all reruns.
+    pub refetched: u64,
 }
 
 /// An invariant broken: the seed, where, and what.
@@ -262,6 +269,7 @@ pub const SIM_CONFIG: FillConfig = FillConfig {
     max_open_files: 3,
     commit_bytes: 12 << 10,
     commit_interval: Duration::from_millis(40),
+    window_bytes: 32 << 10,
     transport_tries: 3,
     quarantine_after: 3,
 };
@@ -293,6 +301,8 @@ fn run_seed(seed: u64, trace: Option<&mut Vec<String>>) -> Result<SimReport, Vio
         steps: 0,
         outcome: String::new(),
         faults: FaultCounts::default(),
+        crash_window: (0, 0),
+        refetched: 0,
     };
     let max_runs = 2 + world.plan.crashes.len() as u32 + world.plan.local_faults();
     loop {
@@ -338,6 +348,8 @@ fn run_seed(seed: u64, trace: Option<&mut Vec<String>>) -> Result<SimReport, Vio
         }
     }
     report.faults = world.faults.clone();
+    report.crash_window = world.crash_window;
+    report.refetched = world.refetched;
     Ok(report)
 }
 
@@ -541,6 +553,11 @@ struct World<'t> {
     /// Of those, the ones in flight (written, not recorded) when the last run ended: the
     /// only ones it may fetch again.
     refetch_allowed: BTreeSet<(usize, ContentId, u64)>,
+    /// The region's block size.
+    block: BlockSize,
+    /// See [`SimReport::crash_window`] and [`SimReport::refetched`].
+    crash_window: (u64, u64),
+    refetched: u64,
     /// Expected ending: a file that must make the fill fail when placed.
     doomed: Option<ContentId>,
     lying_origin: bool,
@@ -555,6 +572,7 @@ impl<'t> World<'t> {
         let cast = draw_sources(&mut rng, &region, &mut stores);
         let plan = draw_faults(&mut rng, &region, &cast);
         let Region {
+            block,
             files,
             target_bytes,
             ..
@@ -588,6 +606,9 @@ impl<'t> World<'t> {
             written: BTreeSet::new(),
             written_before: BTreeSet::new(),
             refetch_allowed: BTreeSet::new(),
+            block,
+            crash_window: (0, 0),
+            refetched: 0,
             doomed,
             lying_origin,
             spec_files: Vec::new(),
@@ -1083,9 +1104,18 @@ impl<'t> World<'t> {
                 "write to {id} in store {store}, which is not prepared"
             ));
         };
-        let (off, _) = p.ob.block_range(block);
+        let (off, len) = p.ob.block_range(block);
         p.pending.push((off, data));
+        if self.written_before.contains(&key) {
+            self.refetched += len;
+        }
         self.in_flight.insert((store, id, block));
+        let (window, bound) = (self.in_flight_bytes(), self.window_bound());
+        if window > bound {
+            return Err(format!(
+                "{window} bytes written and not recorded, past the window's bound of {bound}"
+            ));
+        }
         Ok(Event::Written {
             file,
             block,
@@ -1402,9 +1432,31 @@ impl<'t> World<'t> {
         Ok(())
     }
 
+    /// Bytes written and not recorded, over all stores.
+    fn in_flight_bytes(&self) -> u64 {
+        self.in_flight
+            .iter()
+            .filter_map(|(s, id, b)| {
+                let p = self.stores[*s].partials.get(id)?;
+                Some(p.ob.block_range(*b).1)
+            })
+            .sum()
+    }
+
+    /// What the machine's window allows written and not recorded: the window, and one
+    /// request more for each store (the last request started below the window).
+    fn window_bound(&self) -> u64 {
+        let block = self.block.bytes();
+        SIM_CONFIG.window_bytes + SIM_CONFIG.blocks_per_request * block * self.stores.len() as u64
+    }
+
     /// A crash: what was not synced is lost, kept or torn; nothing in flight survives.
     fn crash(&mut self) {
         self.faults.crash += 1;
+        let window = self.in_flight_bytes();
+        if window > self.crash_window.0 {
+            self.crash_window = (window, self.window_bound());
+        }
         self.refetch_allowed.append(&mut self.in_flight);
         for st in &mut self.stores {
             for p in st.partials.values_mut() {
