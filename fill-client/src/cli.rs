@@ -518,7 +518,8 @@ pub struct DeltaArgs {
     pub json: bool,
 }
 
-/// A size in bytes, as people write it (`40TB`, `512GiB`, or bytes); parsed once, by clap.
+/// A size in bytes, as people write it (`40TB`, `512GiB`, `4096B`; a number without a unit is
+/// refused); parsed once, by clap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);
 

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 pub(crate) fn open_store(dir: &Path) -> Result<Store> {
-    Store::new(dir).with_context(|| format!("cannot use store {}", dir.display()))
+    Ok(Store::open(dir)?)
 }
 
 /// A progress bar on a terminal, nothing otherwise.
@@ -46,8 +46,7 @@ pub(crate) fn progress_bar(total: u64, what: &str) -> ProgressBar {
 }
 
 pub(crate) fn print_json(value: &impl Serialize) -> Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = BufWriter::new(crate::stdout());
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
     out.flush()?;

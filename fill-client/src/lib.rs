@@ -11,8 +11,26 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
+
+/// `print!` to stdout, returning what went wrong instead of panicking: a closed pipe
+/// (`fill store list | head -1`) comes back as an error `main` ends quietly on.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!($crate::stdout(), $($arg)*)
+    }};
+}
+
+/// `println!` the same way as [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!($crate::stdout(), $($arg)*)
+    }};
+}
 
 mod catalog_io;
 pub mod cli;
@@ -47,21 +65,60 @@ pub fn main() -> ExitCode {
         Ok(Outcome::BadData) => ExitCode::from(3),
         Ok(Outcome::NotReady) => ExitCode::from(4),
         // A closed pipe (`fill ... | head`) is the reader's choice, not an error.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(_) if STDOUT_CLOSED.load(Ordering::Relaxed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // Errors quote what came from outside (names, a peer's words): escaped.
+            eprintln!("error: {}", fill_core::text::Escaped(&format!("{e:#}")));
+            // A path given as a store that is not one is a bad argument (exit 2).
+            let bad_argument = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<fill_store::store::StoreError>(),
+                    Some(
+                        fill_store::store::StoreError::NotAStore { .. }
+                            | fill_store::store::StoreError::NotADirectory(_)
+                    )
+                )
+            });
+            if bad_argument {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<serde_json::Error>()
-                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
-    })
+/// Set when stdout's reader went away: `main` then ends quietly, whatever error followed
+/// (and only then: a socket's broken pipe is a failure like any other).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Stdout, locked, noting a closed pipe. Every command writes its output through it.
+pub(crate) fn stdout() -> Stdout {
+    Stdout(std::io::stdout().lock())
+}
+
+/// See [`stdout`].
+#[derive(Debug)]
+pub(crate) struct Stdout(std::io::StdoutLock<'static>);
+
+impl Stdout {
+    fn note<T>(r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Self::note(self.0.write(buf))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Self::note(self.0.flush())
+    }
 }
 
 fn init_logging() {

@@ -863,19 +863,82 @@ pub mod wire {
         zstd::bulk::compress(catalog, level).unwrap_or_default()
     }
 
-    /// Decompresses a catalog, refusing to produce more than `limit` bytes (a hostile frame
-    /// can claim any size).
+    /// How many times its compressed size a catalog may declare: every entry carries a
+    /// 32-byte id, random and incompressible, in at most 76 + 4096 bytes, so no real
+    /// catalog comes near; a bomb (a few KB claiming gigabytes) is refused before any
+    /// decompression.
+    pub const MAX_RATIO: u64 = 256;
+
+    /// Decompresses a catalog, within bounded memory and time whatever the bytes are:
+    /// exactly one zstd frame, which must declare its decompressed size; that size must be
+    /// at most `limit`, at most [`MAX_RATIO`] times the compressed size, and exactly what
+    /// the catalog's header implies from its entry count and names; the output is
+    /// streamed into a buffer of that size, and anything past it is refused.
     pub fn decompress(bytes: &[u8], limit: u64) -> Result<Vec<u8>, CatalogError> {
-        let decoder = zstd::stream::Decoder::new(bytes)
-            .map_err(|e| CatalogError::Decompress(e.to_string()))?;
-        let mut out = Vec::new();
+        let bad = |why: String| CatalogError::Decompress(why);
+        let frame = zstd::zstd_safe::find_frame_compressed_size(bytes)
+            .map_err(|_| bad("not a whole zstd frame".into()))?;
+        if frame != bytes.len() {
+            return Err(bad(format!(
+                "{} bytes after the zstd frame (one frame expected)",
+                bytes.len() - frame
+            )));
+        }
+        let declared = match zstd::zstd_safe::get_frame_content_size(bytes) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                return Err(bad(
+                    "the zstd frame does not declare its size (compress the file, not a pipe: `zstd FILE`)"
+                        .into(),
+                ));
+            }
+            Err(_) => return Err(bad("bad zstd frame header".into())),
+        };
+        if declared > limit {
+            return Err(bad(format!(
+                "declares {declared} bytes, more than the limit of {limit}"
+            )));
+        }
+        let ratio_cap = (bytes.len() as u64).saturating_mul(MAX_RATIO);
+        if declared > ratio_cap.max(super::HEADER_LEN as u64) {
+            return Err(bad(format!(
+                "declares {declared} bytes from {} compressed, more than {MAX_RATIO} times as many: refused as a decompression bomb",
+                bytes.len()
+            )));
+        }
+        let mut decoder = zstd::stream::Decoder::new(bytes).map_err(|e| bad(e.to_string()))?;
+        let header_len = (super::HEADER_LEN as u64).min(declared) as usize;
+        let mut out = vec![0u8; header_len];
         decoder
-            .take(limit.saturating_add(1))
+            .read_exact(&mut out)
+            .map_err(|e| bad(format!("header: {e}")))?;
+        if out.len() == super::HEADER_LEN && out[..8] == super::MAGIC {
+            let count = u64::from_le_bytes(out[16..24].try_into().unwrap_or_default());
+            let names = u64::from_le_bytes(out[24..32].try_into().unwrap_or_default());
+            let implied = u128::from(count) * super::RECORD_LEN as u128
+                + u128::from(names)
+                + super::HEADER_LEN as u128;
+            if implied != u128::from(declared) {
+                return Err(bad(format!(
+                    "declares {declared} bytes, but its header implies {implied} ({count} entries)"
+                )));
+            }
+        }
+        // The declared size is bounded above: the buffer is allocated once.
+        out.reserve_exact(declared as usize - header_len);
+        decoder
+            .take(declared - header_len as u64 + 1)
             .read_to_end(&mut out)
-            .map_err(|e| CatalogError::Decompress(e.to_string()))?;
-        if out.len() as u64 > limit {
-            return Err(CatalogError::Decompress(format!(
-                "decompresses to more than the limit of {limit} bytes"
+            .map_err(|e| bad(e.to_string()))?;
+        if out.len() as u64 > declared {
+            return Err(bad(format!(
+                "decompresses to more than the {declared} bytes it declares"
+            )));
+        }
+        if (out.len() as u64) < declared {
+            return Err(bad(format!(
+                "decompresses to {} bytes, not the {declared} it declares",
+                out.len()
             )));
         }
         Ok(out)
@@ -1219,10 +1282,51 @@ mod tests {
         assert_eq!(wire::decompress(&z, 1 << 20).unwrap(), good);
         assert_eq!(
             wire::decompress(&z, 10).unwrap_err().to_string(),
-            "compressed catalog: decompresses to more than the limit of 10 bytes"
+            format!(
+                "compressed catalog: declares {} bytes, more than the limit of 10",
+                good.len()
+            )
         );
         assert!(wire::decompress(&z[..z.len() / 2], 1 << 20).is_err());
         assert!(wire::decompress(b"not zstd", 1 << 20).is_err());
+        let mut two = z.clone();
+        two.extend_from_slice(&z);
+        let e = wire::decompress(&two, 1 << 20).unwrap_err().to_string();
+        assert!(e.contains("after the zstd frame"), "{e}");
+    }
+
+    /// A few KB that expand to 1 GiB (what a hostile peer or file could send) are refused
+    /// before decompressing, whether the frame declares its size, lies about it, or
+    /// declares none.
+    #[test]
+    fn a_decompression_bomb_is_refused_unexpanded() {
+        let zeros = vec![0u8; 64 << 20];
+        let mut bomb = wire::compress(&zeros, 19);
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let e = wire::decompress(&bomb, 16 << 30).unwrap_err().to_string();
+        assert!(e.contains("decompression bomb"), "{e}");
+
+        // Declaring nothing: refused at once.
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        enc.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut enc, &sample()).unwrap();
+        let undeclared = enc.finish().unwrap();
+        let e = wire::decompress(&undeclared, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not declare its size"), "{e}");
+
+        // A header whose entry count disagrees with the declared size.
+        let mut big = sample();
+        big[16..24].copy_from_slice(&1_000_000u64.to_le_bytes());
+        let e = wire::decompress(&wire::compress(&big, 3), 1 << 30)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("its header implies"), "{e}");
+
+        // A frame that declares less than it holds stops at the declared size.
+        bomb = wire::compress(&sample(), 3);
+        assert!(wire::decompress(&bomb, 1 << 20).is_ok());
     }
 
     proptest! {

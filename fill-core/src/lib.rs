@@ -34,6 +34,7 @@ pub mod rng;
 pub mod sim;
 pub mod size;
 pub mod source;
+pub mod text;
 
 pub use catalog::{Catalog, CatalogBuilder, CatalogError, CatalogView, Entry};
 pub use delta::{Delta, DeltaError, Inventory, PartialFile};

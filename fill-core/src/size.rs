@@ -1,8 +1,10 @@
 //! Byte sizes as people write them: `40TB`, `512GiB`, `1.5 TB`, `1000000`.
 //!
 //! SI units (`KB`, `MB`, `GB`, `TB`, `PB`, `EB`) are powers of 1000; IEC units (`KiB` … `EiB`)
-//! powers of 1024; a bare number or `B` is bytes. Units are case-insensitive. A fraction is
-//! allowed if the result is a whole number of bytes.
+//! powers of 1024; `B` is bytes. Units are case-insensitive. A fraction is allowed if the
+//! result is a whole number of bytes. A number without a unit is refused (is `40` bytes or
+//! terabytes?), except `0`, the same in every unit. Every size flag and config key goes
+//! through [`parse_size`].
 
 /// Why a size did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +32,9 @@ pub enum SizeError {
     /// A fraction of a byte.
     #[error("bad size {0:?}: not a whole number of bytes")]
     Fractional(String),
+    /// A number other than 0 without a unit.
+    #[error("bad size {0:?}: no unit (write {0}B for bytes, or {0}GB, {0}GiB, {0}TB...)")]
+    NoUnit(String),
 }
 
 /// Parses a size in bytes.
@@ -46,7 +51,9 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
     }
     let (num, unit) = (&s[..split], s[split..].trim());
     let mult: u128 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
+        "" if num.chars().all(|c| c == '0' || c == '_' || c == '.') => 1,
+        "" => return Err(SizeError::NoUnit(s.to_owned())),
+        "b" => 1,
         "k" | "kb" => 1_000,
         "m" | "mb" => 1_000_000,
         "g" | "gb" => 1_000_000_000,
@@ -124,7 +131,8 @@ mod tests {
         assert_eq!(parse_size("40TB"), Ok(40_000_000_000_000));
         assert_eq!(parse_size("512GiB"), Ok(512 << 30));
         assert_eq!(parse_size("1.5 KiB"), Ok(1536));
-        assert_eq!(parse_size("1_000"), Ok(1000));
+        assert_eq!(parse_size("1_000B"), Ok(1000));
+        assert_eq!(parse_size("40 b"), Ok(40));
         assert_eq!(parse_size("0"), Ok(0));
         assert_eq!(
             parse_size("16eib"),
@@ -132,6 +140,19 @@ mod tests {
         );
         assert_eq!(parse_size("15EiB"), Ok(15 << 60));
         assert_eq!(parse_size(".5KB"), Ok(500));
+    }
+
+    #[test]
+    fn a_number_without_a_unit_is_refused() {
+        assert_eq!(
+            parse_size("40").unwrap_err().to_string(),
+            "bad size \"40\": no unit (write 40B for bytes, or 40GB, 40GiB, 40TB...)"
+        );
+        assert_eq!(parse_size(" 1.5 "), Err(SizeError::NoUnit("1.5".into())));
+        assert_eq!(parse_size("0.0"), Ok(0));
+        assert_eq!(parse_size("40TB"), Ok(40_000_000_000_000));
+        assert_eq!(parse_size("40TiB"), Ok(40 << 40));
+        assert_eq!(parse_size("40GB"), Ok(40_000_000_000));
     }
 
     #[test]
@@ -155,11 +176,11 @@ mod tests {
         ));
         assert!(matches!(parse_size("."), Err(SizeError::Malformed(_))));
         assert!(matches!(
-            parse_size("99999999999999999999999"),
+            parse_size("99999999999999999999999B"),
             Err(SizeError::Malformed(_))
         ));
         assert!(matches!(
-            parse_size("18446744073709551616"),
+            parse_size("18446744073709551616B"),
             Err(SizeError::Overflow(_))
         ));
     }

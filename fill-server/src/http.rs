@@ -182,7 +182,7 @@ enum Kind {
 /// Opens the listener for `config`. Errors name the address.
 pub async fn bind(config: ServerConfig) -> anyhow::Result<(TcpListener, Arc<AppState>)> {
     use anyhow::Context as _;
-    let store = Store::new(&config.store)?;
+    let store = Store::open(&config.store)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

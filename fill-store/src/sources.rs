@@ -101,6 +101,13 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<SourceSpec>> {
         if s.name.trim().is_empty() {
             bail!("{at}: name is empty");
         }
+        // Names are printed in reports and logs: none may carry a terminal's controls.
+        if s.name
+            .chars()
+            .any(|c| c.is_control() || fill_core::text::is_bidi_control(c))
+        {
+            bail!("{at}: name has control characters");
+        }
         if out.iter().any(|o| o.source.name == s.name) {
             bail!("{at}: name {:?} is used twice", s.name);
         }

@@ -85,6 +85,15 @@ pub enum StoreError {
     /// The store path exists but is not a directory.
     #[error("store {} is not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// The path given as a store is not one (a typo, most often): refused rather than
+    /// read as an empty store.
+    #[error("{} is not a store: {why}", path.display())]
+    NotAStore {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead.
+        why: &'static str,
+    },
     /// An input to import is not usable.
     #[error("cannot import {}: {reason}", path.display())]
     BadInput {
@@ -181,7 +190,11 @@ pub struct VerifyReport {
     pub bad_blocks: Vec<BadBlocks>,
     /// Files in `content/` that the catalog does not list.
     pub stray: Vec<String>,
-    /// Whether bad files were dropped and bad blocks cleared.
+    /// Files whose outboard was missing or corrupt and whose content still hashes to its
+    /// id: the outboard was rebuilt from the content (when repairing; else they are in
+    /// `bad`, saying so).
+    pub rebuilt: Vec<BadFile>,
+    /// Whether bad files were dropped, bad blocks cleared and outboards rebuilt.
     pub repaired: bool,
 }
 
@@ -292,8 +305,49 @@ impl CatalogFile {
 }
 
 impl Store {
-    /// A store at `root`. Nothing is created until something is written; a missing directory
-    /// is an empty store.
+    /// An existing store at `root`: a directory holding a store's files (`catalog`,
+    /// `content/`, `outboard/` or `.fill/`), or an empty one (a new disk, where only
+    /// `lost+found` may sit), which becomes a store when first written. Anything else,
+    /// above all a path that does not exist, is refused: read as an empty store, a
+    /// mistyped path would verify as all good and plan to fetch everything.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        let not = |why| StoreError::NotAStore {
+            path: root.clone(),
+            why,
+        };
+        let rd = match fs::read_dir(&root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(not("no such directory"));
+            }
+            Err(_) if root.exists() && !root.is_dir() => {
+                return Err(StoreError::NotADirectory(root));
+            }
+            Err(e) => return Err(io_err("list", &root)(e)),
+        };
+        let mut empty = true;
+        for entry in rd {
+            let entry = entry.map_err(io_err("list", &root))?;
+            let name = entry.file_name();
+            match name.to_str() {
+                Some("catalog" | "content" | "outboard" | ".fill") => return Ok(Self { root }),
+                Some("lost+found") => {}
+                _ => empty = false,
+            }
+        }
+        if empty {
+            Ok(Self { root })
+        } else {
+            Err(not(
+                "the directory holds other files and none of a store's (catalog, content/, outboard/, .fill/)",
+            ))
+        }
+    }
+
+    /// A store at `root`, existing or not (for what creates stores: `store import`, the
+    /// demo). Nothing is created until something is written; a missing directory is an
+    /// empty store.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         match fs::metadata(&root) {
@@ -697,7 +751,7 @@ impl Store {
         let mut adopt = Vec::new();
         // Partial files still being filled: their data is there, nothing lists them yet.
         let mut filling = Vec::new();
-        let mut settled = self.sweep_partials()?;
+        let mut settled = self.sweep_partials()? + self.sweep_staging()?;
         for state in self.partials()? {
             let id = state.file.id;
             let (data, _, _) = self.partial_paths(&id);
@@ -761,6 +815,35 @@ impl Store {
             }
         }
         Ok(settled + orphans.len() as u64)
+    }
+
+    /// Staging files in `.fill/tmp/` left by processes that are gone (a kill between
+    /// writing a file there and renaming it into place): names carry the writer's pid
+    /// (`<pid>-<n>`, `uring-probe-<pid>`), and those of a live process stay. Other names
+    /// are not the store's and stay. Returns how many it removed.
+    fn sweep_staging(&self) -> Result<u64, StoreError> {
+        let dir = self.state_dir().join("tmp");
+        let proc = Path::new("/proc");
+        if !proc.join("self").exists() {
+            return Ok(0); // No way to tell a live writer from a dead one.
+        }
+        let rd = match fs::read_dir(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            r => r.map_err(io_err("list", &dir))?,
+        };
+        let mut removed = 0;
+        for entry in rd {
+            let entry = entry.map_err(io_err("list", &dir))?;
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(staging_pid) else {
+                continue;
+            };
+            if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+                remove_if_present(&entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// What a crash before a file's first record may leave (`begin_partial` syncs
@@ -842,11 +925,13 @@ impl Store {
         block: BlockSize,
         progress: &(dyn Fn(&Imported) + Sync),
     ) -> Result<Vec<Imported>, StoreError> {
-        let _lock = self.lock()?;
+        // The inputs first: a missing one is refused before anything (the store's
+        // directory included) is created.
         let mut files = Vec::new();
         for input in inputs {
             collect_inputs(input, &mut files)?;
         }
+        let _lock = self.lock()?;
         let existing = self.catalog()?;
         let existing_cat = existing.validate()?;
         let mut seen: HashSet<ContentId> = HashSet::new();
@@ -961,11 +1046,24 @@ impl Store {
             listed.insert(id);
             report.checked += 1;
             if let Err(reason) = self.check_complete(&id, cat.size(i)) {
-                report.bad.push(BadFile {
-                    id,
-                    name: cat.name(i).to_owned(),
-                    reason,
-                });
+                let name = cat.name(i).to_owned();
+                // Content that still hashes to its id is good: only its outboard is lost.
+                match self.outboard_from_content(&id, cat.size(i)) {
+                    Some(ob) if repair => {
+                        let dir = self.root.join("outboard");
+                        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+                        write_atomic(self, &self.outboard_path(&id), &ob.to_bytes())?;
+                        report.rebuilt.push(BadFile { id, name, reason });
+                    }
+                    Some(_) => report.bad.push(BadFile {
+                        id,
+                        name,
+                        reason: format!(
+                            "{reason} (the content matches its id: --repair rebuilds the outboard)"
+                        ),
+                    }),
+                    None => report.bad.push(BadFile { id, name, reason }),
+                }
             }
             report.bytes += cat.size(i);
             progress(cat.size(i));
@@ -1028,6 +1126,17 @@ impl Store {
             return Err(format!("content hashes to {}", actual.id()));
         }
         Ok(())
+    }
+
+    /// The outboard of a listed file rebuilt from its content, if the content is there,
+    /// of its size, and hashes to its id (in the default block size).
+    fn outboard_from_content(&self, id: &ContentId, size: u64) -> Option<Outboard> {
+        let data = Mapped::open(&self.content_path(id)).ok()?;
+        if data.len() as u64 != size {
+            return None;
+        }
+        let ob = Outboard::compute(&data, BlockSize::DEFAULT);
+        (ob.id() == *id).then_some(ob)
     }
 
     /// Bad verified blocks of a partial file, or why the whole file is unusable.
@@ -1265,6 +1374,19 @@ fn write_replace(store: &Store, path: &Path, bytes: &[u8]) -> Result<(), StoreEr
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The pid in a staging file's name (`<pid>-<n>` from the store, `uring-probe-<pid>` from
+/// the writer's probe).
+fn staging_pid(name: &str) -> Option<u32> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some(pid) = name.strip_prefix("uring-probe-") {
+        return digits(pid).then(|| pid.parse().ok()).flatten();
+    }
+    let (pid, n) = name.split_once('-')?;
+    (digits(pid) && digits(n))
+        .then(|| pid.parse().ok())
+        .flatten()
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {

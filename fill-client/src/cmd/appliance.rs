@@ -43,20 +43,20 @@ pub(crate) fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
                     maintenance: &windows,
                 })?;
             } else {
-                println!("state: {}", l.state());
+                outln!("state: {}", l.state())?;
                 if events.is_empty() {
-                    println!("(no lifecycle recorded: a store serving as origin or tier is live)");
+                    outln!("(no lifecycle recorded: a store serving as origin or tier is live)")?;
                 }
                 for e in recent {
-                    println!("{}", event_line(e));
+                    outln!("{}", event_line(e))?;
                 }
                 for w in &windows {
-                    println!(
+                    outln!(
                         "maintenance from {} for {}: {}",
                         fill_core::duration::format_rfc3339(w.start),
                         fill_core::duration::human_secs(w.duration),
                         w.reason
-                    );
+                    )?;
                 }
             }
         }
@@ -79,7 +79,7 @@ pub(crate) fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
             if json {
                 print_json(&event)?;
             } else {
-                println!("{} -> {}", event.from, event.to);
+                outln!("{} -> {}", event.from, event.to)?;
             }
         }
         ApplianceCommand::Checks {
@@ -103,12 +103,12 @@ pub(crate) fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
             let mut all = s.maintenance_windows()?;
             all.push(window.clone());
             s.set_maintenance_windows(&mut all)?;
-            println!(
+            outln!(
                 "maintenance from {} for {}: {}",
                 fill_core::duration::format_rfc3339(window.start),
                 fill_core::duration::human_secs(window.duration),
                 window.reason
-            );
+            )?;
         }
     }
     Ok(Outcome::Ok)
@@ -134,7 +134,7 @@ pub(crate) fn checks_cmd(store: &Path, config: Option<&Path>, json: bool) -> Res
     if json {
         print_json(&report)?;
     } else {
-        print!(
+        out!(
             "{}",
             checks_table(
                 report
@@ -142,15 +142,15 @@ pub(crate) fn checks_cmd(store: &Path, config: Option<&Path>, json: bool) -> Res
                     .iter()
                     .map(|c| (c.name, c.passed, c.detail.as_str()))
             )
-        );
+        )?;
         if let Some(p) = &report.progress {
-            println!(
+            outln!(
                 "fill {:.1}% ({} of {}), offload {:.1}%",
                 p.share * 100.0,
                 format_size(p.complete_bytes),
                 format_size(p.target_bytes),
                 p.offload * 100.0
-            );
+            )?;
         }
     }
     Ok(if report.all_passed() {
@@ -190,12 +190,12 @@ pub(crate) fn status_cmd(server: &str, json: bool) -> Result<Outcome> {
         .block_on(crate::net::Net::new().get_small(&url, false, 16 << 20))
         .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     if json {
-        std::io::stdout().write_all(&body)?;
+        crate::stdout().write_all(&body)?;
         return Ok(Outcome::Ok);
     }
     let v: StatusView =
         serde_json::from_slice(&body).with_context(|| format!("{url}: not a status"))?;
-    println!(
+    outln!(
         "state: {}{}",
         v.state,
         if v.serving {
@@ -203,9 +203,9 @@ pub(crate) fn status_cmd(server: &str, json: bool) -> Result<Outcome> {
         } else {
             " (not serving content)"
         }
-    );
+    )?;
     if let Some(p) = &v.progress {
-        println!(
+        outln!(
             "fill: {:.1}% of {} ({} of {} files); offload {:.1}% (needs {:.0}%)",
             p.share * 100.0,
             format_size(p.target_bytes),
@@ -213,18 +213,18 @@ pub(crate) fn status_cmd(server: &str, json: bool) -> Result<Outcome> {
             p.target_files,
             p.offload * 100.0,
             p.offload_threshold * 100.0
-        );
+        )?;
     }
-    print!(
+    out!(
         "{}",
         checks_table(
             v.checks
                 .iter()
                 .map(|c| (c.name.as_str(), c.passed, c.detail.as_str()))
         )
-    );
+    )?;
     for e in &v.events {
-        println!("{}", event_line(e));
+        outln!("{}", event_line(e))?;
     }
     Ok(Outcome::Ok)
 }

@@ -46,12 +46,12 @@ pub(crate) fn catalog(cmd: CatalogCommand) -> Result<Outcome> {
             };
             std::fs::write(&out, &written)
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
+            outln!(
                 "wrote {} ({count} entries, {}{})",
                 out.display(),
                 format_size(written.len() as u64),
                 if zst { ", zstd" } else { "" }
-            );
+            )?;
             Ok(Outcome::Ok)
         }
         CatalogCommand::Show {
@@ -74,34 +74,38 @@ pub(crate) fn catalog(cmd: CatalogCommand) -> Result<Outcome> {
             if json {
                 print_json(&summary)?;
             } else {
-                println!(
+                outln!(
                     "catalog   {} (format version {})",
-                    summary.path, summary.version
-                );
-                println!("entries   {}", summary.entries);
-                println!(
+                    summary.path,
+                    summary.version
+                )?;
+                outln!("entries   {}", summary.entries)?;
+                outln!(
                     "size      {} ({} bytes)",
                     format_size(summary.total_size),
                     summary.total_size
-                );
-                println!("weight    {}", summary.total_weight);
+                )?;
+                outln!("weight    {}", summary.total_weight)?;
                 if !summary.top.is_empty() {
-                    println!(
+                    outln!(
                         "\n{:>5}  {:<64}  {:>12}  {:>10}  name",
-                        "rank", "id", "size", "weight"
-                    );
+                        "rank",
+                        "id",
+                        "size",
+                        "weight"
+                    )?;
                     for (rank, e) in summary.top.iter().enumerate() {
-                        println!(
+                        outln!(
                             "{:>5}  {}  {:>12}  {:>10.4}  {}",
                             rank + 1,
                             e.id,
                             e.size,
                             e.weight,
-                            e.name
-                        );
+                            fill_core::text::Escaped(&e.name)
+                        )?;
                     }
                     if cat.len() > limit {
-                        println!("  ... {} more (--limit N to see more)", cat.len() - limit);
+                        outln!("  ... {} more (--limit N to see more)", cat.len() - limit)?;
                     }
                 }
             }
@@ -118,7 +122,7 @@ pub(crate) fn catalog(cmd: CatalogCommand) -> Result<Outcome> {
                 Some(p) => Box::new(BufWriter::new(
                     File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
                 )),
-                None => Box::new(BufWriter::new(std::io::stdout().lock())),
+                None => Box::new(BufWriter::new(crate::stdout())),
             };
             match format {
                 ExportFormat::Csv => catalog_io::write_csv(&cat, &mut sink)?,

@@ -98,7 +98,7 @@ pub(crate) fn delta_cmd(args: &DeltaArgs) -> Result<Outcome> {
     if args.json {
         print_json(&DeltaReport::new(&target, &sd, capacity))?;
     } else {
-        print!("{}", delta_table(&target, &sd.delta, capacity));
+        out!("{}", delta_table(&target, &sd.delta, capacity))?;
     }
     Ok(Outcome::Ok)
 }

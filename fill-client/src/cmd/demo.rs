@@ -76,10 +76,11 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             tmp.path().to_owned()
         }
     };
-    let say = |s: &str| {
+    let say = |s: &str| -> std::io::Result<()> {
         if !args.json {
-            println!("{s}");
+            outln!("{s}")?;
         }
+        Ok(())
     };
     let mut rng = Rng(args.seed);
     let (target_dir, stale_dir) = (dir.join("region/target"), dir.join("region/stale"));
@@ -97,7 +98,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     say(&format!(
         "fill demo: a synthetic region in {}",
         dir.display()
-    ));
+    ))?;
 
     // 1. The region: a target catalog, and a stale appliance.
     let renditions = [
@@ -178,7 +179,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         "  region: {} target files; appliance holds {identical} identical, {reencoded} re-encoded, \
          {missing} missing, {retired} retired",
         args.files
-    ));
+    ))?;
 
     // A peer in the same site holds a third of the target.
     let peer_files: Vec<PathBuf> = peer_names.iter().map(|n| target_dir.join(n)).collect();
@@ -198,7 +199,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         .context("import into the peer")?;
     say(
         "  imported: origin store (the target), peer store (a third of it), appliance store (the stale copy)",
-    );
+    )?;
 
     // A fill was interrupted: the first blocks of one missing file are already verified.
     let origin_file = origin.catalog()?;
@@ -224,7 +225,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         say(&format!(
             "  interrupted fill: {half} of {} blocks of {name} already verified",
             ob.block_count()
-        ));
+        ))?;
     }
 
     // 3. The target catalog, ranked by popularity.
@@ -243,19 +244,19 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
     say(&format!(
         "\ndelta for a {} appliance:",
         format_size(capacity)
-    ));
+    ))?;
     if !args.json {
-        print!("{}", delta_table(&target, d, capacity));
-        println!("\nfirst fetches, most popular first:");
+        out!("{}", delta_table(&target, d, capacity))?;
+        outln!("\nfirst fetches, most popular first:")?;
         for f in d.fetch.iter().take(5) {
             let e = f.entry as usize;
-            println!(
+            outln!(
                 "  {}  {:>9} at {:>9}  {}",
                 &target.id(e).to_string()[..16],
                 format_size(f.length),
                 f.offset,
                 target.name(e)
-            );
+            )?;
         }
     }
 
@@ -271,7 +272,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
              [[source]]\nname = \"origin\"\nkind = \"origin\"\nurl = \"{origin_url}\"\ncost_per_gib = 0.02\nbandwidth = \"1.2Gbps\"\n"
         );
         fs::write(&sources_path, toml).context("cannot write sources.toml")?;
-        say(&format!("\nservers: origin {origin_url}, peer {peer_url} (fill-server on loopback)"));
+        say(&format!("\nservers: origin {origin_url}, peer {peer_url} (fill-server on loopback)"))?;
         let specs = crate::sources::load(&sources_path)?;
         let remotes = crate::remotes::Remotes::http(crate::net::Net::new());
         let holdings = crate::sources::holdings(&specs, &remotes).await?;
@@ -303,7 +304,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         anyhow::Ok((report, after))
     })?;
     if !args.json {
-        print!("{}", super::run::run_table(&fill_report, false));
+        out!("{}", super::run::run_table(&fill_report, false))?;
     }
     anyhow::ensure!(
         after.delta.fetch.is_empty(),
@@ -328,7 +329,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
          against their BLAKE3 ids: all good",
         100.0 * after.delta.offload_before,
         format_size(verified_bytes)
-    ));
+    ))?;
     if args.dir.is_some() {
         say(&format!(
             "its servers are gone; serve {} and {} with fill-server on the ports in {} to run \
@@ -339,7 +340,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             target_path.display(),
             dir.join("appliance").display(),
             sources_path.display()
-        ));
+        ))?;
     }
     if args.json {
         let report = DemoReport {
@@ -356,8 +357,8 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             verified_files,
             verified_bytes,
         };
-        serde_json::to_writer_pretty(std::io::stdout().lock(), &report)?;
-        println!();
+        serde_json::to_writer_pretty(crate::stdout(), &report)?;
+        outln!()?;
     }
     Ok(Outcome::Ok)
 }

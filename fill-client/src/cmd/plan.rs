@@ -28,7 +28,7 @@ pub(crate) fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
         if args.json {
             print_json(&super::site::to_json(&planned))?;
         } else {
-            print!("{}", super::site::table(&planned, args.explain));
+            out!("{}", super::site::table(&planned, args.explain))?;
         }
         return Ok(Outcome::Ok);
     }
@@ -73,12 +73,12 @@ pub(crate) fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
             escalation.as_ref().map(|e| e.total_cost),
         ))?;
     } else if args.explain {
-        print!(
+        out!(
             "{}",
             crate::planning::explain(&input, &planned, escalation.as_ref())
-        );
+        )?;
     } else {
-        print!("{}", plan_table(&input, &planned));
+        out!("{}", plan_table(&input, &planned))?;
     }
     Ok(Outcome::Ok)
 }

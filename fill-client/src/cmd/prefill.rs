@@ -125,14 +125,14 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         })?;
     } else {
         for s in &per_store {
-            println!(
+            outln!(
                 "{}: {} to fill, offload after {:.1}%",
                 s.store,
                 format_size(s.bytes_to_fetch),
                 100.0 * s.offload_after
-            );
+            )?;
         }
-        print!("{}", run_table(&report, false));
+        out!("{}", run_table(&report, false))?;
     }
     Ok(Outcome::Ok)
 }

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use fill_core::size::format_size;
+use fill_core::text::Escaped;
 use serde::Serialize;
 
 use crate::cli::{RunArgs, Strategy, WriterChoice};
@@ -119,8 +120,8 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             report: &report,
         })?;
     } else {
-        print!("{}", delta_table(&target, &sd.delta, capacity));
-        print!("{}", run_table(&report, args.dry_run));
+        out!("{}", delta_table(&target, &sd.delta, capacity))?;
+        out!("{}", run_table(&report, args.dry_run))?;
     }
     Ok(Outcome::Ok)
 }
@@ -140,13 +141,14 @@ pub fn run_table(r: &crate::fill::FillReport, dry_run: bool) -> String {
     );
     for src in &r.sources {
         let note = match (&src.unreachable, src.quarantined) {
-            (Some(why), _) => format!("unreachable: {why}"),
+            // What a peer said comes from outside: printed escaped.
+            (Some(why), _) => format!("unreachable: {}", Escaped(why)),
             (None, true) => "quarantined".into(),
             _ => String::new(),
         };
         s += &format!(
             "{:<14} {:<7} {:>12} {:>10.4} {:>9} {:>7} {:>4}  {note}\n",
-            src.name,
+            Escaped(&src.name),
             src.kind,
             format_size(src.bytes),
             src.cost,

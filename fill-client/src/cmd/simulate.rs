@@ -331,21 +331,21 @@ pub fn run(args: &SimulateArgs) -> Result<crate::Outcome> {
     charts(&args.out, &by_delay, fleet_mode)?;
     // Summary.
     if args.json {
-        serde_json::to_writer_pretty(std::io::stdout().lock(), &results)?;
-        println!();
+        serde_json::to_writer_pretty(crate::stdout(), &results)?;
+        outln!()?;
     } else if let Some(rows) = &sweep_rows {
-        print!("{}", sweep_table(rows));
-        println!("wrote {}", written(&args.out).join(", "));
+        out!("{}", sweep_table(rows))?;
+        outln!("wrote {}", written(&args.out).join(", "))?;
     } else {
-        print!(
+        out!(
             "{}",
             fleet_table(
                 results.fleet_alone.as_ref(),
                 results.fleet_site.as_ref(),
                 m.config.fleet.per_site
             )
-        );
-        println!("wrote {}", written(&args.out).join(", "));
+        )?;
+        outln!("wrote {}", written(&args.out).join(", "))?;
     }
     Ok(crate::Outcome::Ok)
 }

@@ -112,6 +112,17 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
     let mut ingress = Vec::new();
     let mut names = Vec::new();
     for a in &site.appliance {
+        // Names are printed in reports: none may carry a terminal's controls.
+        if a.name.trim().is_empty()
+            || a.name
+                .chars()
+                .any(|c| c.is_control() || fill_core::text::is_bidi_control(c))
+        {
+            bail!(
+                "appliance {:?}: a name must be non-empty, without control characters",
+                a.name
+            );
+        }
         let target_path = a
             .target
             .as_ref()
@@ -135,7 +146,7 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
         let target = target_file.validate()?;
         // What it holds: its store, or a catalog of its inventory.
         let inv_file = match (&a.store, &a.inventory) {
-            (Some(dir), None) => Store::new(rel(dir))
+            (Some(dir), None) => Store::open(rel(dir))
                 .and_then(|s| s.catalog())
                 .with_context(|| format!("appliance {}: cannot use its store", a.name))?,
             (None, Some(cat)) => CatalogFile::open(&rel(cat))
@@ -147,7 +158,7 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
         };
         let sd = match &a.store {
             Some(dir) => {
-                let store = Store::new(rel(dir))?;
+                let store = Store::open(rel(dir))?;
                 crate::common::compute_delta(&target, &store, capacity)
             }
             None => crate::common::delta_from_inventory(&target, &inv_file, capacity),

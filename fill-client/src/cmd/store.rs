@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use fill_core::outboard::BlockSize;
 use fill_core::size::format_size;
+use fill_core::text::Escaped;
 use fill_store::store::{Store, VerifyReport};
 use serde::Serialize;
 
@@ -22,7 +23,8 @@ pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
         } => {
             let bytes = block_size.0;
             let block = BlockSize::from_bytes(bytes).context("bad --block-size")?;
-            let s = open_store(&store)?;
+            // The one command that may create its store.
+            let s = Store::new(&store)?;
             let total: u64 = paths.iter().map(|p| dir_size(p)).sum();
             let bar = progress_bar(total, "importing");
             let imported = s
@@ -34,13 +36,13 @@ pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
             } else {
                 let added = imported.iter().filter(|i| i.added).count();
                 let bytes: u64 = imported.iter().filter(|i| i.added).map(|i| i.size).sum();
-                println!(
+                outln!(
                     "imported {} files into {}: {added} added ({}), {} already held",
                     imported.len(),
                     store.display(),
                     format_size(bytes),
                     imported.len() - added
-                );
+                )?;
             }
             Ok(Outcome::Ok)
         }
@@ -55,7 +57,13 @@ pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
                         None => "complete".to_owned(),
                         Some(p) => format!("partial {}/{} blocks", p.verified_blocks, p.blocks),
                     };
-                    println!("{}  {:>12}  {:<22}  {}", e.id, e.size, state, e.name);
+                    outln!(
+                        "{}  {:>12}  {:<22}  {}",
+                        e.id,
+                        e.size,
+                        state,
+                        Escaped(&e.name)
+                    )?;
                 }
                 let complete = listing.iter().filter(|e| !e.partial).count();
                 eprintln!("{complete} complete, {} partial", listing.len() - complete);
@@ -83,7 +91,7 @@ pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
             if json {
                 print_json(&r)?;
             } else {
-                println!(
+                outln!(
                     "published {} files to {}: {} objects uploaded ({}), {} already there ({}){}",
                     r.files,
                     r.to,
@@ -96,7 +104,7 @@ pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
                     } else {
                         String::new()
                     }
-                );
+                )?;
             }
             Ok(Outcome::Ok)
         }
@@ -113,13 +121,18 @@ pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
             if json {
                 print_json(&report)?;
             } else {
-                print_verify(&report);
+                print_verify(&report)?;
             }
-            Ok(if report.bad.is_empty() && report.bad_blocks.is_empty() {
-                Outcome::Ok
-            } else {
-                Outcome::BadData
-            })
+            Ok(
+                if report.bad.is_empty()
+                    && report.bad_blocks.is_empty()
+                    && report.rebuilt.is_empty()
+                {
+                    Outcome::Ok
+                } else {
+                    Outcome::BadData
+                },
+            )
         }
     }
 }
@@ -134,29 +147,47 @@ pub(crate) fn dir_size(p: &Path) -> u64 {
     }
 }
 
-pub(crate) fn print_verify(r: &VerifyReport) {
+pub(crate) fn print_verify(r: &VerifyReport) -> std::io::Result<()> {
     for b in &r.bad {
-        println!("BAD  {}  {}: {}", b.id, b.name, b.reason);
+        outln!(
+            "BAD  {}  {}: {}",
+            b.id,
+            Escaped(&b.name),
+            Escaped(&b.reason)
+        )?;
     }
     for b in &r.bad_blocks {
         match &b.reason {
-            Some(reason) => println!("BAD  {}  (partial): {reason}", b.id),
-            None => println!(
+            Some(reason) => outln!("BAD  {}  (partial): {reason}", b.id)?,
+            None => outln!(
                 "BAD  {}  (partial): blocks {:?} fail verification",
-                b.id, b.blocks
-            ),
+                b.id,
+                b.blocks
+            )?,
         }
     }
-    for s in &r.stray {
-        println!("stray content/{s} (not in the catalog; left alone)");
+    for b in &r.rebuilt {
+        outln!(
+            "REBUILT  {}  {}: outboard rebuilt from the content ({})",
+            b.id,
+            Escaped(&b.name),
+            Escaped(&b.reason)
+        )?;
     }
-    let verdict = if r.bad.is_empty() && r.bad_blocks.is_empty() {
+    for s in &r.stray {
+        outln!(
+            "stray content/{} (not in the catalog; left alone)",
+            Escaped(s)
+        )?;
+    }
+    let verdict = if r.bad.is_empty() && r.bad_blocks.is_empty() && r.rebuilt.is_empty() {
         "all good".to_owned()
     } else if r.repaired {
         format!(
-            "{} bad files dropped, {} partial files repaired",
+            "{} bad files dropped, {} partial files repaired, {} outboards rebuilt",
             r.bad.len(),
-            r.bad_blocks.len()
+            r.bad_blocks.len(),
+            r.rebuilt.len()
         )
     } else {
         format!(
@@ -165,11 +196,12 @@ pub(crate) fn print_verify(r: &VerifyReport) {
             r.bad_blocks.len()
         )
     };
-    println!(
+    outln!(
         "verified {} files, {}: {verdict}",
         r.checked,
         format_size(r.bytes)
-    );
+    )?;
+    Ok(())
 }
 
 /// One line of `fill store list --json`.

@@ -91,6 +91,7 @@ fn origin_only(dir: &Path) -> (ServerProcess, PathBuf) {
 /// when given as files).
 fn appliance_holding(dir: &Path, files: &[PathBuf]) -> PathBuf {
     let appliance = dir.join("appliance");
+    std::fs::create_dir_all(&appliance).unwrap(); // a new, empty disk
     Store::new(&appliance)
         .unwrap()
         .import(files, BlockSize::DEFAULT, &|_| {})
@@ -223,6 +224,7 @@ fn lying_truncating_and_dead_sources_are_routed_around() {
         ],
     );
     let appliance = tmp.path().join("appliance");
+    std::fs::create_dir_all(&appliance).unwrap(); // a new, empty disk
     let out = fill(&[
         "run",
         "--target",
@@ -279,6 +281,7 @@ fn bad_data_from_the_origin_fails_loudly() {
     corrupt(&tmp.path().join("origin"), &r.files[0].1, 10);
     let (_origin_srv, src) = origin_only(tmp.path());
     let appliance = tmp.path().join("appliance");
+    std::fs::create_dir_all(&appliance).unwrap(); // a new, empty disk
     let run = fill(&[
         "run",
         "--target",
@@ -332,6 +335,7 @@ fn more_requests_than_write_slots() {
     )
     .unwrap();
     let appliance = tmp.path().join("appliance");
+    std::fs::create_dir_all(&appliance).unwrap(); // a new, empty disk
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fill"))
         .args([
             "run",
@@ -387,7 +391,7 @@ fn evictions_make_room_for_the_new_files() {
     let appliance = appliance_holding(tmp.path(), &held);
     // 18 MiB places f0..f6; f7 no longer fits. Fetching f4, f5 and f6 needs room each time:
     // r1, then r2, then f7 go, one before each.
-    let capacity = (18u64 << 20).to_string();
+    let capacity = format!("{}B", 18u64 << 20);
     let planned = delta(&r, &appliance, &capacity);
     let before: Vec<u64> = planned["evict_schedule"]
         .as_array()
@@ -544,6 +548,7 @@ fn resume_after_kill_and_rate_cap() {
         &[("origin", "origin", origin_srv.addr, 0.02, "80Mbps")],
     );
     let appliance = tmp.path().join("appliance");
+    std::fs::create_dir_all(&appliance).unwrap(); // a new, empty disk
     let args = [
         "run",
         "--target",
@@ -614,6 +619,7 @@ fn twenty_seeded_kills() {
         &[("origin", "origin", origin_srv.addr, 0.02, "80Mbps")],
     );
     let appliance = tmp.path().join("appliance");
+    std::fs::create_dir_all(&appliance).unwrap(); // a new, empty disk
     let args = [
         "run",
         "--target",
@@ -681,6 +687,7 @@ fn prefill_many_stores_fetches_each_block_once() {
     let origin_srv = serve(&tmp.path().join("origin"));
     let stores: Vec<PathBuf> = (0..4)
         .map(|i| tmp.path().join(format!("appliance{i}")))
+        .inspect(|d| fs::create_dir(d).unwrap()) // new, empty disks
         .collect();
     // Store 3 already holds the first two files.
     let half = tmp.path().join("half");
@@ -853,6 +860,7 @@ fn stalling_dying_and_misranging_sources() {
             ],
         );
         let appliance = tmp.path().join(format!("appliance-{fault:?}"));
+        std::fs::create_dir_all(&appliance).unwrap(); // a new, empty disk
         let out = fill(&[
             "run",
             "--target",
@@ -922,6 +930,7 @@ fn optimal_plan_is_cheaper_than_escalation_and_the_run_follows_it() {
         ],
     );
     let appliance = tmp.path().join("appliance");
+    std::fs::create_dir_all(&appliance).unwrap(); // a new, empty disk
     let common = [
         "--target",
         p(&r.target),
@@ -1012,6 +1021,7 @@ fn site_plan_fetches_each_range_from_outside_once() {
     let tmp = tempfile::tempdir().unwrap();
     let r = region(tmp.path(), 6);
     let a1 = tmp.path().join("a1");
+    fs::create_dir(&a1).unwrap(); // a new, empty disk
     let a2 = partial_store(tmp.path(), &r, "a2", &[0, 1]);
     let a3 = partial_store(tmp.path(), &r, "a3", &[2]);
     // The origin holds everything without being asked (no catalog key, kind origin).
@@ -1104,6 +1114,7 @@ fn a_peer_server_process_killed_mid_fill() {
         ],
     );
     let appliance = tmp.path().join("appliance");
+    std::fs::create_dir_all(&appliance).unwrap(); // a new, empty disk
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_fill"))
         .args([
             "run",
@@ -1162,6 +1173,7 @@ fn burn_in_fill_checks_then_live_on_the_server() {
     let src = tmp.path().join("sources.toml");
     sources(&src, &[("origin", "origin", origin.addr, 0.02, "1Gbps")]);
     let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).unwrap(); // a new, empty disk
     for to in [
         "allocated",
         "prefilling",

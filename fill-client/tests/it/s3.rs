@@ -244,6 +244,7 @@ fn publish_to_a_real_s3_server_then_fill_from_it() {
     let sources = tmp.path().join("sources.toml");
     fs::write(&sources, bucket_source("bucket", "origin", url, &s3, 0.02)).unwrap();
     let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).unwrap(); // a new, empty disk
     let target = origin.join("catalog");
     let before = s3.requests.load(Ordering::Relaxed);
     let run = fill_env(&run_args(p(&target), p(&app), p(&sources)), &env).ok();
@@ -252,6 +253,7 @@ fn publish_to_a_real_s3_server_then_fill_from_it() {
     assert!(s3.requests.load(Ordering::Relaxed) > before);
 
     // A wrong secret: a clear error naming the source.
+    fs::create_dir_all(tmp.path().join("app2")).unwrap();
     let bad = fill_env(
         &run_args(p(&target), p(&tmp.path().join("app2")), p(&sources)),
         &s3.env("not-the-secret"),
@@ -306,6 +308,7 @@ fn a_corrupted_bucket_object_is_caught() {
     )
     .unwrap();
     let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).unwrap(); // a new, empty disk
     let run = fill_env(
         &[&run_args(p(&target), p(&app), p(&sources))[..], &["--json"]].concat(),
         &env,
@@ -336,6 +339,7 @@ fn a_corrupted_bucket_object_is_caught() {
         bucket_source("bucket", "origin", "s3://fill/r", &s3, 0.02),
     )
     .unwrap();
+    fs::create_dir_all(tmp.path().join("app2")).unwrap();
     let bad = fill_env(
         &run_args(p(&target), p(&tmp.path().join("app2")), p(&sources)),
         &env,
@@ -378,6 +382,7 @@ fn a_file_url_is_an_origin_too() {
     )
     .unwrap();
     let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).unwrap(); // a new, empty disk
     fill_env(
         &run_args(p(&origin.join("catalog")), p(&app), p(&sources)),
         &[],
@@ -386,6 +391,9 @@ fn a_file_url_is_an_origin_too() {
     assert_holds(&app, &files);
     // A factory station pre-fills from the same folder.
     let (s1, s2) = (tmp.path().join("s1"), tmp.path().join("s2"));
+    for d in [&s1, &s2] {
+        fs::create_dir(d).unwrap(); // new, empty disks
+    }
     fill_env(
         &[
             "prefill",

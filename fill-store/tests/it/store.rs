@@ -416,3 +416,32 @@ fn what_a_crash_before_the_first_record_leaves_is_settled() {
     assert_eq!(store.outboard(&torn_ob.id()).unwrap(), torn_ob);
     assert!(store.verify(false, &|_| {}).unwrap().bad.is_empty());
 }
+
+/// A kill between writing a staging file and renaming it into place leaves it in
+/// `.fill/tmp/`: `recover` removes those of processes that are gone, and leaves a live
+/// process's and names that are not the store's.
+#[test]
+fn staging_files_of_dead_processes_are_swept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("store")).unwrap();
+    store.create().unwrap();
+    let staging = store.root().join(".fill/tmp");
+    // A pid above the kernel's maximum (2^22) never runs.
+    let dead = 4_194_305u32;
+    let me = std::process::id();
+    for name in [
+        format!("{dead}-0"),
+        format!("uring-probe-{dead}"),
+        format!("{me}-7"),
+        "operator-notes".to_owned(),
+    ] {
+        fs::write(staging.join(&name), b"half a file").unwrap();
+    }
+    assert_eq!(store.recover().unwrap(), 2);
+    let mut left: Vec<String> = fs::read_dir(&staging)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec![format!("{me}-7"), "operator-notes".to_owned()]);
+}

@@ -1,0 +1,50 @@
+//! Text from outside, made safe to print: names from catalogs, configs and peers reach
+//! terminals and logs, where a control character (ESC, a newline, a C1 control such as
+//! CSI) or a bidirectional override could forge or hide output.
+
+use std::fmt;
+
+/// Whether `c` reorders text when displayed (Unicode's bidirectional controls).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Displays a string with control and bidirectional characters escaped as `\u{..}` (and
+/// `\n`, `\t`, `\r` as such); everything else as is.
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\t' => f.write_str("\\t")?,
+                '\r' => f.write_str("\\r")?,
+                c if c.is_control() || is_bidi_control(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
+                c => write!(f, "{c}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`Escaped`] as a string.
+pub fn escaped(s: &str) -> String {
+    Escaped(s).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_are_escaped_and_the_rest_kept() {
+        assert_eq!(escaped("plain/name é.mp4"), "plain/name é.mp4");
+        assert_eq!(escaped("a\0b"), "a\\u{0}b");
+        assert_eq!(escaped("\x1b[2Jgone"), "\\u{1b}[2Jgone");
+        assert_eq!(escaped("two\nlines"), "two\\nlines");
+        assert_eq!(escaped("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(escaped("evil\u{202e}4pm.exe"), "evil\\u{202e}4pm.exe");
+    }
+}
