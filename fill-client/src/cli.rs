@@ -536,6 +536,9 @@ impl std::str::FromStr for Size {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline(pub i64);
 
+/// The longest deadline a plan takes: 366 days.
+pub const MAX_DEADLINE_SECS: i64 = 366 * 86_400;
+
 impl std::str::FromStr for Deadline {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -543,6 +546,12 @@ impl std::str::FromStr for Deadline {
         let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         if secs < 1 {
             return Err(format!("{s:?} is less than a second"));
+        }
+        // A plan's slots cut the horizon at midnights and windows: bounded, so is the plan.
+        if secs > MAX_DEADLINE_SECS {
+            return Err(format!(
+                "{s:?} is more than the limit of 366d (a fill planned over more than a year)"
+            ));
         }
         Ok(Deadline(secs))
     }

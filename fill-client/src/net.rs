@@ -79,6 +79,10 @@ impl Body {
     }
 }
 
+/// How long a whole small body (a catalog, an outboard) may take, however steadily it
+/// trickles in.
+pub const SMALL_BODY_TIME: Duration = Duration::from_secs(120);
+
 /// A pooled keep-alive HTTP/1.1 client: hyper for small bodies, our own connections for
 /// ranged content.
 #[derive(Debug, Clone)]
@@ -150,21 +154,33 @@ impl Net {
         }
         let mut body = resp.into_body();
         let mut out = Vec::new();
+        // A body that trickles in (a byte before each stall timeout) ends here too.
+        let deadline = tokio::time::Instant::now() + SMALL_BODY_TIME;
         loop {
-            match tokio::time::timeout(self.timeout, body.frame()).await {
-                Err(_) => return Err(NetError::Transport(format!("{url}: stalled"))),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(NetError::Transport(format!("{url}: {e}"))),
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        out.extend_from_slice(&data);
-                        if out.len() as u64 > limit {
-                            return Err(NetError::Lied(format!(
-                                "{url}: body larger than {limit} bytes"
-                            )));
+            let frame = tokio::time::timeout(self.timeout, body.frame());
+            match tokio::time::timeout_at(deadline, frame).await {
+                Err(_) => {
+                    return Err(NetError::Transport(format!(
+                        "{url}: not complete within {} s",
+                        SMALL_BODY_TIME.as_secs()
+                    )));
+                }
+                Ok(r) => match r {
+                    Err(_) => return Err(NetError::Transport(format!("{url}: stalled"))),
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => return Err(NetError::Transport(format!("{url}: {e}"))),
+                    Ok(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            // Checked before it grows: never more than `limit` in memory.
+                            if (out.len() + data.len()) as u64 > limit {
+                                return Err(NetError::Lied(format!(
+                                    "{url}: body larger than the limit of {limit} bytes"
+                                )));
+                            }
+                            out.extend_from_slice(&data);
                         }
                     }
-                }
+                },
             }
         }
         Ok(Bytes::from(out))

@@ -70,11 +70,11 @@ pub async fn holdings(
                     &s.url,
                     "catalog",
                     true,
-                    fill_store::store::MAX_CATALOG_BYTES,
+                    fill_store::store::MAX_REMOTE_CATALOG_BYTES,
                 )
                 .await
             {
-                Ok(bytes) => match CatalogFile::from_bytes(bytes.to_vec(), &url)
+                Ok(bytes) => match CatalogFile::from_bytes(Vec::from(bytes), &url)
                     .map_err(anyhow::Error::from)
                     .and_then(|f| Holdings::from_catalog(&f))
                 {

@@ -168,10 +168,12 @@ pub enum ConfigError {
 impl ConfigFile {
     /// Reads and parses a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::bounded::read_text(path, crate::bounded::MAX_CONFIG_BYTES).map_err(
+            |source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
         let mut file = Self::parse(&text, path)?;
         file.base = path.parent().map(Path::to_owned).unwrap_or_default();
         Ok(file)

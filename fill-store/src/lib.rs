@@ -4,6 +4,7 @@
 //! - [`store`]: the store directory (`content/`, `outboard/`, `catalog`, `.fill/`): import,
 //!   list, verify and repair, recover, evict, partial files and their block maps, the
 //!   appliance journal (lifecycle events, write errors, maintenance windows).
+//! - [`bounded`]: reading files from outside within a stated limit.
 //! - [`mapped`]: read-only memory maps, the crate's only `unsafe`.
 //! - [`sources`]: the sources file (TOML) the fill reads and the sources check asks.
 //! - [`config`]: the appliance's configuration file (`fill-server --config`, and
@@ -14,6 +15,7 @@
 //!
 //! Nothing here serves HTTP or parses command lines: the binaries do.
 
+pub mod bounded;
 pub mod config;
 pub mod lifecycle;
 pub mod mapped;

@@ -82,7 +82,7 @@ pub struct ObjectKeys {
 
 /// Reads and checks a sources file. Errors name the source and the field.
 pub fn load(path: &Path) -> Result<Vec<SourceSpec>> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::bounded::read_text(path, crate::bounded::MAX_CONFIG_BYTES)
         .with_context(|| format!("cannot read sources {}", path.display()))?;
     parse(&text, path.parent().unwrap_or(Path::new(".")))
         .with_context(|| format!("sources {}", path.display()))

@@ -37,6 +37,10 @@ use crate::mapped::Mapped;
 
 /// Most bytes a catalog may decompress to when read compressed (16 GiB).
 pub const MAX_CATALOG_BYTES: u64 = 16 << 30;
+/// The most a catalog received from a source (a peer's or tier's `/catalog`, a bucket's
+/// `catalog`) may hold, compressed as received and decompressed (128 MiB, about 900,000
+/// entries): a hostile source cannot make a fill hold more.
+pub const MAX_REMOTE_CATALOG_BYTES: u64 = 128 << 20;
 const BLOCKS_MAGIC: [u8; 8] = *b"FILLBLK\0";
 const BLOCKS_VERSION: u32 = 1;
 const BLOCKS_HEADER: usize = 32;
@@ -251,12 +255,12 @@ impl CatalogFile {
         Ok(me)
     }
 
-    /// A catalog received as bytes (raw or zstd), e.g. from a source; `label` names it in
-    /// errors. Checks the header only.
+    /// A catalog received as bytes (raw or zstd) from a source; `label` names it in
+    /// errors. Checks the header only. At most [`MAX_REMOTE_CATALOG_BYTES`] decompressed.
     pub fn from_bytes(bytes: Vec<u8>, label: &str) -> Result<Self, StoreError> {
         let path = PathBuf::from(label);
         let bytes = if catalog::wire::is_zstd(&bytes) {
-            catalog::wire::decompress(&bytes, MAX_CATALOG_BYTES).map_err(|source| {
+            catalog::wire::decompress(&bytes, MAX_REMOTE_CATALOG_BYTES).map_err(|source| {
                 StoreError::Catalog {
                     path: path.clone(),
                     source,

@@ -92,7 +92,7 @@ fn read_delays_csv(path: &Path) -> Result<Vec<u32>> {
 fn model(args: &SimulateArgs) -> Result<Model> {
     let (text, label) = match &args.config {
         Some(p) => (
-            std::fs::read_to_string(p)
+            fill_store::bounded::read_text(p, fill_store::bounded::MAX_CONFIG_BYTES)
                 .with_context(|| format!("cannot read config {}", p.display()))?,
             p.display().to_string(),
         ),

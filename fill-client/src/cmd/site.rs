@@ -77,8 +77,8 @@ pub struct Planned {
 
 /// Reads the site file, computes each appliance's delta, and plans the site.
 pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = fill_store::bounded::read_text(path, fill_store::bounded::MAX_CONFIG_BYTES)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let site: SiteToml =
         toml::from_str(&text).with_context(|| format!("bad site file {}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));

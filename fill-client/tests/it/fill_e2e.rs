@@ -1294,3 +1294,61 @@ fn burn_in_fill_checks_then_live_on_the_server() {
     assert_eq!(s["maintenance"][0]["reason"], "disk swap");
     assert_eq!(s["maintenance"][0]["duration"], 6 * 3600);
 }
+
+/// A peer whose `/catalog` never ends: the fill stops reading it at the remote-catalog
+/// limit, counts the peer unreachable, and fills from the origin.
+#[test]
+fn a_peer_with_an_endless_catalog_is_cut_off_at_the_limit() {
+    use std::io::{BufRead, BufReader, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 3);
+    let origin = serve(&tmp.path().join("origin"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endless = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        // Bounded: a few connections, each at most 1 GiB of chunks.
+        for conn in listener.incoming().take(8) {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                let chunk = format!("10000\r\n{}\r\n", "\0".repeat(0x10000));
+                for _ in 0..(1 << 14) {
+                    if conn.write_all(chunk.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let src = tmp.path().join("sources.toml");
+    sources(
+        &src,
+        &[
+            ("endless", "peer", endless, 0.0, "10Gbps"),
+            ("origin", "origin", origin.addr, 0.02, "10Gbps"),
+        ],
+    );
+    let appliance = tmp.path().join("appliance");
+    fs::create_dir(&appliance).unwrap();
+    let out = run_json(&r, &appliance, &src, "1TB");
+    let peer = out["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "endless")
+        .unwrap()
+        .clone();
+    let why = peer["unreachable"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("body larger than the limit of 134217728 bytes"),
+        "{out}"
+    );
+    assert_filled(&r, &appliance);
+}

@@ -281,3 +281,44 @@ fn a_decompression_bomb_is_refused_without_expanding_it() {
         run.stderr()
     );
 }
+
+#[test]
+fn absurd_deadlines_and_endless_config_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_of(tmp.path(), 2, |i| format!("f{i}"));
+    let cat = store.join("catalog");
+    let sources = tmp.path().join("sources.toml");
+    fs::write(&sources, "[[source]]\nname = \"o\"\nkind = \"origin\"\nurl = \"http://127.0.0.1:9\"\ncost_per_gib = 0.02\nbandwidth = \"1Gbps\"\n").unwrap();
+    let plan = |deadline: &str, sources: &std::path::Path| {
+        fill(&[
+            "plan",
+            "--target",
+            p(&cat),
+            "--store",
+            p(&store),
+            "--sources",
+            p(sources),
+            "--capacity",
+            "1TB",
+            "--deadline",
+            deadline,
+        ])
+    };
+    let run = plan("3650000d", &sources);
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr().contains("more than the limit of 366d"),
+        "{}",
+        run.stderr()
+    );
+    let run = plan("366d", &sources);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    // A sources file that never ends (a device, a pipe): read up to the limit, then refused.
+    let run = plan("48h", std::path::Path::new("/dev/zero"));
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stderr().contains("larger than the limit of 1.00 MiB"),
+        "{}",
+        run.stderr()
+    );
+}
