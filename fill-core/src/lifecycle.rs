@@ -292,7 +292,8 @@ impl Lifecycle {
 /// One turn-up check's result.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Check {
-    /// Its name: fill, offload, store_health, sources.
+    /// Its name: fill, offload, store_health, sources (and served_content, when the server
+    /// withdrew files).
     pub name: &'static str,
     /// Whether it passed.
     pub passed: bool,

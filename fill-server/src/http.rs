@@ -6,7 +6,9 @@
 //! read timeout (slowloris), a head size limit, and an idle timeout enforced here: a
 //! connection on which no byte is read or written for `idle_timeout` is closed, whether it
 //! never sent a request or stopped reading its response. At most `max_connections` are
-//! served at once; the rest wait in the kernel's backlog.
+//! served at once; the rest wait in the kernel's backlog; at most
+//! `max_connections_per_client` from one address, past which its connections are closed
+//! at once. Only what the store's catalog lists is served ([`crate::served`]).
 //!
 //! Bodies are slices of read-only memory maps of the store's files ([`crate::mapped`]), so
 //! a response is never copied into the heap; when hyper writes such a slice, the socket
@@ -16,7 +18,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::metrics::{EndpointLabels, Metrics, RequestLabels};
+use crate::served::{Listing, Withdrawn, verify_one_block};
 use crate::status_page::Status;
 use fill_store::config::ServerConfig;
 use fill_store::mapped::{self, FileStamp};
@@ -147,6 +150,10 @@ pub struct AppState {
     retry_after: AtomicU64,
     /// Wakes the lifecycle loop (a drain started, a request finished, checks asked for).
     wake: tokio::sync::Notify,
+    /// Listed files withdrawn for failing re-verification.
+    withdrawn: Withdrawn,
+    /// Draws which block to re-verify (on first map, and the scrub's walk).
+    picks: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -171,6 +178,8 @@ struct CachedCatalog {
     raw: Bytes,
     zstd: Option<Bytes>,
     etag: HeaderValue,
+    /// What it lists, or why it is refused (it does not validate).
+    listing: Result<Arc<Listing>, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,6 +217,8 @@ pub async fn bind(config: ServerConfig) -> anyhow::Result<(TcpListener, Arc<AppS
         refusing: AtomicBool::new(false),
         retry_after: AtomicU64::new(0),
         wake: tokio::sync::Notify::new(),
+        withdrawn: Withdrawn::default(),
+        picks: AtomicU64::new(0),
     };
     state.refresh_life();
     Ok((listener, Arc::new(state)))
@@ -220,6 +231,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let life = tokio::spawn(lifecycle_loop(state.clone()));
     tokio::pin!(shutdown);
@@ -242,6 +254,17 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+        };
+        // One address may hold only its share: past it, the connection is closed at once
+        // (with the permit), so everyone else is still served.
+        let Some(client) = PerClient::enter(
+            &per_client,
+            peer.ip().to_canonical(),
+            state.config.max_connections_per_client,
+        ) else {
+            state.metrics.refused_per_client.inc();
+            tracing::debug!(%peer, "connection refused: its address holds its limit");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         state.metrics.connections_total.inc();
@@ -266,6 +289,7 @@ pub async fn serve(
         let st = state.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _client = client;
             st.metrics.connections_open.inc();
             tokio::select! {
                 r = conn => if let Err(e) = r {
@@ -286,6 +310,41 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(state.config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over: closing the remaining connections");
+        }
+    }
+}
+
+/// A connection's place in its address's count; the count drops with it.
+#[derive(Debug)]
+struct PerClient {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    /// A place for one more connection from `ip`, if it holds fewer than `max`.
+    fn enter(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerClient {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
         }
     }
 }
@@ -656,20 +715,47 @@ fn serve_blob(st: &AppState, kind: Kind, rest: &str, req: &Request<Incoming>) ->
         Ok(id) => id,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("malformed id: {e}\n")),
     };
+    // Only what the catalog lists: a stray, or a file still being filled, is not served.
+    let listing = match st.listing() {
+        Ok(Ok(l)) => l,
+        Ok(Err(why)) => return refused_catalog(&why),
+        Err(e) => return internal("cannot read the catalog", &e),
+    };
+    let not_here = || {
+        text(
+            StatusCode::NOT_FOUND,
+            format!("{id} is not in this store\n"),
+        )
+    };
+    let Some(size) = listing.size(&id) else {
+        return not_here();
+    };
     let path = match kind {
         Kind::Content => st.store.content_path(&id),
         Kind::Outboard => st.store.outboard_path(&id),
     };
-    let body = match st.mapped(kind, id, &path) {
+    let content_stamp = || mapped::stamp(&st.store.content_path(&id)).ok().flatten();
+    if let Some(why) = st.withdrawn.why(&id, content_stamp()) {
+        return text(StatusCode::NOT_FOUND, format!("{id} is withdrawn: {why}\n"));
+    }
+    let (body, fresh) = match st.mapped(kind, id, &path) {
         Ok(Some(b)) => b,
-        Ok(None) => {
-            return text(
-                StatusCode::NOT_FOUND,
-                format!("{id} is not in this store\n"),
-            );
-        }
+        Ok(None) => return not_here(),
         Err(e) => return internal("cannot read the store", &e),
     };
+    if kind == Kind::Content && (fresh || body.len() as u64 != size) {
+        // First served since mapped: one block re-verified (and the size the catalog says).
+        let check = if body.len() as u64 != size {
+            Err(format!("{} bytes, the catalog says {size}", body.len()))
+        } else {
+            st.metrics.reverified.inc();
+            verify_one_block(&st.store, &id, &body, st.next_pick(&id))
+        };
+        if let Err(why) = check {
+            st.withdraw(id, why.clone());
+            return text(StatusCode::NOT_FOUND, format!("{id} is withdrawn: {why}\n"));
+        }
+    }
     let etag = match kind {
         Kind::Content => format!("\"{id}\""),
         Kind::Outboard => format!("\"{id}.outboard\""),
@@ -681,6 +767,15 @@ fn serve_blob(st: &AppState, kind: Kind, rest: &str, req: &Request<Incoming>) ->
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     resp
+}
+
+/// The answer to any request that needs the catalog, when the store's catalog does not
+/// validate: refused, not served.
+fn refused_catalog(why: &str) -> Response<Body> {
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the store's catalog is refused: {why} (run `fill store verify` on the store)\n"),
+    )
 }
 
 /// A 200, 206, 304 or 416 answer for `body`, following the request's conditional and
@@ -737,7 +832,13 @@ fn ranged(method: &Method, headers: &HeaderMap, body: Bytes, etag: &HeaderValue)
 
 impl AppState {
     /// The store's file as mapped bytes, from the cache when the file is unchanged.
-    fn mapped(&self, kind: Kind, id: ContentId, path: &Path) -> std::io::Result<Option<Bytes>> {
+    /// With whether it was mapped just now (not from the cache).
+    fn mapped(
+        &self,
+        kind: Kind,
+        id: ContentId,
+        path: &Path,
+    ) -> std::io::Result<Option<(Bytes, bool)>> {
         let now = mapped::stamp(path)?;
         let key = (kind, id);
         {
@@ -747,7 +848,7 @@ impl AppState {
             match (cache.entries.get_mut(&key), now) {
                 (Some((bytes, stamp, used)), Some(now)) if *stamp == now => {
                     *used = tick;
-                    return Ok(Some(bytes.clone()));
+                    return Ok(Some((bytes.clone(), false)));
                 }
                 (Some(_), _) => {
                     cache.entries.remove(&key);
@@ -770,12 +871,64 @@ impl AppState {
         }
         let tick = cache.tick;
         cache.entries.insert(key, (bytes.clone(), stamp, tick));
-        Ok(Some(bytes))
+        Ok(Some((bytes, true)))
     }
 
-    /// The store's catalog, raw or zstd-compressed, with its validator. Read again when the
-    /// file changes; compressed once per version, on first demand.
-    fn catalog_body(&self, zstd: bool) -> std::io::Result<(Bytes, HeaderValue)> {
+    /// Which block of `id` to re-verify next: a walk that differs per file and per time.
+    fn next_pick(&self, id: &ContentId) -> u64 {
+        let n = self.picks.fetch_add(1, Ordering::Relaxed);
+        let salt = u64::from_le_bytes(id.as_bytes()[..8].try_into().unwrap_or_default());
+        n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt
+    }
+
+    /// Withdraws a listed file that failed re-verification: 404 until it is replaced.
+    fn withdraw(&self, id: ContentId, why: String) {
+        let stamp = mapped::stamp(&self.store.content_path(&id)).ok().flatten();
+        let n = self.withdrawn.withdraw(id, stamp, why);
+        self.metrics.withdrawn.set(n as i64);
+        let mut cache = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        cache.entries.remove(&(Kind::Content, id));
+    }
+
+    /// One step of the scrub: re-verifies one block of the next listed file.
+    pub fn scrub_step(&self) {
+        let Ok(Ok(listing)) = self.listing() else {
+            return;
+        };
+        let n = self.picks.fetch_add(1, Ordering::Relaxed);
+        let Some(id) = listing.nth(n) else { return };
+        let path = self.store.content_path(&id);
+        if self
+            .withdrawn
+            .why(&id, mapped::stamp(&path).ok().flatten())
+            .is_some()
+        {
+            return;
+        }
+        // Mapped outside the cache: the scrub must not push out what clients read.
+        let Ok(Some((data, _))) = mapped::map_bytes(&path) else {
+            return;
+        };
+        self.metrics.reverified.inc();
+        let pick = (n / listing.len().max(1) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let check = match listing.size(&id) {
+            Some(size) if size != data.len() as u64 => {
+                Err(format!("{} bytes, the catalog says {size}", data.len()))
+            }
+            _ => verify_one_block(&self.store, &id, &data, pick),
+        };
+        if let Err(why) = check {
+            self.withdraw(id, why);
+        }
+    }
+
+    /// Files withdrawn for failing re-verification, and why.
+    pub fn withdrawn(&self) -> Vec<(ContentId, String)> {
+        self.withdrawn.list()
+    }
+
+    /// The store's catalog as cached (read again when the file changes), given to `f`.
+    fn with_catalog<T>(&self, f: impl FnOnce(&mut CachedCatalog) -> T) -> std::io::Result<T> {
         let path: PathBuf = self.store.catalog_path();
         let now = mapped::stamp(&path)?;
         let mut cached = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
@@ -792,30 +945,50 @@ impl AppState {
                     ),
                 };
                 let hash = blake3::hash(&raw).to_hex();
+                let listing = Listing::parse(&raw).map(Arc::new);
+                if let Err(why) = &listing {
+                    tracing::error!("the store's catalog is refused: {why}");
+                }
                 CachedCatalog {
                     stamp: now,
                     raw,
                     zstd: None,
                     etag: etag_value(&format!("\"catalog-{}\"", &hash[..32])),
+                    listing,
                 }
             }
         };
-        let c = cached.insert(fresh);
-        if !zstd {
-            return Ok((c.raw.clone(), c.etag.clone()));
-        }
-        let z = c
-            .zstd
-            .get_or_insert_with(|| Bytes::from(fill_core::catalog::wire::compress(&c.raw, 3)))
-            .clone();
-        let etag = etag_value(&format!(
-            "{}-zstd\"",
-            c.etag
-                .to_str()
-                .unwrap_or("\"catalog\"")
-                .trim_end_matches('"')
-        ));
-        Ok((z, etag))
+        Ok(f(cached.insert(fresh)))
+    }
+
+    /// What the store's catalog lists, or why it is refused.
+    fn listing(&self) -> std::io::Result<Result<Arc<Listing>, String>> {
+        self.with_catalog(|c| c.listing.clone())
+    }
+
+    /// The store's catalog, raw or zstd-compressed, with its validator; why it is refused
+    /// when it does not validate. Compressed once per version, on first demand.
+    fn catalog_body(&self, zstd: bool) -> std::io::Result<Result<(Bytes, HeaderValue), String>> {
+        self.with_catalog(|c| {
+            if let Err(why) = &c.listing {
+                return Err(why.clone());
+            }
+            if !zstd {
+                return Ok((c.raw.clone(), c.etag.clone()));
+            }
+            let z = c
+                .zstd
+                .get_or_insert_with(|| Bytes::from(fill_core::catalog::wire::compress(&c.raw, 3)))
+                .clone();
+            let etag = etag_value(&format!(
+                "{}-zstd\"",
+                c.etag
+                    .to_str()
+                    .unwrap_or("\"catalog\"")
+                    .trim_end_matches('"')
+            ));
+            Ok((z, etag))
+        })
     }
 }
 
@@ -841,7 +1014,8 @@ fn accepts_zstd(headers: &HeaderMap) -> bool {
 fn serve_catalog(st: &AppState, req: &Request<Incoming>) -> Response<Body> {
     let zstd = accepts_zstd(req.headers());
     let (bytes, etag) = match st.catalog_body(zstd) {
-        Ok(c) => c,
+        Ok(Ok(c)) => c,
+        Ok(Err(why)) => return refused_catalog(&why),
         Err(e) => return internal("cannot read the catalog", &e),
     };
     let mut resp = ranged(req.method(), req.headers(), bytes, &etag);
@@ -1133,8 +1307,27 @@ impl AppState {
     /// burn-in (with `auto_live`).
     pub async fn run_checks(&self) -> fill_store::lifecycle::Report {
         let now = unix_now();
-        let report =
+        let mut report =
             fill_store::lifecycle::run_checks(&self.store, &self.config.lifecycle, now).await;
+        let withdrawn = self.withdrawn();
+        if !withdrawn.is_empty() {
+            let shown: Vec<String> = withdrawn
+                .iter()
+                .take(3)
+                .map(|(id, why)| format!("{id}: {why}"))
+                .collect();
+            report.checks.push(fill_core::lifecycle::Check {
+                name: "served_content",
+                passed: false,
+                detail: format!(
+                    "{} files withdrawn (404) for failing re-verification ({}{}): run `fill store \
+                     verify --repair`, then fill again",
+                    withdrawn.len(),
+                    shown.join("; "),
+                    if withdrawn.len() > 3 { "; ..." } else { "" }
+                ),
+            });
+        }
         let state = {
             let mut life = self.life.lock().unwrap_or_else(|p| p.into_inner());
             life.report = Some(report.clone());
@@ -1203,6 +1396,9 @@ async fn lifecycle_loop(st: Arc<AppState>) {
                 }
             }
         }
+        // The scrub: one block of the next listed file re-verified each tick.
+        let scrub = st.clone();
+        let _ = tokio::task::spawn_blocking(move || scrub.scrub_step()).await;
         if appliance && Instant::now() >= next_check {
             st.run_checks().await;
             next_check = Instant::now() + interval;

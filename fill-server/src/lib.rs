@@ -2,8 +2,10 @@
 //!
 //! - [`http`]: the hyper server (docs/protocol.md), and the lifecycle loop it runs.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`served`]: what may be served: listed files whose re-verified blocks match.
 //! - [`status_page`]: the appliance's `/status` page.
 
 pub mod http;
 pub mod metrics;
+pub mod served;
 pub mod status_page;

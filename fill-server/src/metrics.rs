@@ -11,6 +11,9 @@
 //! | `fill_http_connections_total` | | connections accepted |
 //! | `fill_http_connections_idle_closed_total` | | connections closed by the idle timeout |
 //! | `fill_http_sendfile_bytes_total` | | body bytes sent with `sendfile(2)` |
+//! | `fill_http_content_withdrawn` | | listed files withdrawn (404) for failing re-verification |
+//! | `fill_http_blocks_reverified_total` | | blocks of served files re-verified (on first map, and the scrub) |
+//! | `fill_http_connections_refused_per_client_total` | | connections closed at once: their address held its limit |
 //!
 //! `endpoint` is one of `content`, `outboard`, `catalog`, `metrics`, `healthz`, `admin`,
 //! `other`, so a hostile client cannot grow the label set.
@@ -65,6 +68,12 @@ pub struct Metrics {
     pub idle_closed: Counter,
     /// Body bytes sent with sendfile(2).
     pub sendfile_bytes: Counter,
+    /// Files withdrawn for failing re-verification.
+    pub withdrawn: Gauge,
+    /// Blocks re-verified.
+    pub reverified: Counter,
+    /// Connections refused because their address held its limit.
+    pub refused_per_client: Counter,
 }
 
 impl Default for Metrics {
@@ -88,6 +97,24 @@ impl Metrics {
         let connections_total = Counter::default();
         let idle_closed = Counter::default();
         let sendfile_bytes = Counter::default();
+        let withdrawn = Gauge::default();
+        let reverified = Counter::default();
+        let refused_per_client = Counter::default();
+        registry.register(
+            "content_withdrawn",
+            "Listed files withdrawn (404) for failing re-verification",
+            withdrawn.clone(),
+        );
+        registry.register(
+            "blocks_reverified",
+            "Blocks of served files re-verified",
+            reverified.clone(),
+        );
+        registry.register(
+            "connections_refused_per_client",
+            "Connections closed at once because their address held its limit",
+            refused_per_client.clone(),
+        );
         registry.register("requests", "Requests answered", requests.clone());
         registry.register("response_body_bytes", "Body bytes sent", body_bytes.clone());
         registry.register(
@@ -132,6 +159,9 @@ impl Metrics {
             connections_total,
             idle_closed,
             sendfile_bytes,
+            withdrawn,
+            reverified,
+            refused_per_client,
         }
     }
 

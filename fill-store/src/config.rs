@@ -10,6 +10,7 @@
 //!
 //! [limits]
 //! max_connections = 1024          # connections served at once; more wait in the backlog
+//! max_connections_per_client = 128  # from one address at once; more are closed at once
 //! header_read_timeout = "10s"     # a request's headers must arrive within this (slowloris)
 //! idle_timeout = "60s"            # a connection with no byte read or written is closed
 //! max_header_bytes = 16384        # request head larger than this is refused (>= 8192)
@@ -61,6 +62,10 @@ pub struct ConfigFile {
 pub struct LimitsFile {
     /// Connections served at once (default 1024); more wait in the kernel's backlog.
     pub max_connections: Option<usize>,
+    /// Connections served at once from one address (default 128, at most
+    /// `max_connections`); more from it are closed at once, so one client cannot hold
+    /// every slot.
+    pub max_connections_per_client: Option<usize>,
     /// Time allowed for a request's headers to arrive (default `10s`).
     pub header_read_timeout: Option<String>,
     /// A connection with no byte read or written for this long is closed (default `60s`).
@@ -123,6 +128,8 @@ pub struct ServerConfig {
     pub sendfile: SendfileMode,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections served at once from one address.
+    pub max_connections_per_client: usize,
     /// Header read timeout.
     pub header_read_timeout: Duration,
     /// Idle timeout.
@@ -257,6 +264,16 @@ impl ConfigFile {
                 format!("{max_connections} is not between 1 and 1000000"),
             ));
         }
+        let max_connections_per_client = l
+            .max_connections_per_client
+            .unwrap_or(128)
+            .min(max_connections);
+        if max_connections_per_client == 0 {
+            return Err(invalid(
+                "limits.max_connections_per_client",
+                "0 is not at least 1".into(),
+            ));
+        }
         let max_header_bytes = l.max_header_bytes.unwrap_or(16 * 1024);
         if !(8192..=1 << 20).contains(&max_header_bytes) {
             return Err(invalid(
@@ -271,6 +288,7 @@ impl ConfigFile {
             log_format: self.log_format.unwrap_or_default(),
             sendfile: self.sendfile.unwrap_or_default(),
             max_connections,
+            max_connections_per_client,
             header_read_timeout: duration(
                 "limits.header_read_timeout",
                 l.header_read_timeout,

@@ -93,7 +93,8 @@ impl FileStamp {
 
 /// The stamp of the file at `path`, or `None` when it does not exist.
 pub fn stamp(path: &Path) -> std::io::Result<Option<FileStamp>> {
-    match std::fs::metadata(path) {
+    // A symbolic link is not the store's file, whatever it points at.
+    match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_file() => Ok(Some(FileStamp::of(&m))),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -162,9 +163,19 @@ pub fn prefetch(bytes: &[u8]) {
 /// Maps a whole file as shareable [`bytes::Bytes`] (slices of it are zero-copy response
 /// bodies), with the stamp of the file that was mapped. `None` when the file does not exist.
 pub fn map_bytes(path: &Path) -> std::io::Result<Option<(bytes::Bytes, FileStamp)>> {
-    let file = match File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never through a symbolic link: a link at `content/<id>` to a system file is not
+    // content, and opening it is refused (ELOOP), as a missing file is.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path);
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(None);
+        }
         Err(e) => return Err(e),
     };
     // Stamp the opened file, not the path, so the mapping and its stamp always agree.

@@ -205,7 +205,9 @@ fn lying_truncating_and_dead_sources_are_routed_around() {
     let short = fs::read(&f4).unwrap()[..1000].to_vec();
     fs::write(f4.with_extension("tmp"), short).unwrap();
     fs::rename(f4.with_extension("tmp"), &f4).unwrap();
-    let peer_srv = serve(&peer);
+    // The lying peer does not check what it serves (fill-server would withdraw a file
+    // whose re-verified block fails, and answer 404 rather than lie).
+    let peer_addr = hostile(&peer, Fault::Verbatim);
     let short_srv = serve(&short_peer);
     let origin_srv = serve(&tmp.path().join("origin"));
     // A dead tier: nothing listens there.
@@ -217,7 +219,7 @@ fn lying_truncating_and_dead_sources_are_routed_around() {
     sources(
         &src,
         &[
-            ("peer", "peer", peer_srv.addr, 0.0, "10Gbps"),
+            ("peer", "peer", peer_addr, 0.0, "10Gbps"),
             ("short-peer", "peer", short_srv.addr, 0.0, "10Gbps"),
             ("tier", "tier", dead, 0.001, "10Gbps"),
             ("origin", "origin", origin_srv.addr, 0.02, "10Gbps"),
@@ -274,44 +276,70 @@ fn lying_truncating_and_dead_sources_are_routed_around() {
     let _ = r.dir;
 }
 
+/// A bit-rotted file at the origin: fill-server re-verifies a block of a file when it
+/// first maps it, withdraws the file (404), and the fill fails naming it; an origin that
+/// does not check (a plain static server) sends the bad bytes, and the fill stops at the
+/// first bad block, blaming the origin. Nothing unverified is recorded either way.
 #[test]
 fn bad_data_from_the_origin_fails_loudly() {
     let tmp = tempfile::tempdir().unwrap();
     let r = region(tmp.path(), 3);
-    corrupt(&tmp.path().join("origin"), &r.files[0].1, 10);
-    let (_origin_srv, src) = origin_only(tmp.path());
-    let appliance = tmp.path().join("appliance");
-    std::fs::create_dir_all(&appliance).unwrap(); // a new, empty disk
-    let run = fill(&[
-        "run",
-        "--target",
-        p(&r.target),
-        "--store",
-        p(&appliance),
-        "--sources",
-        p(&src),
-        "--capacity",
-        "1TB",
-    ]);
-    assert_eq!(run.code(), 1);
+    let origin = tmp.path().join("origin");
+    corrupt(&origin, &r.files[0].1, 10);
     let id = blake3::hash(&r.files[0].1).to_hex();
+    let run_from = |src: &Path, appliance: &Path| {
+        fs::create_dir_all(appliance).unwrap(); // a new, empty disk
+        fill(&[
+            "run",
+            "--target",
+            p(&r.target),
+            "--store",
+            p(appliance),
+            "--sources",
+            p(src),
+            "--capacity",
+            "1TB",
+        ])
+    };
+    let (origin_srv, src) = origin_only(tmp.path());
+    let appliance = tmp.path().join("appliance");
+    let run = run_from(&src, &appliance);
+    assert_eq!(run.code(), 1);
+    assert_eq!(
+        run.stderr().trim(),
+        format!("error: every source failed blocks 0..1 of {id} (f0.mp4)")
+    );
+    let answer = http_get(origin_srv.addr, &format!("/content/{id}"));
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(
+        answer.contains("is withdrawn: block 0 does not verify"),
+        "{answer}"
+    );
+
+    let verbatim = hostile(&origin, Fault::Verbatim);
+    let src = tmp.path().join("verbatim.toml");
+    sources(&src, &[("origin", "origin", verbatim, 0.02, "10Gbps")]);
+    let appliance2 = tmp.path().join("appliance2");
+    let run = run_from(&src, &appliance2);
+    assert_eq!(run.code(), 1);
     assert_eq!(
         run.stderr().trim(),
         format!(
             "error: origin origin sent bad data for {id} block 0: the catalog or the origin is wrong"
         )
     );
-    // Nothing unverified was recorded: the store lists no complete copy of that file.
-    let listed = fill(&["store", "list", "--store", p(&appliance), "--json"])
-        .ok()
-        .json();
-    assert!(
-        listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["id"] != id.as_str() || e["partial"] == true)
-    );
+    for appliance in [&appliance, &appliance2] {
+        let listed = fill(&["store", "list", "--store", p(appliance), "--json"])
+            .ok()
+            .json();
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["id"] != id.as_str() || e["partial"] == true)
+        );
+    }
 }
 
 /// Many connections to one source and small blocks: the requests in flight together want
@@ -761,6 +789,8 @@ enum Fault {
     Stall,
     /// Half the body, then the connection closes.
     Die,
+    /// Every byte as it is on disk, verified or not (a static server that checks nothing).
+    Verbatim,
 }
 
 /// A hand-written HTTP source that serves `store` honestly except for content ranges, where
@@ -824,7 +854,7 @@ fn hostile(store: &Path, fault: Fault) -> SocketAddr {
                         .as_bytes(),
                 );
                 match fault {
-                    Fault::WrongRange => {
+                    Fault::WrongRange | Fault::Verbatim => {
                         let _ = conn.write_all(body);
                     }
                     Fault::Stall => {
@@ -1351,4 +1381,19 @@ fn a_peer_with_an_endless_catalog_is_cut_off_at_the_limit() {
         "{out}"
     );
     assert_filled(&r, &appliance);
+}
+
+/// One GET over a fresh connection: the whole answer, head and body, as text.
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -372,6 +372,36 @@ fn hostile_paths_and_headers() {
     assert_eq!(get(a, "/healthz", "").status, 200, "still serving");
 }
 
+/// A connection to `addr` from the loopback address `from` (127.0.0.0/8 is all loopback:
+/// each address is another client to the server).
+pub(crate) fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::from((from, 0))).unwrap();
+        let c = s.connect(addr).await.expect("connect");
+        let c = c.into_std().unwrap();
+        c.set_nonblocking(false).unwrap();
+        c
+    })
+}
+
+fn get_from(from: [u8; 4], addr: SocketAddr, path: &str) -> Reply {
+    let mut s = connect_from(from, addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    parse_reply(&out)
+}
+
 #[test]
 fn idle_connections_are_closed_and_others_served() {
     let tmp = tempfile::tempdir().unwrap();
@@ -381,8 +411,9 @@ fn idle_connections_are_closed_and_others_served() {
     cfg.header_read_timeout = Duration::from_millis(2500);
     let srv = start(cfg);
     let a = srv.addr;
+    // 1,000 silent connections from 8 addresses, 125 each (within each one's limit).
     let idle: Vec<TcpStream> = (0..1000)
-        .map(|_| TcpStream::connect(a).expect("connect"))
+        .map(|i| connect_from([127, 0, 1, 10 + (i % 8) as u8], a))
         .collect();
     // Others are still served while 1,000 connections sit silent.
     let t = Instant::now();
@@ -397,6 +428,53 @@ fn idle_connections_are_closed_and_others_served() {
     let closed = idle.iter().filter(|&s| is_closed(s)).count();
     assert_eq!(closed, 1000, "idle connections left open");
     assert_eq!(get(a, "/healthz", "").status, 200);
+}
+
+/// One address holding its limit (`max_connections_per_client`): its next connection is
+/// closed at once, and another address is served at once.
+#[test]
+fn one_address_cannot_hold_every_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    store_with_files(tmp.path(), &[1000]);
+    let mut cfg = config(&tmp.path().join("store"));
+    cfg.max_connections = 64;
+    cfg.max_connections_per_client = 16;
+    let srv = start(cfg);
+    let a = srv.addr;
+    let greedy = [127, 0, 2, 1];
+    let held: Vec<TcpStream> = (0..16).map(|_| connect_from(greedy, a)).collect();
+    // The server has accepted them all once a request behind them is answered.
+    assert_eq!(get_from([127, 0, 2, 2], a, "/healthz").status, 200);
+    let more = connect_from(greedy, a);
+    assert!(
+        is_closed(&more),
+        "the 17th connection of one address was served"
+    );
+    assert_eq!(
+        metric(&srv, "fill_http_connections_refused_per_client_total"),
+        1
+    );
+    let t = Instant::now();
+    assert_eq!(get_from([127, 0, 2, 3], a, "/healthz").status, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    // Its places come back as its connections close.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = std::panic::catch_unwind(|| get_from(greedy, a, "/healthz").status);
+        if r.ok() == Some(200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the address never got its places back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A counter's value from the server's metrics.
@@ -623,4 +701,133 @@ fn binary_config_errors_and_graceful_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status}");
+}
+
+/// Only what the store's catalog lists is served: not a stray in `content/`, not a
+/// symbolic link (to a system file, say) planted under an id, not an outboard without
+/// its file.
+#[test]
+fn only_listed_files_are_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = store_with_files(tmp.path(), &[5000]);
+    let store = tmp.path().join("store");
+    let stray = blake3::hash(b"a stray").to_hex().to_string();
+    std::fs::write(store.join("content").join(&stray), b"a stray").unwrap();
+    let link = blake3::hash(b"/etc/passwd").to_hex().to_string();
+    std::os::unix::fs::symlink("/etc/passwd", store.join("content").join(&link)).unwrap();
+    std::fs::copy(
+        store.join("outboard").join(&files[0].0),
+        store.join("outboard").join(&stray),
+    )
+    .unwrap();
+    let srv = start(config(&store));
+    let a = srv.addr;
+    assert_eq!(get(a, &format!("/content/{}", files[0].0), "").status, 200);
+    for path in [
+        format!("/content/{stray}"),
+        format!("/content/{link}"),
+        format!("/outboard/{stray}"),
+    ] {
+        let r = get(a, &path, "");
+        assert_eq!(r.status, 404, "{path}");
+        assert!(String::from_utf8_lossy(&r.body).contains("is not in this store"));
+    }
+    // A listed id whose file was replaced by a link is not followed either.
+    let id = &files[0].0;
+    let content = store.join("content").join(id);
+    std::fs::remove_file(&content).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", &content).unwrap();
+    let r = get(a, &format!("/content/{id}"), "");
+    assert_eq!(r.status, 404);
+    assert!(!String::from_utf8_lossy(&r.body).contains("root:"));
+}
+
+/// A bit-rotted file: the block re-verified when the file is first mapped fails, the
+/// file is withdrawn (404 under its old ETag no more), counted in the metrics and
+/// reported by the checks; the scrub finds rot in a file already mapped.
+#[test]
+fn a_rotted_file_is_withdrawn_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    // One block each (1 MiB default), so whichever block is drawn is the rotted one.
+    let files = store_with_files(tmp.path(), &[4000, 6000]);
+    let store = tmp.path().join("store");
+    let (rot, scrubbed) = (&files[0].0, &files[1].0);
+    let flip = |id: &str| {
+        // Rotted in place, as a disk does it: no new inode, no rename.
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(store.join("content").join(id))
+            .unwrap();
+        let mtime = f.metadata().unwrap().modified().unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, 100).unwrap();
+        f.write_all_at(&[b[0] ^ 0x40], 100).unwrap();
+        // A disk's rot leaves the times alone: the server's cached map still looks good.
+        f.set_modified(mtime).unwrap();
+    };
+    let mut cfg = config(&store);
+    cfg.lifecycle.check_interval = Duration::from_secs(3600);
+    let srv = start(cfg);
+    let a = srv.addr;
+    // Served (and mapped) while good; then both rot.
+    assert_eq!(get(a, &format!("/content/{scrubbed}"), "").status, 200);
+    flip(rot);
+    flip(scrubbed);
+    let r = get(a, &format!("/content/{rot}"), "");
+    assert_eq!(r.status, 404);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("is withdrawn: block 0 does not verify"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(metric(&srv, "fill_http_content_withdrawn"), 1);
+    // The one already mapped is still served from the map cache, rot and all, until the
+    // scrub (a block a tick, 1 s) re-verifies it: bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(a, &format!("/content/{scrubbed}"), "").status == 200 {
+        assert!(Instant::now() < deadline, "the scrub never found the rot");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(metric(&srv, "fill_http_content_withdrawn"), 2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt.block_on(srv.state.run_checks());
+    let served = report
+        .checks
+        .iter()
+        .find(|c| c.name == "served_content")
+        .expect("a served_content check");
+    assert!(!served.passed);
+    assert!(
+        served.detail.contains("2 files withdrawn"),
+        "{}",
+        served.detail
+    );
+    assert!(served.detail.contains("fill store verify --repair"));
+}
+
+/// A store catalog that does not validate is refused (503), not served; so is content,
+/// since nothing says what is verified.
+#[test]
+fn a_corrupt_store_catalog_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = store_with_files(tmp.path(), &[1000]);
+    let store = tmp.path().join("store");
+    let cat = store.join("catalog");
+    let mut bytes = std::fs::read(&cat).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xff; // inside the names: no longer UTF-8 or not the same name
+    bytes.truncate(n - 1);
+    std::fs::write(&cat, &bytes).unwrap();
+    let srv = start(config(&store));
+    for path in ["/catalog".to_owned(), format!("/content/{}", files[0].0)] {
+        let r = get(srv.addr, &path, "");
+        assert_eq!(r.status, 503, "{path}");
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(body.contains("the store's catalog is refused"), "{body}");
+    }
 }

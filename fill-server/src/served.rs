@@ -1,0 +1,133 @@
+//! What the server may serve: only complete files its store's catalog lists (never a
+//! stray, never a symbolic link: [`fill_store::mapped::map_bytes`] refuses those), whose
+//! re-verified blocks match their outboard. A file that fails is withdrawn (404) until it
+//! is replaced; a catalog that does not validate is refused, not served.
+//!
+//! Blocks are re-verified when a file is first mapped (one block, drawn per file) and by
+//! a scrub that walks the listed files one block a tick. Nothing here speaks HTTP.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use fill_core::{Catalog, ContentId};
+use fill_store::mapped::FileStamp;
+use fill_store::store::{Store, chain};
+
+/// The files a catalog lists: id → size, and the ids in order (for the scrub's walk).
+#[derive(Debug, Default)]
+pub struct Listing {
+    sizes: HashMap<ContentId, u64>,
+    ids: Vec<ContentId>,
+}
+
+impl Listing {
+    /// Validates a raw catalog whole and lists it; why not, naming what is wrong.
+    pub fn parse(raw: &[u8]) -> Result<Self, String> {
+        let cat = Catalog::parse(raw).map_err(|e| e.to_string())?;
+        let mut sizes = HashMap::with_capacity(cat.len());
+        let mut ids = Vec::with_capacity(cat.len());
+        for i in 0..cat.len() {
+            sizes.insert(cat.id(i), cat.size(i));
+            ids.push(cat.id(i));
+        }
+        Ok(Self { sizes, ids })
+    }
+
+    /// The size of a listed file; `None` when the catalog does not list it.
+    pub fn size(&self, id: &ContentId) -> Option<u64> {
+        self.sizes.get(id).copied()
+    }
+
+    /// The `n`th listed file (wrapping), for the scrub.
+    pub fn nth(&self, n: u64) -> Option<ContentId> {
+        (!self.ids.is_empty()).then(|| self.ids[(n % self.ids.len() as u64) as usize])
+    }
+
+    /// How many files are listed.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether nothing is listed.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Files withdrawn for failing re-verification, with the stamp of the file that failed
+/// (a file replaced since, by a repair and a new fill, is tried again) and why.
+#[derive(Debug, Default)]
+pub struct Withdrawn {
+    files: Mutex<HashMap<ContentId, (Option<FileStamp>, String)>>,
+}
+
+impl Withdrawn {
+    /// Withdraws a file; returns how many are withdrawn.
+    pub fn withdraw(&self, id: ContentId, stamp: Option<FileStamp>, why: String) -> usize {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if !files.contains_key(&id) {
+            tracing::error!("{id} withdrawn: {why}");
+        }
+        files.insert(id, (stamp, why));
+        files.len()
+    }
+
+    /// Why a file is withdrawn, if it is and has not been replaced since (`now`: the
+    /// stamp of the file at its path now); a replaced file is taken off the list.
+    pub fn why(&self, id: &ContentId, now: Option<FileStamp>) -> Option<String> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        match files.get(id) {
+            Some((stamp, why)) if *stamp == now => Some(why.clone()),
+            Some(_) => {
+                files.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Every withdrawn file and why, by id.
+    pub fn list(&self) -> Vec<(ContentId, String)> {
+        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = files
+            .iter()
+            .map(|(id, (_, why))| (*id, why.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// How many files are withdrawn.
+    pub fn len(&self) -> usize {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Re-verifies one block of `data`, the content of `id`, against the store's outboard:
+/// block `pick` modulo the file's block count. Why not, when it does not verify (an
+/// outboard missing or corrupt counts: ranges of the file could not be checked).
+pub fn verify_one_block(
+    store: &Store,
+    id: &ContentId,
+    data: &[u8],
+    pick: u64,
+) -> Result<(), String> {
+    let ob = store.outboard(id).map_err(|e| chain(&e))?;
+    if ob.size() != data.len() as u64 {
+        return Err(format!(
+            "{} bytes, its outboard says {}",
+            data.len(),
+            ob.size()
+        ));
+    }
+    let b = pick % ob.block_count().max(1);
+    let (off, len) = ob.block_range(b);
+    let block = &data[off as usize..(off + len) as usize];
+    ob.verify_block(b, block)
+        .map_err(|e| format!("block {b} does not verify: {e}"))
+}
