@@ -222,7 +222,7 @@ pub struct PlanArgs {
     /// The sources file (TOML; format at the end of `fill help plan`).
     #[arg(long, required_unless_present = "site")]
     pub sources: Option<PathBuf>,
-    /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
+    /// The appliance's capacity, with a unit (40TB, 512GiB; a number alone is refused).
     #[arg(long, required_unless_present = "site")]
     pub capacity: Option<Size>,
     /// Plan a whole site jointly instead (a TOML file naming the appliances, their stores,
@@ -260,12 +260,18 @@ pub struct PrefillArgs {
     /// on object storage (s3://bucket/prefix with the AWS_* environment, or file:///path).
     #[arg(long)]
     pub source: String,
-    /// A store to fill (give it once per appliance; created if missing).
+    /// A store to fill (give it once per appliance): a store, or an empty directory (a new
+    /// disk); any other path is refused.
     #[arg(long = "store", required = true)]
     pub stores: Vec<PathBuf>,
-    /// Capacity of each store (bytes, or with a unit); default: the whole target.
+    /// Capacity of each store, with a unit (40TB, 512GiB); default: the whole target.
     #[arg(long)]
     pub capacity: Option<Size>,
+    /// Space each store's filesystem keeps free: a file is begun only when its
+    /// preallocation leaves this much (default: 1 GiB or 1% of the filesystem, whichever is
+    /// smaller).
+    #[arg(long)]
+    pub reserve: Option<Size>,
     /// Concurrent requests to the source.
     #[arg(long, default_value_t = 8)]
     pub connections: u32,
@@ -326,15 +332,21 @@ pub struct RunArgs {
     /// The target catalog (raw or zstd).
     #[arg(long)]
     pub target: PathBuf,
-    /// The appliance's store (created if missing).
+    /// The appliance's store: a store, or an empty directory (a new disk); any other path
+    /// is refused.
     #[arg(long)]
     pub store: PathBuf,
     /// The sources file (TOML, `[[source]]` entries; its format is at the end of `fill help run`).
     #[arg(long)]
     pub sources: PathBuf,
-    /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
+    /// The appliance's capacity, with a unit (40TB, 512GiB; a number alone is refused).
     #[arg(long)]
     pub capacity: Size,
+    /// Space the store's filesystem keeps free: a file is begun only when its
+    /// preallocation leaves this much (default: 1 GiB or 1% of the filesystem, whichever is
+    /// smaller).
+    #[arg(long)]
+    pub reserve: Option<Size>,
     /// How ranges are assigned to sources.
     #[arg(long, value_enum, default_value_t = Strategy::Escalation)]
     pub strategy: Strategy,
@@ -510,7 +522,7 @@ pub struct DeltaArgs {
     /// The appliance's store.
     #[arg(long)]
     pub store: PathBuf,
-    /// The appliance's capacity: bytes, or with a unit (40TB, 512GiB).
+    /// The appliance's capacity, with a unit (40TB, 512GiB; a number alone is refused).
     #[arg(long)]
     pub capacity: Size,
     /// Print the whole delta as JSON (see docs/json.md).

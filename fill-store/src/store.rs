@@ -89,6 +89,23 @@ pub enum StoreError {
     /// The store path exists but is not a directory.
     #[error("store {} is not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// Beginning a file would leave less than the reserve free.
+    #[error(
+        "no room for {name} ({}): {} free on the store's filesystem, and a fill keeps {} free (--reserve); free space, lower --capacity, or lower --reserve",
+        fill_core::size::format_size(*size),
+        fill_core::size::format_size(*free),
+        fill_core::size::format_size(*reserve)
+    )]
+    NoRoom {
+        /// The file's name.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// Free bytes.
+        free: u64,
+        /// The reserve.
+        reserve: u64,
+    },
     /// The path given as a store is not one (a typo, most often): refused rather than
     /// read as an empty store.
     #[error("{} is not a store: {why}", path.display())]
@@ -151,6 +168,8 @@ fn catalog_edit() -> std::sync::MutexGuard<'static, ()> {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Bytes of the filesystem a fill keeps free ([`Store::with_reserve`]).
+    reserve: u64,
 }
 
 /// A file partially filled: what the delta sees, plus the name it will carry.
@@ -335,13 +354,15 @@ impl Store {
             let entry = entry.map_err(io_err("list", &root))?;
             let name = entry.file_name();
             match name.to_str() {
-                Some("catalog" | "content" | "outboard" | ".fill") => return Ok(Self { root }),
+                Some("catalog" | "content" | "outboard" | ".fill") => {
+                    return Ok(Self { root, reserve: 0 });
+                }
                 Some("lost+found") => {}
                 _ => empty = false,
             }
         }
         if empty {
-            Ok(Self { root })
+            Ok(Self { root, reserve: 0 })
         } else {
             Err(not(
                 "the directory holds other files and none of a store's (catalog, content/, outboard/, .fill/)",
@@ -356,8 +377,42 @@ impl Store {
         let root = root.into();
         match fs::metadata(&root) {
             Ok(m) if !m.is_dir() => Err(StoreError::NotADirectory(root)),
-            _ => Ok(Self { root }),
+            _ => Ok(Self { root, reserve: 0 }),
         }
+    }
+
+    /// The same store, keeping `bytes` of its filesystem free: a partial file is begun
+    /// only when its preallocation leaves at least that much (none by default).
+    pub fn with_reserve(mut self, bytes: u64) -> Self {
+        self.reserve = bytes;
+        self
+    }
+
+    /// What a fill keeps free by default: 1 GiB or 1% of the store's filesystem, whichever
+    /// is smaller.
+    pub fn default_reserve(&self) -> Result<u64, StoreError> {
+        let (_, total) = self.space()?;
+        Ok((1u64 << 30).min(total / 100))
+    }
+
+    /// Free bytes (for an unprivileged writer) and total bytes of the store's filesystem.
+    pub fn space(&self) -> Result<(u64, u64), StoreError> {
+        // The store may not exist yet: its nearest existing ancestor's filesystem.
+        let mut at = self.root.as_path();
+        while !at.exists() {
+            match at.parent() {
+                Some(p) if !p.as_os_str().is_empty() => at = p,
+                _ => {
+                    at = Path::new(".");
+                    break;
+                }
+            }
+        }
+        let st = rustix::fs::statvfs(at).map_err(|e| io_err("statvfs", at)(e.into()))?;
+        Ok((
+            st.f_bavail.saturating_mul(st.f_frsize),
+            st.f_blocks.saturating_mul(st.f_frsize),
+        ))
     }
 
     /// The store's directory.
@@ -622,6 +677,17 @@ impl Store {
         let (data, ob, blocks) = self.partial_paths(&id);
         if let Ok(state) = self.read_partial(&id) {
             return Ok(state);
+        }
+        if self.reserve > 0 {
+            let (free, _) = self.space()?;
+            if free < outboard.size().saturating_add(self.reserve) {
+                return Err(StoreError::NoRoom {
+                    name: name.to_owned(),
+                    size: outboard.size(),
+                    free,
+                    reserve: self.reserve,
+                });
+            }
         }
         write_replace(self, &ob, &outboard.to_bytes())?;
         let f = OpenOptions::new()

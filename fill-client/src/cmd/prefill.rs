@@ -51,7 +51,14 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
     let stores: Vec<Store> = args
         .stores
         .iter()
-        .map(|d| open_store(d))
+        .map(|d| {
+            let s = open_store(d)?;
+            let reserve = match args.reserve {
+                Some(r) => r.0,
+                None => s.default_reserve()?,
+            };
+            Ok(s.with_reserve(reserve))
+        })
         .collect::<Result<_>>()?;
     let _locks = stores
         .iter()

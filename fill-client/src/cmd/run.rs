@@ -31,6 +31,11 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
     let target = target_file.validate()?;
     let specs = crate::sources::load(&args.sources)?;
     let s = open_store(&args.store)?;
+    let reserve = match args.reserve {
+        Some(r) => r.0,
+        None => s.default_reserve()?,
+    };
+    let s = s.with_reserve(reserve);
     let _lock = s.lock().context("cannot lock the store")?;
     let settled = s.recover().context("cannot settle an interrupted fill")?;
     if settled > 0 {

@@ -322,3 +322,43 @@ fn absurd_deadlines_and_endless_config_files_are_refused() {
         run.stderr()
     );
 }
+
+#[test]
+fn a_fill_stops_before_the_reserve_and_leaves_nothing_preallocated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = store_of(tmp.path(), 4, |i| format!("f{i}"));
+    let disk = tmp.path().join("disk");
+    fs::create_dir(&disk).unwrap();
+    let prefill = |reserve: &str| {
+        fill(&[
+            "prefill",
+            "--target",
+            p(&origin.join("catalog")),
+            "--source",
+            &format!("file://{}", origin.display()),
+            "--store",
+            p(&disk),
+            "--reserve",
+            reserve,
+        ])
+    };
+    // More than any disk here has: the first file is refused before it is begun.
+    let run = prefill("1EB");
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stderr().contains(
+            "free on the store's filesystem, and a fill keeps 888.18 PiB free (--reserve)"
+        ),
+        "{}",
+        run.stderr()
+    );
+    let partial = disk.join(".fill/partial");
+    let left = fs::read_dir(&partial).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "partial files were preallocated");
+    // Within the reserve, the same fill completes.
+    prefill("1MiB").ok();
+    let listed = fill(&["store", "list", "--store", p(&disk), "--json"])
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 4);
+}
