@@ -6,7 +6,8 @@
 //! - `common`: what several commands share (runtime, progress, a store's delta);
 //! - `catalog_io`: CSV and JSON import and export of catalogs;
 //! - `fill`: the fill engine (fetch, verify, write, fail over, resume);
-//! - `net`: the HTTP client side of the protocol; `sources`: the sources file and holdings;
+//! - `net`: the HTTP client side of the protocol ([`response`]: its reading of an answer's
+//!   head, pure); `sources`: the sources file and holdings;
 //! - `write`: block writers (io_uring O_DIRECT, positioned writes), the only `unsafe`.
 
 use std::io::IsTerminal;
@@ -41,9 +42,13 @@ mod net;
 mod object;
 mod planning;
 mod remotes;
+pub mod response;
 mod server_process;
 mod sources;
 mod write;
+
+/// The site file's reading, for the fuzz targets (`fuzz/`).
+pub use cmd::site::{SiteFile, parse_site};
 
 /// A command's outcome when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

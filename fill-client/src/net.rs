@@ -246,34 +246,12 @@ impl Net {
                     }
                     Ok(Ok(head)) => head,
                 };
-            match head.status {
-                206 => {
-                    let expected = format!("bytes {offset}-{last}/{size}");
-                    let got = head.content_range.as_deref().unwrap_or("");
-                    if got != expected {
-                        return Err(NetError::Lied(format!(
-                            "{url}: Content-Range {got:?}, asked for {expected:?}"
-                        )));
-                    }
+            match crate::response::check_range(&head, offset, len, size) {
+                Ok(()) => {}
+                Err(crate::response::Refusal::NotFound) => return Err(NetError::NotFound),
+                Err(crate::response::Refusal::Lied(why)) => {
+                    return Err(NetError::Lied(format!("{url}: {why}")));
                 }
-                200 if offset == 0 && len == size => {}
-                404 => return Err(NetError::NotFound),
-                s => {
-                    return Err(NetError::Lied(format!(
-                        "{url}: answered {s} to a range request"
-                    )));
-                }
-            }
-            if head.chunked {
-                return Err(NetError::Lied(format!(
-                    "{url}: a chunked body for a range (a range answer must carry Content-Length)"
-                )));
-            }
-            if head.length.is_some_and(|l| l != len) {
-                return Err(NetError::Lied(format!(
-                    "{url}: Content-Length {:?}, asked for {len}",
-                    head.length
-                )));
             }
             // Without a length the body runs to the end of the connection: not reusable.
             let reuse = (head.keep_alive && head.length.is_some())
@@ -393,15 +371,18 @@ impl RangeBody {
     }
 }
 
-/// A response head, as far as a ranged read needs it.
+/// A response head ([`crate::response::Head`]) and the body bytes read with it.
 struct Head {
-    status: u16,
-    length: Option<u64>,
-    content_range: Option<String>,
-    chunked: bool,
-    keep_alive: bool,
+    head: crate::response::Head,
     /// Body bytes read with the head.
     early: Vec<u8>,
+}
+
+impl std::ops::Deref for Head {
+    type Target = crate::response::Head;
+    fn deref(&self) -> &Self::Target {
+        &self.head
+    }
 }
 
 enum Exchange {
@@ -448,45 +429,13 @@ async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<Head, Exchan
                 Exchange::Malformed("the connection closed inside the response head".into())
             });
         }
-        let mut headers = [httparse::EMPTY_HEADER; 48];
-        let mut resp = httparse::Response::new(&mut headers);
-        let at = match resp.parse(&buf) {
-            Ok(httparse::Status::Partial) => continue,
-            Ok(httparse::Status::Complete(at)) => at,
-            Err(e) => {
-                return Err(Exchange::Malformed(format!(
-                    "a malformed response head: {e}"
-                )));
-            }
+        let (head, at) = match crate::response::parse_head(&buf) {
+            Ok(None) => continue,
+            Ok(Some(parsed)) => parsed,
+            Err(why) => return Err(Exchange::Malformed(why)),
         };
-        let mut head = Head {
-            status: resp.code.unwrap_or(0),
-            length: None,
-            content_range: None,
-            chunked: false,
-            keep_alive: resp.version == Some(1),
-            early: Vec::new(),
-        };
-        for h in resp.headers.iter() {
-            let value = std::str::from_utf8(h.value).unwrap_or("").trim();
-            if h.name.eq_ignore_ascii_case("content-length") {
-                head.length = Some(value.parse().map_err(|_| {
-                    Exchange::Malformed(format!("Content-Length {value:?} is not a number"))
-                })?);
-            } else if h.name.eq_ignore_ascii_case("content-range") {
-                head.content_range = Some(value.to_owned());
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                head.chunked = true;
-            } else if h.name.eq_ignore_ascii_case("connection")
-                && value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
-            {
-                head.keep_alive = false;
-            }
-        }
-        head.early = buf.split_off(at);
-        return Ok(head);
+        let early = buf.split_off(at);
+        return Ok(Head { head, early });
     }
 }
 

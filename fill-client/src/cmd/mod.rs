@@ -16,7 +16,7 @@ mod plan;
 mod prefill;
 pub(crate) mod run;
 mod simulate;
-mod site;
+pub(crate) mod site;
 mod store;
 
 /// Runs a parsed command.

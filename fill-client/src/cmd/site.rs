@@ -75,14 +75,31 @@ pub struct Planned {
     peer_bps: u64,
 }
 
-/// Reads the site file, computes each appliance's delta, and plans the site.
-pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
-    let text = fill_store::bounded::read_text(path, fill_store::bounded::MAX_CONFIG_BYTES)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let site: SiteToml =
-        toml::from_str(&text).with_context(|| format!("bad site file {}", path.display()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let rel = |p: &Path| base.join(p);
+/// A site file, checked: every field parsed, every name printable, each appliance with a
+/// target and exactly one of store and inventory. Paths are as written (relative to the
+/// file's folder).
+#[derive(Debug)]
+pub struct SiteFile {
+    sources: PathBuf,
+    peer_bps: u64,
+    uplink_bps: Option<u64>,
+    step: i64,
+    appliances: Vec<ApplianceEntry>,
+}
+
+#[derive(Debug)]
+struct ApplianceEntry {
+    name: String,
+    target: PathBuf,
+    /// Its store (`Ok`) or a catalog of its inventory (`Err`).
+    holdings: std::result::Result<PathBuf, PathBuf>,
+    capacity: u64,
+    ingress: Option<u64>,
+}
+
+/// Parses and checks a site file's text (no I/O: the fuzz targets call it).
+pub fn parse_site(text: &str) -> Result<SiteFile> {
+    let site: SiteToml = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
     let peer_bps = parse_bandwidth(&site.peer_bandwidth).context("bad peer_bandwidth")?;
     let uplink_bps = site
         .uplink
@@ -98,20 +115,10 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
         None => 3600,
     };
     if site.appliance.is_empty() {
-        bail!("{}: no [[appliance]]", path.display());
+        bail!("no [[appliance]]");
     }
-    let specs = crate::sources::load(&rel(&site.sources))?;
-    let rt = crate::common::runtime(false)?;
-    let (_, holdings) = crate::sources::reach(&specs, &rt)?;
-    let sources: Vec<Source> = specs.iter().map(|s| s.source.clone()).collect();
-    // The site's file table, by id, and each appliance's ranges in it.
-    let mut files: BTreeMap<ContentId, u32> = BTreeMap::new();
-    let mut ids: Vec<ContentId> = Vec::new();
-    let mut per_app: Vec<Vec<(u32, u64, u64)>> = Vec::new();
-    let mut held: Vec<Vec<ContentId>> = Vec::new();
-    let mut ingress = Vec::new();
-    let mut names = Vec::new();
-    for a in &site.appliance {
+    let mut appliances: Vec<ApplianceEntry> = Vec::new();
+    for a in site.appliance {
         // Names are printed in reports: none may carry a terminal's controls.
         if a.name.trim().is_empty()
             || a.name
@@ -123,45 +130,86 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
                 a.name
             );
         }
-        let target_path = a
-            .target
-            .as_ref()
-            .or(site.target.as_ref())
-            .map(|t| rel(t))
-            .with_context(|| format!("appliance {}: no target (set target at the top)", a.name))?;
-        if names.contains(&a.name) {
+        if appliances.iter().any(|b| b.name == a.name) {
             bail!("appliance {:?} appears twice", a.name);
         }
+        let target = a
+            .target
+            .or_else(|| site.target.clone())
+            .with_context(|| format!("appliance {}: no target (set target at the top)", a.name))?;
         let capacity = parse_size(&a.capacity)
             .with_context(|| format!("appliance {}: bad capacity", a.name))?;
-        ingress.push(
-            a.ingress
-                .as_deref()
-                .map(parse_bandwidth)
-                .transpose()
-                .with_context(|| format!("appliance {}: bad ingress", a.name))?,
-        );
-        let target_file =
-            CatalogFile::open(&target_path).with_context(|| format!("appliance {}", a.name))?;
-        let target = target_file.validate()?;
-        // What it holds: its store, or a catalog of its inventory.
-        let inv_file = match (&a.store, &a.inventory) {
-            (Some(dir), None) => Store::open(rel(dir))
-                .and_then(|s| s.catalog())
-                .with_context(|| format!("appliance {}: cannot use its store", a.name))?,
-            (None, Some(cat)) => CatalogFile::open(&rel(cat))
-                .with_context(|| format!("appliance {}: inventory", a.name))?,
+        let ingress = a
+            .ingress
+            .as_deref()
+            .map(parse_bandwidth)
+            .transpose()
+            .with_context(|| format!("appliance {}: bad ingress", a.name))?;
+        let holdings = match (a.store, a.inventory) {
+            (Some(dir), None) => Ok(dir),
+            (None, Some(cat)) => Err(cat),
             _ => bail!(
                 "appliance {}: give exactly one of store and inventory",
                 a.name
             ),
         };
-        let sd = match &a.store {
-            Some(dir) => {
+        appliances.push(ApplianceEntry {
+            name: a.name,
+            target,
+            holdings,
+            capacity,
+            ingress,
+        });
+    }
+    Ok(SiteFile {
+        sources: site.sources,
+        peer_bps,
+        uplink_bps,
+        step,
+        appliances,
+    })
+}
+
+/// Reads the site file, computes each appliance's delta, and plans the site.
+pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
+    let text = fill_store::bounded::read_text(path, fill_store::bounded::MAX_CONFIG_BYTES)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let site = parse_site(&text).with_context(|| format!("bad site file {}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let rel = |p: &Path| base.join(p);
+    let (peer_bps, uplink_bps, step) = (site.peer_bps, site.uplink_bps, site.step);
+    let specs = crate::sources::load(&rel(&site.sources))?;
+    let rt = crate::common::runtime(false)?;
+    let (_, holdings) = crate::sources::reach(&specs, &rt)?;
+    let sources: Vec<Source> = specs.iter().map(|s| s.source.clone()).collect();
+    // The site's file table, by id, and each appliance's ranges in it.
+    let mut files: BTreeMap<ContentId, u32> = BTreeMap::new();
+    let mut ids: Vec<ContentId> = Vec::new();
+    let mut per_app: Vec<Vec<(u32, u64, u64)>> = Vec::new();
+    let mut held: Vec<Vec<ContentId>> = Vec::new();
+    let mut ingress = Vec::new();
+    let mut names = Vec::new();
+    for a in &site.appliances {
+        let target_path = rel(&a.target);
+        let capacity = a.capacity;
+        ingress.push(a.ingress);
+        let target_file =
+            CatalogFile::open(&target_path).with_context(|| format!("appliance {}", a.name))?;
+        let target = target_file.validate()?;
+        // What it holds: its store, or a catalog of its inventory.
+        let inv_file = match &a.holdings {
+            Ok(dir) => Store::open(rel(dir))
+                .and_then(|s| s.catalog())
+                .with_context(|| format!("appliance {}: cannot use its store", a.name))?,
+            Err(cat) => CatalogFile::open(&rel(cat))
+                .with_context(|| format!("appliance {}: inventory", a.name))?,
+        };
+        let sd = match &a.holdings {
+            Ok(dir) => {
                 let store = Store::open(rel(dir))?;
                 crate::common::compute_delta(&target, &store, capacity)
             }
-            None => crate::common::delta_from_inventory(&target, &inv_file, capacity),
+            Err(_) => crate::common::delta_from_inventory(&target, &inv_file, capacity),
         }
         .with_context(|| format!("appliance {}", a.name))?;
         let mut ranges = Vec::with_capacity(sd.delta.fetch.len());
