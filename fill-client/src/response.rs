@@ -110,7 +110,10 @@ mod tests {
         let (head, at) = parse_head(ok).unwrap().unwrap();
         assert_eq!(&ok[at..], b"body");
         assert_eq!(check_range(&head, 0, 10, 100), Ok(()));
-        assert!(matches!(check_range(&head, 1, 10, 100), Err(Refusal::Lied(_))));
+        assert!(matches!(
+            check_range(&head, 1, 10, 100),
+            Err(Refusal::Lied(_))
+        ));
         assert_eq!(parse_head(b"HTTP/1.1 206 Part"), Ok(None));
         assert!(parse_head(b"\0\0garbage\r\n\r\n").is_err());
         let two = b"HTTP/1.1 206 X\r\nContent-Length: 10\r\nContent-Length: 11\r\n\r\n";

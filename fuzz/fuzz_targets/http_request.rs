@@ -1,8 +1,8 @@
 //! What fill-server takes from a request line and headers: the path's id (after the
 //! `/content/` or `/outboard/` prefix) and the `Range` header, against any body length.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
 use fill_server::http::{RangeAsk, parse_range};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 8 {

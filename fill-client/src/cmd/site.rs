@@ -99,7 +99,8 @@ struct ApplianceEntry {
 
 /// Parses and checks a site file's text (no I/O: the fuzz targets call it).
 pub fn parse_site(text: &str) -> Result<SiteFile> {
-    let site: SiteToml = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    let site: SiteToml =
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
     let peer_bps = parse_bandwidth(&site.peer_bandwidth).context("bad peer_bandwidth")?;
     let uplink_bps = site
         .uplink
