@@ -831,3 +831,77 @@ fn a_corrupt_store_catalog_is_refused() {
         assert!(body.contains("the store's catalog is refused"), "{body}");
     }
 }
+
+/// Any bytes as a request: an HTTP answer (a 4xx for what is not a request of ours) or a
+/// closed connection, within the header timeout; the server serves on after all of them,
+/// within bounded memory.
+#[test]
+fn any_request_bytes_get_an_answer_or_a_close() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let tmp = tempfile::tempdir().unwrap();
+    let files = store_with_files(tmp.path(), &[3000]);
+    let mut cfg = config(&tmp.path().join("store"));
+    cfg.header_read_timeout = Duration::from_millis(500);
+    let srv = start(cfg);
+    let a = srv.addr;
+    let valid = format!(
+        "GET /content/{} HTTP/1.1\r\nHost: t\r\nRange: bytes=0-99\r\nConnection: close\r\n\r\n",
+        files[0].0
+    );
+    let requests = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..2048),
+        (
+            0..valid.len(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map({
+                let valid = valid.clone();
+                move |(at, junk)| {
+                    let mut r = valid.as_bytes()[..at].to_vec();
+                    r.extend_from_slice(&junk);
+                    r.extend_from_slice(b"\r\n\r\n");
+                    r
+                }
+            }),
+    ];
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&requests, |req| {
+            let mut s = TcpStream::connect(a).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(&req);
+            let t = Instant::now();
+            let mut out = Vec::new();
+            let r = s.read_to_end(&mut out);
+            prop_assert!(t.elapsed() < Duration::from_secs(4), "no answer nor close");
+            if r.is_ok() && !out.is_empty() {
+                prop_assert!(
+                    out.starts_with(b"HTTP/1.1 "),
+                    "{:?}",
+                    String::from_utf8_lossy(&out)
+                );
+                let code: u16 = String::from_utf8_lossy(&out[9..12]).parse().unwrap_or(0);
+                prop_assert!((100..600).contains(&code));
+                prop_assert!(
+                    code < 500,
+                    "a server error for {:?}",
+                    String::from_utf8_lossy(&req)
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(get(a, "/healthz", "").status, 200);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(hwm < 300 << 10, "peak RSS {hwm} kB");
+}
