@@ -15,17 +15,23 @@ pub fn is_bidi_control(c: char) -> bool {
 pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
+    /// Honours width and alignment (`{:<14}`), as `str` does.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let needs = |c: char| c.is_control() || is_bidi_control(c);
+        if !self.0.chars().any(needs) {
+            return f.pad(self.0);
+        }
+        let mut out = String::with_capacity(self.0.len() + 8);
         for c in self.0.chars() {
             match c {
-                '\n' => f.write_str("\\n")?,
-                '\t' => f.write_str("\\t")?,
-                '\r' => f.write_str("\\r")?,
-                c if c.is_control() || is_bidi_control(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
-                c => write!(f, "{c}")?,
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if needs(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => out.push(c),
             }
         }
-        Ok(())
+        f.pad(&out)
     }
 }
 
@@ -46,5 +52,7 @@ mod tests {
         assert_eq!(escaped("two\nlines"), "two\\nlines");
         assert_eq!(escaped("\u{9b}31m"), "\\u{9b}31m");
         assert_eq!(escaped("evil\u{202e}4pm.exe"), "evil\\u{202e}4pm.exe");
+        assert_eq!(format!("{:<6}|", Escaped("ab")), "ab    |");
+        assert_eq!(format!("{:<8}|", Escaped("a\u{1b}")), "a\\u{1b} |");
     }
 }
