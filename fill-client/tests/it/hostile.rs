@@ -21,6 +21,23 @@ fn store_of(dir: &std::path::Path, n: usize, name: impl Fn(usize) -> String) -> 
     store
 }
 
+/// A sources file whose one origin listens nowhere (port 9 on loopback).
+fn dead_origin(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("sources.toml");
+    fs::write(
+        &path,
+        "[[source]]\nname = \"o\"\nkind = \"origin\"\nurl = \"http://127.0.0.1:9\"\ncost_per_gib = 0.02\nbandwidth = \"1Gbps\"\n",
+    )
+    .unwrap();
+    path
+}
+
+/// The command exited with `code` and its stderr says `text`.
+fn says(run: &crate::Run, code: i32, text: &str) {
+    assert_eq!(run.code(), code, "{}", run.stderr());
+    assert!(run.stderr().contains(text), "{}", run.stderr());
+}
+
 #[test]
 fn a_size_without_a_unit_is_refused_before_anything_is_touched() {
     let tmp = tempfile::tempdir().unwrap();
@@ -28,7 +45,7 @@ fn a_size_without_a_unit_is_refused_before_anything_is_touched() {
     let before = fill(&["store", "list", "--store", p(&store), "--json"])
         .ok()
         .stdout();
-    fs::write(tmp.path().join("sources.toml"), "[[source]]\nname = \"o\"\nkind = \"origin\"\nurl = \"http://127.0.0.1:9\"\ncost_per_gib = 0.02\nbandwidth = \"1Gbps\"\n").unwrap();
+    let sources = dead_origin(tmp.path());
     let run = fill(&[
         "run",
         "--target",
@@ -36,7 +53,7 @@ fn a_size_without_a_unit_is_refused_before_anything_is_touched() {
         "--store",
         p(&store),
         "--sources",
-        p(&tmp.path().join("sources.toml")),
+        p(&sources),
         "--capacity",
         "40",
     ]);
@@ -127,8 +144,7 @@ fn store_import_with_a_missing_source_creates_nothing() {
         p(&store),
         p(&tmp.path().join("no-such-dir")),
     ]);
-    assert_eq!(run.code(), 1);
-    assert!(run.stderr().contains("no-such-dir"), "{}", run.stderr());
+    says(&run, 1, "no-such-dir");
     assert!(!store.exists(), "the store directory was created");
 }
 
@@ -274,12 +290,7 @@ fn a_decompression_bomb_is_refused_without_expanding_it() {
     let path = tmp.path().join("bomb.catalog");
     fs::write(&path, &bomb).unwrap();
     let run = fill(&["catalog", "show", p(&path)]);
-    assert_eq!(run.code(), 1);
-    assert!(
-        run.stderr().contains("decompression bomb"),
-        "{}",
-        run.stderr()
-    );
+    says(&run, 1, "decompression bomb");
 }
 
 #[test]
@@ -287,8 +298,7 @@ fn absurd_deadlines_and_endless_config_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store_of(tmp.path(), 2, |i| format!("f{i}"));
     let cat = store.join("catalog");
-    let sources = tmp.path().join("sources.toml");
-    fs::write(&sources, "[[source]]\nname = \"o\"\nkind = \"origin\"\nurl = \"http://127.0.0.1:9\"\ncost_per_gib = 0.02\nbandwidth = \"1Gbps\"\n").unwrap();
+    let sources = dead_origin(tmp.path());
     let plan = |deadline: &str, sources: &std::path::Path| {
         fill(&[
             "plan",
@@ -305,22 +315,12 @@ fn absurd_deadlines_and_endless_config_files_are_refused() {
         ])
     };
     let run = plan("3650000d", &sources);
-    assert_eq!(run.code(), 2);
-    assert!(
-        run.stderr().contains("more than the limit of 366d"),
-        "{}",
-        run.stderr()
-    );
+    says(&run, 2, "more than the limit of 366d");
     let run = plan("366d", &sources);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     // A sources file that never ends (a device, a pipe): read up to the limit, then refused.
     let run = plan("48h", std::path::Path::new("/dev/zero"));
-    assert_eq!(run.code(), 1);
-    assert!(
-        run.stderr().contains("larger than the limit of 1.00 MiB"),
-        "{}",
-        run.stderr()
-    );
+    says(&run, 1, "larger than the limit of 1.00 MiB");
 }
 
 #[test]
@@ -344,13 +344,10 @@ fn a_fill_stops_before_the_reserve_and_leaves_nothing_preallocated() {
     };
     // More than any disk here has: the first file is refused before it is begun.
     let run = prefill("1EB");
-    assert_eq!(run.code(), 1);
-    assert!(
-        run.stderr().contains(
-            "free on the store's filesystem, and a fill keeps 888.18 PiB free (--reserve)"
-        ),
-        "{}",
-        run.stderr()
+    says(
+        &run,
+        1,
+        "free on the store's filesystem, and a fill keeps 888.18 PiB free (--reserve)",
     );
     let partial = disk.join(".fill/partial");
     let left = fs::read_dir(&partial).map(|d| d.count()).unwrap_or(0);
