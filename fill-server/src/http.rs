@@ -735,7 +735,7 @@ fn serve_blob(st: &AppState, kind: Kind, rest: &str, req: &Request<Incoming>) ->
         Kind::Outboard => st.store.outboard_path(&id),
     };
     let content_stamp = || mapped::stamp(&st.store.content_path(&id)).ok().flatten();
-    if let Some(why) = st.withdrawn.why(&id, content_stamp()) {
+    if let Some(why) = st.withdrawn.why(&id, content_stamp) {
         return text(StatusCode::NOT_FOUND, format!("{id} is withdrawn: {why}\n"));
     }
     let (body, fresh) = match st.mapped(kind, id, &path) {
@@ -900,7 +900,7 @@ impl AppState {
         let path = self.store.content_path(&id);
         if self
             .withdrawn
-            .why(&id, mapped::stamp(&path).ok().flatten())
+            .why(&id, || mapped::stamp(&path).ok().flatten())
             .is_some()
         {
             return;

@@ -13,44 +13,43 @@ use fill_core::{Catalog, ContentId};
 use fill_store::mapped::FileStamp;
 use fill_store::store::{Store, chain};
 
-/// The files a catalog lists: id → size, and the ids in order (for the scrub's walk).
+/// The files a catalog lists, as (id, size) in id order (the catalog's own order, so a
+/// lookup is a binary search and the scrub walks them in turn).
 #[derive(Debug, Default)]
 pub struct Listing {
-    sizes: HashMap<ContentId, u64>,
-    ids: Vec<ContentId>,
+    files: Vec<(ContentId, u64)>,
 }
 
 impl Listing {
     /// Validates a raw catalog whole and lists it; why not, naming what is wrong.
     pub fn parse(raw: &[u8]) -> Result<Self, String> {
         let cat = Catalog::parse(raw).map_err(|e| e.to_string())?;
-        let mut sizes = HashMap::with_capacity(cat.len());
-        let mut ids = Vec::with_capacity(cat.len());
-        for i in 0..cat.len() {
-            sizes.insert(cat.id(i), cat.size(i));
-            ids.push(cat.id(i));
-        }
-        Ok(Self { sizes, ids })
+        Ok(Self {
+            files: (0..cat.len()).map(|i| (cat.id(i), cat.size(i))).collect(),
+        })
     }
 
     /// The size of a listed file; `None` when the catalog does not list it.
     pub fn size(&self, id: &ContentId) -> Option<u64> {
-        self.sizes.get(id).copied()
+        self.files
+            .binary_search_by(|(f, _)| f.cmp(id))
+            .ok()
+            .map(|i| self.files[i].1)
     }
 
     /// The `n`th listed file (wrapping), for the scrub.
     pub fn nth(&self, n: u64) -> Option<ContentId> {
-        (!self.ids.is_empty()).then(|| self.ids[(n % self.ids.len() as u64) as usize])
+        (!self.files.is_empty()).then(|| self.files[(n % self.files.len() as u64) as usize].0)
     }
 
     /// How many files are listed.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.files.len()
     }
 
     /// Whether nothing is listed.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.files.is_empty()
     }
 }
 
@@ -72,18 +71,17 @@ impl Withdrawn {
         files.len()
     }
 
-    /// Why a file is withdrawn, if it is and has not been replaced since (`now`: the
-    /// stamp of the file at its path now); a replaced file is taken off the list.
-    pub fn why(&self, id: &ContentId, now: Option<FileStamp>) -> Option<String> {
+    /// Why a file is withdrawn, if it is and has not been replaced since (`now` gives the
+    /// stamp of the file at its path now, asked only for a withdrawn file); a replaced
+    /// file is taken off the list.
+    pub fn why(&self, id: &ContentId, now: impl FnOnce() -> Option<FileStamp>) -> Option<String> {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        match files.get(id) {
-            Some((stamp, why)) if *stamp == now => Some(why.clone()),
-            Some(_) => {
-                files.remove(id);
-                None
-            }
-            None => None,
+        let (stamp, why) = files.get(id)?;
+        if *stamp == now() {
+            return Some(why.clone());
         }
+        files.remove(id);
+        None
     }
 
     /// Every withdrawn file and why, by id.
