@@ -94,6 +94,7 @@ DELTA=$($NEW delta --target "$W/target.cat" --store "$W/stale-store" --capacity 
 : > "$W/results"
 record() { echo "$1 $2" >> "$W/results"; echo "  $1: $2 s" >&2; }
 fill_run() { # build store-dir
+    mkdir -p "$2"   # a new, empty disk (a path that is not a store is refused)
     t0=$(now)
     "$W/$1/fill" run --target "$W/target.cat" --store "$2" --sources "$W/sources.toml" --capacity 1PB >/dev/null
     t1=$(now); secs "$t0" "$t1"

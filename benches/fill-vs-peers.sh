@@ -164,7 +164,7 @@ for round in $(seq 1 "$ROUNDS"); do
         record a-rsync-W-ram "$(secs "$t0" "$t1")"
     fi
     # (b) full fill vs nginx + curl + b3sum --check.
-    rm -rf "$W/app" "$W/rs"; drop
+    rm -rf "$W/app" "$W/rs"; mkdir -p "$W/empty"; drop
     t0=$(now)
     /usr/bin/time -f %M -o "$W/rss" $FILL run --target "$W/target.cat" --store "$W/empty" --sources "$W/sources.toml" --capacity 1PB --json > "$W/full.json"
     t1=$(now)
@@ -173,6 +173,7 @@ for round in $(seq 1 "$ROUNDS"); do
     python3 -c "import json; print(json.load(open('$W/full.json'))['write_backend'])" > "$W/backend"
     rm -rf "$W/empty"; drop
     if [ -n "$RAM" ]; then
+        mkdir -p "$W/empty"
         t0=$(now)
         $FILL run --target "$W/target.cat" --store "$W/empty" --sources "$W/sources-ram.toml" --capacity 1PB >/dev/null
         t1=$(now)
@@ -203,11 +204,11 @@ for round in $(seq 1 "$ROUNDS"); do
     record c-fio-while-reading-MBps "$(python3 -c "import json; j=json.load(open('$W/fio-rw.json')); print(f\"{j['jobs'][0]['write']['bw_bytes']/1e6:.1f}\")")" MB/s
     record c-fio-MBps "$(python3 -c "import json; j=json.load(open('$W/fio.json')); print(f\"{j['jobs'][0]['write']['bw_bytes']/1e6:.1f}\")")" MB/s
     # (d) prefill 4 stores vs 4 sequential fills.
-    drop
+    mkdir -p "$W"/p0 "$W"/p1 "$W"/p2 "$W"/p3; drop
     t0=$(now); $FILL prefill --target "$W/target.cat" --source "http://127.0.0.1:$FILL_PORT" \
         --store "$W/p0" --store "$W/p1" --store "$W/p2" --store "$W/p3" >/dev/null; t1=$(now)
     record d-prefill4 "$(secs "$t0" "$t1")"
-    rm -rf "$W"/p?; drop
+    rm -rf "$W"/p?; mkdir -p "$W"/s0 "$W"/s1 "$W"/s2 "$W"/s3; drop
     t0=$(now)
     for i in 0 1 2 3; do
         $FILL run --target "$W/target.cat" --store "$W/s$i" --sources "$W/sources.toml" --capacity 1PB >/dev/null

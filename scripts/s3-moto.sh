@@ -62,6 +62,7 @@ region = "us-east-1"
 cost_per_gib = 0.02
 bandwidth = "10Gbps"
 TOML
+mkdir -p "$W/app" "$W/app2"   # new, empty disks (a path that is not a store is refused)
 "$FILL" run --target "$W/origin/catalog" --store "$W/app" --sources "$W/sources.toml" --capacity 1GB
 "$FILL" store verify --store "$W/app"
 command -v b3sum >/dev/null 2>&1 || cargo install b3sum --locked --quiet
