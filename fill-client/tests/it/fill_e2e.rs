@@ -1325,18 +1325,13 @@ fn burn_in_fill_checks_then_live_on_the_server() {
     assert_eq!(s["maintenance"][0]["duration"], 6 * 3600);
 }
 
-/// A peer whose `/catalog` never ends: the fill stops reading it at the remote-catalog
-/// limit, counts the peer unreachable, and fills from the origin.
-#[test]
-fn a_peer_with_an_endless_catalog_is_cut_off_at_the_limit() {
-    use std::io::{BufRead, BufReader, Write};
-    let tmp = tempfile::tempdir().unwrap();
-    let r = region(tmp.path(), 3);
-    let origin = serve(&tmp.path().join("origin"));
+/// A peer that answers `/catalog` with `answer(conn)` (writing the whole response), on
+/// a few connections; stops with the test process.
+fn catalog_peer(answer: fn(&mut std::net::TcpStream)) -> SocketAddr {
+    use std::io::{BufRead, BufReader};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endless = listener.local_addr().unwrap();
+    let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        // Bounded: a few connections, each at most 1 GiB of chunks.
         for conn in listener.incoming().take(8) {
             let Ok(mut conn) = conn else { continue };
             std::thread::spawn(move || {
@@ -1347,21 +1342,24 @@ fn a_peer_with_an_endless_catalog_is_cut_off_at_the_limit() {
                         break;
                     }
                 }
-                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-                let chunk = format!("10000\r\n{}\r\n", "\0".repeat(0x10000));
-                for _ in 0..(1 << 14) {
-                    if conn.write_all(chunk.as_bytes()).is_err() {
-                        return;
-                    }
-                }
+                answer(&mut conn);
             });
         }
     });
+    addr
+}
+
+/// Fills from a peer answering `/catalog` as `answer` does and an honest origin; the
+/// peer must end unreachable saying `why`, and the fill complete from the origin.
+fn fill_beside_a_catalog_peer(answer: fn(&mut std::net::TcpStream), why: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = region(tmp.path(), 3);
+    let origin = serve(&tmp.path().join("origin"));
     let src = tmp.path().join("sources.toml");
     sources(
         &src,
         &[
-            ("endless", "peer", endless, 0.0, "10Gbps"),
+            ("hostile", "peer", catalog_peer(answer), 0.0, "10Gbps"),
             ("origin", "origin", origin.addr, 0.02, "10Gbps"),
         ],
     );
@@ -1372,15 +1370,53 @@ fn a_peer_with_an_endless_catalog_is_cut_off_at_the_limit() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["name"] == "endless")
+        .find(|s| s["name"] == "hostile")
         .unwrap()
         .clone();
-    let why = peer["unreachable"].as_str().unwrap_or_default();
-    assert!(
-        why.contains("body larger than the limit of 134217728 bytes"),
-        "{out}"
-    );
+    let said = peer["unreachable"].as_str().unwrap_or_default();
+    assert!(said.contains(why), "{out}");
     assert_filled(&r, &appliance);
+}
+
+/// A peer whose `/catalog` never ends: the fill stops reading it at the remote-catalog
+/// limit, counts the peer unreachable, and fills from the origin.
+#[test]
+fn a_peer_with_an_endless_catalog_is_cut_off_at_the_limit() {
+    fill_beside_a_catalog_peer(
+        |conn| {
+            use std::io::Write;
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            let chunk = format!("10000\r\n{}\r\n", "\0".repeat(0x10000));
+            // Bounded: at most 1 GiB of chunks.
+            for _ in 0..(1 << 14) {
+                if conn.write_all(chunk.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        },
+        "body larger than the limit of 134217728 bytes",
+    );
+}
+
+/// A peer whose `/catalog` is a zstd bomb (a few KB declaring 64 MiB, under the
+/// remote-catalog limit): refused before it is decompressed.
+#[test]
+fn a_peer_sending_a_zstd_bomb_catalog_is_refused() {
+    fill_beside_a_catalog_peer(
+        |conn| {
+            use std::io::Write;
+            let mut raw = fill_core::CatalogBuilder::new().finish().unwrap();
+            raw.resize(64 << 20, 0);
+            let bomb = fill_core::catalog::wire::compress(&raw, 3);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Encoding: zstd\r\nContent-Length: {}\r\n\r\n",
+                bomb.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&bomb);
+        },
+        "refused as a decompression bomb",
+    );
 }
 
 /// One GET over a fresh connection: the whole answer, head and body, as text.
