@@ -9,7 +9,7 @@
 # settle; the two builds alternate within each round; medians of ROUNDS.
 #
 # usage: benches/engine-ab.sh [ROUNDS=5] [GIB=2] [BASE=git rev, default: HEAD~1]
-# The dataset: ../shared/bench/gen_catalog.py (seed 42). Loopback only. Needs ~5x GIB of
+# The dataset: `fill bench dataset` (seed 42). Loopback only. Needs ~5x GIB of
 # free disk. Installs nginx, fio (Debian) and b3sum (crates.io) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,7 +63,7 @@ now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 
 echo "dataset: $GIB GiB, seed 42" >&2
-python3 ../shared/bench/gen_catalog.py --root "$W/ds" --total-gib "$GIB" --seed 42 >/dev/null
+$W/new/fill bench dataset --root "$W/ds" --total-gib "$GIB" --seed 42 >/dev/null
 NEW=$W/new/fill
 $NEW store import --store "$W/origin" "$W/ds/target" >/dev/null
 $NEW catalog build --store "$W/origin" --popularity "$W/ds/popularity.csv" --out "$W/target.cat" >/dev/null

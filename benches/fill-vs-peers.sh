@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# fill against the tools an operator would otherwise use, on the shared seeded dataset
-# (../shared/bench/gen_catalog.py), everything in the same run, page cache dropped (and the
+# fill against the tools an operator would otherwise use, on a seeded dataset
+# (`fill bench dataset`), everything in the same run, page cache dropped (and the
 # disk left 3 s to settle) before each timed run, every fill-server restarted first (its
 # mappings of the files it served hold their pages in memory, where drop_caches cannot
 # reach them), medians of ROUNDS:
@@ -73,7 +73,7 @@ now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 
 echo "dataset: $GIB GiB, seed 42" >&2
-python3 ../shared/bench/gen_catalog.py --root "$W/ds" --total-gib "$GIB" --seed 42 >/dev/null
+$FILL bench dataset --root "$W/ds" --total-gib "$GIB" --seed 42 >/dev/null
 $FILL store import --store "$W/origin" "$W/ds/target" >/dev/null
 $FILL catalog build --store "$W/origin" --popularity "$W/ds/popularity.csv" --out "$W/target.cat" >/dev/null
 $FILL store import --store "$W/stale-store" "$W/ds/stale" >/dev/null

@@ -88,6 +88,9 @@ pub enum Command {
     /// summary. The model and every default are in examples/simulate/default.toml and
     /// docs/simulation.md; the same seed gives the same files.
     Simulate(SimulateArgs),
+    /// Benchmark tools: `fill bench dataset` writes a seeded media-like dataset.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// A running fill-server's appliance status: state, turn-up checks, fill progress, recent
     /// events (GET URL/status.json; the same as a page at URL/status).
     Status {
@@ -387,6 +390,32 @@ pub struct DemoArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `fill bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Writes a seeded, media-like dataset for benchmarks: ROOT/target (the region's
+    /// current files: renditions of 20-400 MiB and sidecars of 4 KiB-2 MiB, incompressible,
+    /// no two blocks alike), ROOT/stale (what a late appliance was pre-filled with: ~70%
+    /// of the target identical, ~5% re-encoded, ~5% patched — header rewritten, two 1 MiB
+    /// blocks replaced, 12,345 bytes inserted mid-file, 4 MiB appended —, ~20% missing,
+    /// and retired files the target no longer has), and ROOT/popularity.csv (name,weight,
+    /// Zipf 0.9). The same seed gives the same bytes.
+    Dataset {
+        /// Where to write (created; must not hold a dataset already).
+        #[arg(long)]
+        root: PathBuf,
+        /// About how much the target holds, in GiB.
+        #[arg(long, default_value_t = 2.0)]
+        total_gib: f64,
+        /// The seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `fill store ...`.

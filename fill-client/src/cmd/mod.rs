@@ -9,6 +9,7 @@ use crate::Outcome;
 use crate::cli::{Cli, Command};
 
 mod appliance;
+mod bench;
 mod catalog;
 pub(crate) mod delta;
 pub(crate) mod demo;
@@ -32,5 +33,6 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Appliance(cmd) => appliance::appliance(cmd),
         Command::Status { server, json } => appliance::status_cmd(&server, json),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Bench(cmd) => bench::bench(cmd),
     }
 }

@@ -767,3 +767,110 @@ fn simulate_a_fleet_with_and_without_site_plans() {
         bad.stderr()
     );
 }
+
+/// `fill bench dataset`: the same seed gives the same bytes; the stale copy is what its
+/// summary says, and a fill of it fetches less than the target (its identical and patched
+/// files are reused).
+#[test]
+fn bench_dataset_is_seeded_and_fills() {
+    let tmp = tempfile::tempdir().unwrap();
+    let make = |root: &Path, seed: &str, gib: &str| {
+        fill(&[
+            "bench",
+            "dataset",
+            "--root",
+            p(root),
+            "--total-gib",
+            gib,
+            "--seed",
+            seed,
+            "--json",
+        ])
+        .ok()
+        .json()
+    };
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let wa = make(&a, "7", "0.25");
+    assert_eq!(make(&b, "7", "0.25"), wa);
+    make(&c, "8", "0.25");
+    let sums = |root: &Path| {
+        let mut out = Vec::new();
+        for dir in ["target", "stale"] {
+            let mut files: Vec<PathBuf> = Vec::new();
+            let mut stack = vec![root.join(dir)];
+            while let Some(d) = stack.pop() {
+                for e in fs::read_dir(&d).unwrap() {
+                    let path = e.unwrap().path();
+                    if path.is_dir() {
+                        stack.push(path)
+                    } else {
+                        files.push(path)
+                    }
+                }
+            }
+            files.sort();
+            for f in files {
+                let rel = f.strip_prefix(root).unwrap().to_owned();
+                out.push((rel, blake3::hash(&fs::read(&f).unwrap())));
+            }
+        }
+        out.push((
+            "popularity.csv".into(),
+            blake3::hash(&fs::read(root.join("popularity.csv")).unwrap()),
+        ));
+        out
+    };
+    assert_eq!(sums(&a), sums(&b), "one seed, one dataset");
+    assert_ne!(sums(&a), sums(&c));
+    let n = wa["target_files"].as_u64().unwrap();
+    let parts = ["identical", "reencoded", "patched", "missing"];
+    assert_eq!(
+        parts.iter().map(|k| wa[k].as_u64().unwrap()).sum::<u64>(),
+        n
+    );
+    let csv = fs::read_to_string(a.join("popularity.csv")).unwrap();
+    assert_eq!(csv.lines().count() as u64, n + 1);
+
+    // It works as a benchmark's region: a target catalog, a stale store, a delta.
+    let (origin, stale) = (tmp.path().join("origin"), tmp.path().join("stale"));
+    fill(&[
+        "store",
+        "import",
+        "--store",
+        p(&origin),
+        p(&a.join("target")),
+    ])
+    .ok();
+    fill(&["store", "import", "--store", p(&stale), p(&a.join("stale"))]).ok();
+    let cat = tmp.path().join("target.cat");
+    fill(&[
+        "catalog",
+        "build",
+        "--store",
+        p(&origin),
+        "--popularity",
+        p(&a.join("popularity.csv")),
+        "--out",
+        p(&cat),
+    ])
+    .ok();
+    let d = fill(&[
+        "delta",
+        "--target",
+        p(&cat),
+        "--store",
+        p(&stale),
+        "--capacity",
+        "1PB",
+        "--json",
+    ])
+    .ok()
+    .json();
+    let total = wa["target_bytes"].as_u64().unwrap();
+    let fetch = d["bytes_to_fetch"].as_u64().unwrap();
+    assert!(fetch > 0 && fetch < total, "fetch {fetch} of {total}: {d}");
+}
