@@ -34,14 +34,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Both builds share the target directory (only the workspace's crates rebuild).
+# The base builds in a target directory of its own (kept between runs): sharing one would
+# let cargo take the base's artifacts for the new build's (a crate's artifacts are named
+# by its path inside the workspace, and a checkout's files are newer than the tree's).
 base_rev=$(git rev-parse --short "$BASE")
 git worktree add --detach -q "$W/base-src" "$base_rev"
 for build in base new; do
-    src=$PWD; [ "$build" = base ] && src=$W/base-src
-    (cd "$src" && CARGO_TARGET_DIR="$OLDPWD/target" cargo build --release --quiet --bin fill --bin fill-server)
+    src=$PWD; dir=$PWD/target
+    [ "$build" = base ] && { src=$W/base-src; dir=$PWD/target/bench-base; }
+    (cd "$src" && CARGO_TARGET_DIR="$dir" cargo build --release --quiet --bin fill --bin fill-server)
     mkdir -p "$W/$build"
-    cp target/release/fill target/release/fill-server "$W/$build/"
+    cp "$dir/release/fill" "$dir/release/fill-server" "$W/$build/"
 done
 echo "base: $base_rev, new: working tree of $(git rev-parse --short HEAD)" >&2
 
