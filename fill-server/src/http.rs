@@ -152,7 +152,7 @@ pub struct AppState {
     wake: tokio::sync::Notify,
     /// Listed files withdrawn for failing re-verification.
     withdrawn: Withdrawn,
-    /// Draws which block to re-verify (on first map, and the scrub's walk).
+    /// The scrub's walk: which listed file, and which of its blocks, next.
     picks: AtomicU64,
 }
 
@@ -744,12 +744,20 @@ fn serve_blob(st: &AppState, kind: Kind, rest: &str, req: &Request<Incoming>) ->
         Err(e) => return internal("cannot read the store", &e),
     };
     if kind == Kind::Content && (fresh || body.len() as u64 != size) {
-        // First served since mapped: one block re-verified (and the size the catalog says).
+        // First served since mapped: the size the catalog says, and the first block asked
+        // for re-verified (its pages are read to be sent anyway).
+        let first = match req.headers().get(header::RANGE) {
+            Some(v) => match parse_range(v.as_bytes(), body.len() as u64) {
+                RangeAsk::Part(first, _) => first,
+                _ => 0,
+            },
+            None => 0,
+        };
         let check = if body.len() as u64 != size {
             Err(format!("{} bytes, the catalog says {size}", body.len()))
         } else {
             st.metrics.reverified.inc();
-            verify_one_block(&st.store, &id, &body, st.next_pick(&id))
+            verify_one_block(&st.store, &id, &body, |ob| first / ob.block_size().bytes())
         };
         if let Err(why) = check {
             st.withdraw(id, why.clone());
@@ -874,13 +882,6 @@ impl AppState {
         Ok(Some((bytes, true)))
     }
 
-    /// Which block of `id` to re-verify next: a walk that differs per file and per time.
-    fn next_pick(&self, id: &ContentId) -> u64 {
-        let n = self.picks.fetch_add(1, Ordering::Relaxed);
-        let salt = u64::from_le_bytes(id.as_bytes()[..8].try_into().unwrap_or_default());
-        n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt
-    }
-
     /// Withdraws a listed file that failed re-verification: 404 until it is replaced.
     fn withdraw(&self, id: ContentId, why: String) {
         let stamp = mapped::stamp(&self.store.content_path(&id)).ok().flatten();
@@ -910,12 +911,13 @@ impl AppState {
             return;
         };
         self.metrics.reverified.inc();
+        // Each pass over the listing takes another block of each file.
         let pick = (n / listing.len().max(1) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let check = match listing.size(&id) {
             Some(size) if size != data.len() as u64 => {
                 Err(format!("{} bytes, the catalog says {size}", data.len()))
             }
-            _ => verify_one_block(&self.store, &id, &data, pick),
+            _ => verify_one_block(&self.store, &id, &data, |ob| pick % ob.block_count().max(1)),
         };
         if let Err(why) = check {
             self.withdraw(id, why);

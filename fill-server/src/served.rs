@@ -3,13 +3,14 @@
 //! re-verified blocks match their outboard. A file that fails is withdrawn (404) until it
 //! is replaced; a catalog that does not validate is refused, not served.
 //!
-//! Blocks are re-verified when a file is first mapped (one block, drawn per file) and by
-//! a scrub that walks the listed files one block a tick. Nothing here speaks HTTP.
+//! Blocks are re-verified when a file is first mapped (the first block the request asks
+//! for, which is read to be sent anyway) and by a scrub that walks the listed files one
+//! block a tick. Nothing here speaks HTTP.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use fill_core::{Catalog, ContentId};
+use fill_core::{Catalog, ContentId, Outboard};
 use fill_store::mapped::FileStamp;
 use fill_store::store::{Store, chain};
 
@@ -107,13 +108,13 @@ impl Withdrawn {
 }
 
 /// Re-verifies one block of `data`, the content of `id`, against the store's outboard:
-/// block `pick` modulo the file's block count. Why not, when it does not verify (an
+/// the block `pick` chooses given the outboard. Why not, when it does not verify (an
 /// outboard missing or corrupt counts: ranges of the file could not be checked).
 pub fn verify_one_block(
     store: &Store,
     id: &ContentId,
     data: &[u8],
-    pick: u64,
+    pick: impl FnOnce(&Outboard) -> u64,
 ) -> Result<(), String> {
     let ob = store.outboard(id).map_err(|e| chain(&e))?;
     if ob.size() != data.len() as u64 {
@@ -123,7 +124,7 @@ pub fn verify_one_block(
             ob.size()
         ));
     }
-    let b = pick % ob.block_count().max(1);
+    let b = pick(&ob).min(ob.block_count().saturating_sub(1));
     let (off, len) = ob.block_range(b);
     let block = &data[off as usize..(off + len) as usize];
     ob.verify_block(b, block)
