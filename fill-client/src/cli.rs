@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Computes what a stale appliance must fetch to reach its region's target catalog, and keeps
 /// stores of BLAKE3-verified content (ids are exactly what `b3sum` prints).
 ///
-/// Exit codes: 0 success, 1 error, 2 bad arguments, 3 verification found bad data.
+/// Exit codes: 0 success (also when stdout's reader went away), 1 error, 2 bad arguments
+/// (a value that does not parse, a size without a unit, a path that is not a store),
+/// 3 verification found bad data, 4 a turn-up check failed.
 #[derive(Debug, Parser)]
 #[command(name = "fill", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -162,7 +164,7 @@ pub enum ApplianceCommand {
         start: Option<Moment>,
         /// How long: 3h to 30d (e.g. 6h, 2d).
         #[arg(long)]
-        duration: String,
+        duration: MaintenanceLength,
         /// Why, in words (kept with the window and its events).
         #[arg(long, default_value = "maintenance")]
         reason: String,
@@ -182,7 +184,7 @@ pub struct SimulateArgs {
     /// Install delays in days: A..B (inclusive) or a list like 0,3,7. Default 0..60; in
     /// fleet mode the range delays are drawn from (default: the config's).
     #[arg(long)]
-    pub delays: Option<String>,
+    pub delays: Option<Delays>,
     /// Fleet mode: this many appliances.
     #[arg(long)]
     pub appliances: Option<u32>,
@@ -595,6 +597,58 @@ impl std::str::FromStr for Deadline {
             ));
         }
         Ok(Deadline(secs))
+    }
+}
+
+/// A maintenance window's length as written (`6h`, `2d`), checked to be 3h to 30d when
+/// parsed, with the rule `MaintenanceWindow` applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceLength(pub String);
+
+impl std::str::FromStr for MaintenanceLength {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        fill_core::lifecycle::MaintenanceWindow::new(0, s, "check")?;
+        Ok(MaintenanceLength(s.to_owned()))
+    }
+}
+
+/// Install delays in days: `A..B` (inclusive) or a comma-separated list; sorted, without
+/// repeats, at most 3650.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delays(pub Vec<u32>);
+
+impl std::str::FromStr for Delays {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad =
+            || format!("{text:?}: expected A..B (inclusive, e.g. 0..60) or a list like 0,3,7");
+        let t = text.trim();
+        let mut out: Vec<u32> = if let Some((a, b)) = t.split_once("..") {
+            let a: u32 = a.trim().parse().map_err(|_| bad())?;
+            let b: u32 = b
+                .trim()
+                .trim_start_matches('=')
+                .parse()
+                .map_err(|_| bad())?;
+            if a > b {
+                return Err(bad());
+            }
+            (a..=b.min(3651)).collect()
+        } else {
+            t.split(',')
+                .map(|s| s.trim().parse().map_err(|_| bad()))
+                .collect::<Result<_, _>>()?
+        };
+        out.sort_unstable();
+        out.dedup();
+        if out.is_empty() {
+            return Err(bad());
+        }
+        if out.last().is_some_and(|&d| d > 3650) {
+            return Err(format!("{text:?}: at most 3650 days"));
+        }
+        Ok(Delays(out))
     }
 }
 

@@ -98,7 +98,7 @@ pub(crate) fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
                 Some(t) => t.0,
                 None => crate::planning::now()?,
             };
-            let window = fill_core::lifecycle::MaintenanceWindow::new(start, &duration, &reason)
+            let window = fill_core::lifecycle::MaintenanceWindow::new(start, &duration.0, &reason)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut all = s.maintenance_windows()?;
             all.push(window.clone());

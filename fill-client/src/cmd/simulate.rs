@@ -17,41 +17,6 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../../examples/simulate/defaul
 /// The font the PNG charts are drawn with (a subset of DejaVu Sans; license beside it).
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
 
-/// Parses `--delays`: `A..B` (inclusive) or a comma-separated list.
-pub fn parse_delays(text: &str) -> Result<Vec<u32>> {
-    let bad = || {
-        anyhow::anyhow!(
-            "bad --delays {text:?}: expected A..B (inclusive, e.g. 0..60) or a list like 0,3,7"
-        )
-    };
-    let t = text.trim();
-    let mut out: Vec<u32> = if let Some((a, b)) = t.split_once("..") {
-        let a: u32 = a.trim().parse().map_err(|_| bad())?;
-        let b: u32 = b
-            .trim()
-            .trim_start_matches('=')
-            .parse()
-            .map_err(|_| bad())?;
-        if a > b {
-            return Err(bad());
-        }
-        (a..=b).collect()
-    } else {
-        t.split(',')
-            .map(|s| s.trim().parse().map_err(|_| bad()))
-            .collect::<Result<_>>()?
-    };
-    out.sort_unstable();
-    out.dedup();
-    if out.is_empty() {
-        return Err(bad());
-    }
-    if out.last().is_some_and(|&d| d > 3650) {
-        bail!("bad --delays {text:?}: at most 3650 days");
-    }
-    Ok(out)
-}
-
 /// Reads real install delays: a CSV with a `delay_days` column (whole days, >= 0).
 fn read_delays_csv(path: &Path) -> Result<Vec<u32>> {
     let mut r = csv::Reader::from_path(path)
@@ -104,7 +69,11 @@ fn model(args: &SimulateArgs) -> Result<Model> {
         cfg.seed = seed;
     }
     if args.appliances.is_some() && args.delays.is_some() {
-        let d = parse_delays(args.delays.as_deref().unwrap_or_default())?;
+        let d = args
+            .delays
+            .as_ref()
+            .map(|d| d.0.clone())
+            .unwrap_or_default();
         cfg.fleet.delay_min = d[0];
         cfg.fleet.delay_max = *d.last().unwrap_or(&d[0]);
     }
@@ -260,7 +229,10 @@ pub fn run(args: &SimulateArgs) -> Result<crate::Outcome> {
             .unwrap_or(0);
         (None, Some(rows), last)
     } else {
-        let delays = parse_delays(args.delays.as_deref().unwrap_or("0..60"))?;
+        let delays = match &args.delays {
+            Some(d) => d.0.clone(),
+            None => (0..=60).collect(),
+        };
         let bar = crate::common::progress_bar(delays.len() as u64, "simulating");
         let rows = sim::sweep(&m, &delays, &|n| bar.inc(n))?;
         bar.finish_and_clear();
@@ -648,11 +620,12 @@ mod tests {
 
     #[test]
     fn delays_parse() {
-        assert_eq!(parse_delays("0..3").unwrap(), [0, 1, 2, 3]);
-        assert_eq!(parse_delays("7, 3,3").unwrap(), [3, 7]);
-        assert!(parse_delays("3..1").is_err());
-        assert!(parse_delays("soon").is_err());
-        assert!(parse_delays("0..4000").is_err());
+        let parse = |s: &str| s.parse::<crate::cli::Delays>().map(|d| d.0);
+        assert_eq!(parse("0..3").unwrap(), [0, 1, 2, 3]);
+        assert_eq!(parse("7, 3,3").unwrap(), [3, 7]);
+        assert!(parse("3..1").is_err());
+        assert!(parse("soon").is_err());
+        assert!(parse("0..4000").is_err());
     }
 
     #[test]

@@ -1299,7 +1299,8 @@ fn burn_in_fill_checks_then_live_on_the_server() {
         "--duration",
         "2h",
     ]);
-    assert_eq!(short.code(), 1);
+    // A bad argument, refused by the parser: exit 2.
+    assert_eq!(short.code(), 2);
     assert!(
         short.stderr().contains("is not between 3h and 30d"),
         "{}",

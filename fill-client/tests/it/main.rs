@@ -484,6 +484,16 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(run.code(), 2);
     // clap's own usage errors exit 2.
     assert_eq!(fill(&["delta"]).code(), 2);
+    // The exit codes are listed where an operator looks first.
+    let help = fill(&["--help"]).ok().stdout();
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for code in [
+        "2 bad arguments",
+        "3 verification found bad data",
+        "4 a turn-up check failed",
+    ] {
+        assert!(help.contains(code), "{help}");
+    }
 }
 
 #[test]
@@ -744,13 +754,17 @@ fn simulate_a_fleet_with_and_without_site_plans() {
     }
 
     // Bad input: clear errors.
-    let bad = fill(&["simulate", "--delays", "9..2", "--out", p(&off)]);
-    assert_eq!(bad.code(), 1);
-    assert!(
-        bad.stderr().contains("bad --delays \"9..2\""),
-        "{}",
-        bad.stderr()
-    );
+    // A value that does not parse is a bad argument: exit 2, as the README says.
+    for delays in ["9..2", "0-60"] {
+        let bad = fill(&["simulate", "--delays", delays, "--out", p(&off)]);
+        assert_eq!(bad.code(), 2, "{}", bad.stderr());
+        assert!(
+            bad.stderr()
+                .contains(&format!("invalid value '{delays}' for '--delays <DELAYS>'")),
+            "{}",
+            bad.stderr()
+        );
+    }
     fs::write(&cfg, "[catalog]\ntitels = 5\n").unwrap();
     let bad = fill(&["simulate", "--config", p(&cfg), "--out", p(&off)]);
     assert!(
