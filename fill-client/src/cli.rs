@@ -93,6 +93,21 @@ pub enum Command {
     /// Benchmark tools: `fill bench dataset` writes a seeded media-like dataset.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Prints a completion script for a shell: `fill completions bash >
+    /// /etc/bash_completion.d/fill`, or into zsh's fpath as `_fill`, or fish's
+    /// completions directory as `fill.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Writes the manual pages, `fill.1` and one per command (`fill-run.1`, ...), into a
+    /// directory (made if missing); generated from the same definitions as `--help`.
+    Man {
+        /// Where to write them, e.g. /usr/local/share/man/man1.
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// A running fill-server's appliance status: state, turn-up checks, fill progress, recent
     /// events (GET URL/status.json; the same as a page at URL/status).
     Status {

@@ -13,6 +13,7 @@ mod bench;
 mod catalog;
 pub(crate) mod delta;
 pub(crate) mod demo;
+mod docs;
 mod plan;
 mod prefill;
 pub(crate) mod run;
@@ -34,5 +35,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Status { server, json } => appliance::status_cmd(&server, json),
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(cmd) => bench::bench(cmd),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man(&dir),
     }
 }

@@ -888,3 +888,32 @@ fn bench_dataset_is_seeded_and_fills() {
     let fetch = d["bytes_to_fetch"].as_u64().unwrap();
     assert!(fetch > 0 && fetch < total, "fetch {fetch} of {total}: {d}");
 }
+
+/// Completions and manual pages come from the same definitions as `--help`.
+#[test]
+fn completions_and_manual_pages_are_generated() {
+    for (shell, mark) in [
+        ("bash", "_fill()"),
+        ("zsh", "#compdef fill"),
+        ("fish", "complete -c fill"),
+    ] {
+        let out = fill(&["completions", shell]).ok().stdout();
+        assert!(out.contains(mark), "{shell}: {out}");
+        assert!(
+            out.contains("prefill") && out.contains("capacity"),
+            "{shell}"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("man1");
+    let said = fill(&["man", "--dir", p(&dir)]).ok().stdout();
+    assert!(said.starts_with("wrote "), "{said}");
+    let run = fs::read_to_string(dir.join("fill-run.1")).unwrap();
+    assert!(
+        run.starts_with(".ie") || run.contains(".TH fill-run"),
+        "{run}"
+    );
+    assert!(run.contains("reserve"), "the page documents the flags");
+    assert!(dir.join("fill.1").exists());
+    assert_eq!(fill(&["completions", "tcsh"]).code(), 2);
+}
