@@ -646,13 +646,16 @@ fn binary_config_errors_and_graceful_sigterm() {
             "--listen",
             "127.0.0.1:0",
         ])
-        .env("FILL_LOG", "warn")
+        .env("FILL_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
+    while !line.contains("http://") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no address line");
+    }
     let addr: SocketAddr = line
         .trim()
         .rsplit("http://")
@@ -701,6 +704,14 @@ fn binary_config_errors_and_graceful_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status}");
+    // Logs into a pipe are plain text: no colour codes.
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a redirected log: {log:?}"
+    );
 }
 
 /// Only what the store's catalog lists is served: not a stray in `content/`, not a
