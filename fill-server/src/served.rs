@@ -95,34 +95,25 @@ impl Withdrawn {
         out.sort();
         out
     }
-
-    /// How many files are withdrawn.
-    pub fn len(&self) -> usize {
-        self.files.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
-/// Re-verifies one block of `data`, the content of `id`, against the store's outboard:
-/// the block `pick` chooses given the outboard. Why not, when it does not verify (an
-/// outboard missing or corrupt counts: ranges of the file could not be checked).
+/// Re-verifies a listed file's `data` (the content of `id`): its size against `listed`
+/// (the catalog's), then one block against the store's outboard, the block `pick` chooses
+/// given the outboard. Why not, when it does not verify (an outboard missing or corrupt
+/// counts: ranges of the file could not be checked).
 pub fn verify_one_block(
     store: &Store,
     id: &ContentId,
     data: &[u8],
+    listed: u64,
     pick: impl FnOnce(&Outboard) -> u64,
 ) -> Result<(), String> {
+    if data.len() as u64 != listed {
+        return Err(format!("{} bytes, the catalog says {listed}", data.len()));
+    }
     let ob = store.outboard(id).map_err(|e| chain(&e))?;
-    if ob.size() != data.len() as u64 {
-        return Err(format!(
-            "{} bytes, its outboard says {}",
-            data.len(),
-            ob.size()
-        ));
+    if ob.size() != listed {
+        return Err(format!("{listed} bytes, its outboard says {}", ob.size()));
     }
     let b = pick(&ob).min(ob.block_count().saturating_sub(1));
     let (off, len) = ob.block_range(b);
