@@ -9,6 +9,12 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Whether `c` must not reach a terminal raw: a control character (C0, DEL, C1) or a
+/// bidirectional control.
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
 /// Displays a string with control and bidirectional characters escaped as `\u{..}` (and
 /// `\n`, `\t`, `\r` as such); everything else as is.
 #[derive(Debug, Clone, Copy)]
@@ -17,8 +23,7 @@ pub struct Escaped<'a>(pub &'a str);
 impl fmt::Display for Escaped<'_> {
     /// Honours width and alignment (`{:<14}`), as `str` does.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let needs = |c: char| c.is_control() || is_bidi_control(c);
-        if !self.0.chars().any(needs) {
+        if !self.0.chars().any(is_unprintable) {
             return f.pad(self.0);
         }
         let mut out = String::with_capacity(self.0.len() + 8);
@@ -27,7 +32,7 @@ impl fmt::Display for Escaped<'_> {
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
                 '\r' => out.push_str("\\r"),
-                c if needs(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c if is_unprintable(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
                 c => out.push(c),
             }
         }

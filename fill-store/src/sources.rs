@@ -102,10 +102,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<SourceSpec>> {
             bail!("{at}: name is empty");
         }
         // Names are printed in reports and logs: none may carry a terminal's controls.
-        if s.name
-            .chars()
-            .any(|c| c.is_control() || fill_core::text::is_bidi_control(c))
-        {
+        if s.name.chars().any(fill_core::text::is_unprintable) {
             bail!("{at}: name has control characters");
         }
         if out.iter().any(|o| o.source.name == s.name) {

@@ -121,11 +121,7 @@ pub fn parse_site(text: &str) -> Result<SiteFile> {
     let mut appliances: Vec<ApplianceEntry> = Vec::new();
     for a in site.appliance {
         // Names are printed in reports: none may carry a terminal's controls.
-        if a.name.trim().is_empty()
-            || a.name
-                .chars()
-                .any(|c| c.is_control() || fill_core::text::is_bidi_control(c))
-        {
+        if a.name.trim().is_empty() || a.name.chars().any(fill_core::text::is_unprintable) {
             bail!(
                 "appliance {:?}: a name must be non-empty, without control characters",
                 a.name
@@ -198,21 +194,23 @@ pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
             CatalogFile::open(&target_path).with_context(|| format!("appliance {}", a.name))?;
         let target = target_file.validate()?;
         // What it holds: its store, or a catalog of its inventory.
-        let inv_file = match &a.holdings {
-            Ok(dir) => Store::open(rel(dir))
-                .and_then(|s| s.catalog())
-                .with_context(|| format!("appliance {}: cannot use its store", a.name))?,
-            Err(cat) => CatalogFile::open(&rel(cat))
-                .with_context(|| format!("appliance {}: inventory", a.name))?,
-        };
-        let sd = match &a.holdings {
+        let (inv_file, sd) = match &a.holdings {
             Ok(dir) => {
-                let store = Store::open(rel(dir))?;
-                crate::common::compute_delta(&target, &store, capacity)
+                let store = Store::open(rel(dir))
+                    .with_context(|| format!("appliance {}: cannot use its store", a.name))?;
+                let inv = store
+                    .catalog()
+                    .with_context(|| format!("appliance {}: cannot use its store", a.name))?;
+                (inv, crate::common::compute_delta(&target, &store, capacity))
             }
-            Err(_) => crate::common::delta_from_inventory(&target, &inv_file, capacity),
-        }
-        .with_context(|| format!("appliance {}", a.name))?;
+            Err(cat) => {
+                let inv = CatalogFile::open(&rel(cat))
+                    .with_context(|| format!("appliance {}: inventory", a.name))?;
+                let sd = crate::common::delta_from_inventory(&target, &inv, capacity);
+                (inv, sd)
+            }
+        };
+        let sd = sd.with_context(|| format!("appliance {}", a.name))?;
         let mut ranges = Vec::with_capacity(sd.delta.fetch.len());
         for f in &sd.delta.fetch {
             let id = target.id(f.entry as usize);
