@@ -16,6 +16,17 @@ pub(crate) fn open_store(dir: &Path) -> Result<Store> {
     Ok(Store::open(dir)?)
 }
 
+/// A store to fill, keeping `reserve` free on its filesystem (`--reserve`), by default
+/// 1 GiB or 1% of the filesystem, whichever is smaller.
+pub(crate) fn open_store_to_fill(dir: &Path, reserve: Option<crate::cli::Size>) -> Result<Store> {
+    let s = open_store(dir)?;
+    let reserve = match reserve {
+        Some(r) => r.0,
+        None => s.default_reserve()?,
+    };
+    Ok(s.with_reserve(reserve))
+}
+
 /// A progress bar on a terminal, nothing otherwise.
 /// A tokio runtime for one command: on several threads (`multi`, for fills) or on this one.
 pub(crate) fn runtime(multi: bool) -> Result<tokio::runtime::Runtime> {

@@ -196,10 +196,8 @@ fn health_facts(
 ) -> Health {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
-    match rustix::fs::statvfs(store.root()) {
-        Ok(st) => {
-            let free = st.f_bavail.saturating_mul(st.f_frsize);
-            let total = st.f_blocks.saturating_mul(st.f_frsize);
+    match store.space() {
+        Ok((free, total)) => {
             let line = format!("{} free of {}", format_size(free), format_size(total));
             if free < settings.min_free {
                 problems.push(format!(
@@ -210,7 +208,7 @@ fn health_facts(
                 notes.push(line);
             }
         }
-        Err(e) => problems.push(format!("cannot read free space: {e}")),
+        Err(e) => problems.push(format!("cannot read free space: {}", chain(&e))),
     }
     match write_errors_since_burn_in(store) {
         Ok((0, _)) => notes.push("no write errors".into()),

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::Outcome;
 use crate::cli::PrefillArgs;
-use crate::common::{StoreDelta, compute_delta, open_catalog, open_store, print_json, runtime};
+use crate::common::{
+    StoreDelta, compute_delta, open_catalog, open_store_to_fill, print_json, runtime,
+};
 
 use super::run::{backend, run_table};
 
@@ -51,14 +53,7 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
     let stores: Vec<Store> = args
         .stores
         .iter()
-        .map(|d| {
-            let s = open_store(d)?;
-            let reserve = match args.reserve {
-                Some(r) => r.0,
-                None => s.default_reserve()?,
-            };
-            Ok(s.with_reserve(reserve))
-        })
+        .map(|d| open_store_to_fill(d, args.reserve))
         .collect::<Result<_>>()?;
     let _locks = stores
         .iter()

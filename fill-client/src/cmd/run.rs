@@ -6,7 +6,7 @@ use fill_core::text::Escaped;
 use serde::Serialize;
 
 use crate::cli::{RunArgs, Strategy, WriterChoice};
-use crate::common::{compute_delta, open_catalog, open_store, print_json, runtime};
+use crate::common::{compute_delta, open_catalog, open_store_to_fill, print_json, runtime};
 
 use super::delta::delta_table;
 use crate::Outcome;
@@ -30,12 +30,7 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
     let target_file = open_catalog(&args.target)?;
     let target = target_file.validate()?;
     let specs = crate::sources::load(&args.sources)?;
-    let s = open_store(&args.store)?;
-    let reserve = match args.reserve {
-        Some(r) => r.0,
-        None => s.default_reserve()?,
-    };
-    let s = s.with_reserve(reserve);
+    let s = open_store_to_fill(&args.store, args.reserve)?;
     let _lock = s.lock().context("cannot lock the store")?;
     let settled = s.recover().context("cannot settle an interrupted fill")?;
     if settled > 0 {
