@@ -272,8 +272,7 @@ impl<'a> CatalogView<'a> {
             return Err(CatalogError::TooManyEntries(count));
         }
         let names_len = le_u64(bytes, 24);
-        let expected =
-            HEADER_LEN as u128 + u128::from(count) * RECORD_LEN as u128 + u128::from(names_len);
+        let expected = implied_len(count, names_len);
         let actual = bytes.len() as u128;
         if actual < expected {
             return Err(CatalogError::Truncated {
@@ -843,6 +842,12 @@ impl CatalogBuilder {
     }
 }
 
+/// The length a catalog of `count` entries and `names_len` bytes of names has (in u128:
+/// a hostile header cannot overflow it).
+fn implied_len(count: u64, names_len: u64) -> u128 {
+    HEADER_LEN as u128 + u128::from(count) * RECORD_LEN as u128 + u128::from(names_len)
+}
+
 /// zstd compression for catalogs that travel.
 pub mod wire {
     use std::io::Read;
@@ -913,11 +918,8 @@ pub mod wire {
             .read_exact(&mut out)
             .map_err(|e| bad(format!("header: {e}")))?;
         if out.len() == super::HEADER_LEN && out[..8] == super::MAGIC {
-            let count = u64::from_le_bytes(out[16..24].try_into().unwrap_or_default());
-            let names = u64::from_le_bytes(out[24..32].try_into().unwrap_or_default());
-            let implied = u128::from(count) * super::RECORD_LEN as u128
-                + u128::from(names)
-                + super::HEADER_LEN as u128;
+            let count = super::le_u64(&out, 16);
+            let implied = super::implied_len(count, super::le_u64(&out, 24));
             if implied != u128::from(declared) {
                 return Err(bad(format!(
                     "declares {declared} bytes, but its header implies {implied} ({count} entries)"
