@@ -12,6 +12,7 @@
 //! - [`source`]: fill sources (bandwidth, windows, costs) and the escalation policy.
 //! - [`plan`]: minimum-cost plans over sources, slots, windows and an ingress cap.
 //! - [`rng`]: splitmix64, the seeded generator every seeded thing uses.
+//! - [`blockmap`]: which blocks of a file still filling a site peer holds, as it serves it.
 //! - [`fill`]: the fill as a sans-IO state machine (events in, actions out), and a seeded
 //!   simulator that runs it against stores and sources that lie, fail and crash.
 //! - [`lifecycle`]: an appliance's states, allowed transitions, events and turn-up checks.
@@ -22,6 +23,7 @@
 //! [`catalog::CatalogView::validate`] → [`catalog::Catalog`] → [`delta::compute`] with an
 //! [`delta::Inventory`] → [`delta::Delta`].
 
+pub mod blockmap;
 pub mod catalog;
 pub mod delta;
 pub mod duration;

@@ -116,6 +116,9 @@ pub struct FillConfig {
     pub transport_tries: u32,
     /// Bad blocks after which a source is quarantined for the fill.
     pub quarantine_after: u32,
+    /// How long a file followed from a site peer ([`FileSpec::relay`]) waits for that peer
+    /// to make progress on it (its first block, or another) before the fill passes it over.
+    pub relay_patience: Duration,
 }
 
 impl FillConfig {
@@ -129,6 +132,7 @@ impl FillConfig {
         window_bytes: 256 << 20,
         transport_tries: 3,
         quarantine_after: 3,
+        relay_patience: Duration::from_secs(30),
     };
 }
 
@@ -240,6 +244,22 @@ pub enum Action {
         /// Its map (every block set).
         map: PartialFile,
     },
+    /// Tell the machine, with [`Event::BlocksHeld`], which verified and durable blocks of
+    /// a file these sources (site peers still filling it) hold, whenever that grows, until
+    /// [`Action::Unwatch`] for the file.
+    Watch {
+        /// The file.
+        file: usize,
+        /// Its id.
+        id: ContentId,
+        /// The sources to watch.
+        sources: Vec<usize>,
+    },
+    /// Stop watching a file: every store holds it.
+    Unwatch {
+        /// The file.
+        file: usize,
+    },
     /// Something an operator should hear about.
     Notice(Notice),
 }
@@ -278,6 +298,14 @@ pub enum Notice {
     Quarantined {
         /// The source.
         source: usize,
+    },
+    /// A site peer the fill was following for a file made no progress on it for
+    /// [`FillConfig::relay_patience`]: the fill takes the file from elsewhere.
+    PassedOver {
+        /// The peer.
+        source: usize,
+        /// The file.
+        file: usize,
     },
 }
 
@@ -368,6 +396,18 @@ pub enum Event {
         /// `Err`: the local failure.
         result: Result<(), String>,
     },
+    /// A source (a site peer still filling the file) holds these verified and durable
+    /// blocks of it: `blocks` is a bitmap, block `i` in bit `i % 64` of word `i / 64`.
+    /// Blocks once held stay held (a peer's record is never taken back); what the event
+    /// does not set is not cleared.
+    BlocksHeld {
+        /// The source.
+        source: usize,
+        /// The file.
+        file: usize,
+        /// The bitmap.
+        blocks: Vec<u64>,
+    },
     /// A source now holds a file, or no longer does.
     HoldingsChanged {
         /// The source.
@@ -448,6 +488,9 @@ pub struct SourceStats {
     pub bad_blocks: u32,
     /// Quarantined for the rest of the fill.
     pub quarantined: bool,
+    /// Of `bytes`, those of files the plan meant to come from a site peer
+    /// ([`FileSpec::relay`]) taken from a source that is not a peer: the plan's excess.
+    pub excess_bytes: u64,
 }
 
 /// What a fill did so far.
@@ -465,6 +508,9 @@ pub struct FillStats {
     pub files_evicted: u64,
     /// Ranges retried after a failure.
     pub retries: u64,
+    /// Verified bytes of files the plan meant to come from a site peer taken from a source
+    /// that is not a peer (the sum of the sources' `excess_bytes`).
+    pub excess_bytes: u64,
 }
 
 /// A block's state in one store.
@@ -524,6 +570,24 @@ struct FileRun {
     targets: Vec<Target>,
     /// Escalation order over the sources that hold it.
     candidates: Vec<usize>,
+    /// Blocks each watched source holds (bitmaps, as in [`Event::BlocksHeld`]), by source.
+    peer_blocks: BTreeMap<usize, Vec<u64>>,
+    /// Position in the spec's `relay` of the peer followed now (its length: none left).
+    relay_at: usize,
+    /// Since when the peer followed now is waited for: when it became the one followed, or
+    /// when it last made progress on the file.
+    relay_since: Time,
+    /// An `Action::Watch` is out for it.
+    watching: bool,
+}
+
+/// A job's source while it waits for the site peer it follows.
+const FOLLOWING: usize = usize::MAX - 1;
+
+fn bit(words: &[u64], i: u64) -> bool {
+    words
+        .get((i / 64) as usize)
+        .is_some_and(|w| w & (1 << (i % 64)) != 0)
 }
 
 #[derive(Debug, Clone)]
@@ -615,6 +679,10 @@ impl Fill {
                 outboard_why: Vec::new(),
                 targets: Vec::new(),
                 candidates: escalation(&spec.sources, |s| f.holders[s]),
+                peer_blocks: BTreeMap::new(),
+                relay_at: 0,
+                relay_since: now,
+                watching: false,
             })
             .collect();
         let stores = spec.stores.iter().map(|_| StoreRun::default()).collect();
@@ -734,6 +802,11 @@ impl Fill {
             } => self.on_request_ended(request, verified, result, now),
             Event::Synced { commit, result } => self.on_synced(commit, result),
             Event::Recorded { commit, result } => self.on_recorded(commit, result),
+            Event::BlocksHeld {
+                source,
+                file,
+                blocks,
+            } => self.on_blocks_held(source, file, blocks, now),
             Event::HoldingsChanged {
                 source,
                 file,
@@ -744,7 +817,11 @@ impl Fill {
                         *h = holds;
                     }
                     let holders = &f.holders;
-                    self.files[file].candidates = escalation(&self.spec.sources, |s| holders[s]);
+                    let run = &mut self.files[file];
+                    run.candidates = escalation(&self.spec.sources, |s| holders[s]);
+                    if holds && f.relay.get(run.relay_at) == Some(&source) {
+                        run.relay_since = now;
+                    }
                 }
             }
         }
@@ -916,8 +993,10 @@ impl Fill {
             .filter(|n| n.resume)
             .map(|n| OutboardFrom::Store(n.store))
             .chain(
-                file.candidates
+                // A site peer that lands or follows the file has its outboard from the start.
+                spec.watch
                     .iter()
+                    .chain(&file.candidates)
                     .filter(|&&s| !self.quarantined[s])
                     .map(|&s| OutboardFrom::Source(s)),
             )
@@ -1059,8 +1138,19 @@ impl Fill {
     }
 
     /// A file prepared everywhere: stores that hold every block complete, the blocks some
-    /// store lacks become requests.
+    /// store lacks become requests, and the site peers it may come from are watched.
     fn start_filling(&mut self, f: usize) {
+        let watch = self.spec.files[f].watch.clone();
+        if !watch.is_empty() {
+            let run = &mut self.files[f];
+            run.watching = true;
+            run.relay_since = self.now;
+            self.actions.push_back(Action::Watch {
+                file: f,
+                id: self.spec.files[f].id,
+                sources: watch,
+            });
+        }
         for t in 0..self.files[f].targets.len() {
             let target = &self.files[f].targets[t];
             if let Some(map) = &target.map
@@ -1142,10 +1232,21 @@ impl Fill {
     /// Chooses `job`'s source at `now`; false (and the fill fails) when none is usable.
     fn assign(&mut self, job: &mut Job, now: Time) -> bool {
         let f = job.file;
+        let secs = now.unix_secs();
+        // A site peer that holds the blocks now costs nothing; one followed is waited for.
+        if let Some(s) = self.peer_with_blocks(job, secs) {
+            job.source = s;
+            job.ready_at = now;
+            return true;
+        }
+        if let Some(until) = self.follow(job, now) {
+            job.source = FOLLOWING;
+            job.ready_at = until;
+            return true;
+        }
         let spec = &self.spec.files[f];
         let usable =
             |s: usize| !self.quarantined[s] && !job.excluded.contains(&s) && spec.holders[s];
-        let secs = now.unix_secs();
         let ob = self.files[f].outboard.clone();
         let planned = ob
             .and_then(|ob| self.planned_at(f, &ob, job.first))
@@ -1197,7 +1298,10 @@ impl Fill {
             let job = &self.queue[i];
             // A source that can no longer be used, or whose window closed again after the
             // job was given to it (a clock jump), is chosen anew.
+            // A job following a site peer is looked at again each time: the peer may hold
+            // its blocks now, or have run out of patience.
             let stale = job.source == usize::MAX
+                || job.source == FOLLOWING
                 || self.quarantined[job.source]
                 || !self.spec.files[job.file].holders[job.source]
                 || (job.ready_at <= now && !self.spec.sources[job.source].is_open(secs));
@@ -1209,6 +1313,10 @@ impl Fill {
                 self.queue[i] = job;
             }
             let s = self.queue[i].source;
+            if s == FOLLOWING {
+                i += 1;
+                continue;
+            }
             // Never outside its window, whatever the wait said.
             if !self.spec.sources[s].is_open(secs)
                 || self.per_source[s] >= self.spec.sources[s].max_connections.max(1)
@@ -1301,6 +1409,10 @@ impl Fill {
         }
         self.stats.sources[src].bytes += bytes;
         self.stats.bytes_fetched += bytes;
+        if !self.spec.files[f].relay.is_empty() && self.spec.sources[src].kind != SourceKind::Peer {
+            self.stats.sources[src].excess_bytes += bytes;
+            self.stats.excess_bytes += bytes;
+        }
         if let Err(failure) = result {
             self.request_failed(job, verified, failure, now);
         }
@@ -1571,7 +1683,98 @@ impl Fill {
         let file = &mut self.files[f];
         if file.phase == Phase::Open && file.targets.iter().all(|t| t.done) {
             file.phase = Phase::Done;
+            file.peer_blocks.clear();
             self.open.retain(|&o| o != f);
+            if std::mem::take(&mut file.watching) {
+                self.actions.push_back(Action::Unwatch { file: f });
+            }
+        }
+    }
+
+    // ---- site peers ----
+
+    fn on_blocks_held(&mut self, source: usize, f: usize, blocks: Vec<u64>, now: Time) {
+        let (Some(spec), Some(run)) = (self.spec.files.get(f), self.files.get_mut(f)) else {
+            return;
+        };
+        if run.phase != Phase::Open || !spec.watch.contains(&source) {
+            return;
+        }
+        let Some(count) = run.outboard.as_ref().map(|ob| ob.block_count()) else {
+            return;
+        };
+        let words = count.div_ceil(64) as usize;
+        let held = run
+            .peer_blocks
+            .entry(source)
+            .or_insert_with(|| vec![0; words]);
+        let mut grew = false;
+        for (k, w) in blocks.into_iter().take(words).enumerate() {
+            // Bits past the last block mean nothing.
+            let w = if k + 1 == words && count % 64 != 0 {
+                w & ((1u64 << (count % 64)) - 1)
+            } else {
+                w
+            };
+            grew |= w & !held[k] != 0;
+            held[k] |= w;
+        }
+        if grew && spec.relay.get(run.relay_at) == Some(&source) {
+            run.relay_since = now;
+        }
+    }
+
+    /// A watched site peer, usable for `job`, that holds every block of it now.
+    fn peer_with_blocks(&self, job: &Job, secs: i64) -> Option<usize> {
+        let run = &self.files[job.file];
+        self.spec.files[job.file]
+            .watch
+            .iter()
+            .copied()
+            .filter(|&s| {
+                !self.quarantined[s]
+                    && !job.excluded.contains(&s)
+                    && self.spec.sources[s].is_open(secs)
+            })
+            .find(|s| {
+                run.peer_blocks
+                    .get(s)
+                    .is_some_and(|held| (job.first..job.first + job.blocks).all(|b| bit(held, b)))
+            })
+    }
+
+    /// Whether `job` waits for the site peer its file follows, and until when: the peer
+    /// followed is passed over once it made no progress on the file for the patience (the
+    /// next in the file's `relay` is followed then); a peer quarantined, or one that
+    /// already failed this job, is not waited for.
+    fn follow(&mut self, job: &Job, now: Time) -> Option<Time> {
+        let f = job.file;
+        let patience = self.config.relay_patience;
+        loop {
+            let run = &self.files[f];
+            let &head = self.spec.files[f].relay.get(run.relay_at)?;
+            let until = run.relay_since.plus(patience);
+            if self.quarantined[head] || now >= until {
+                let run = &mut self.files[f];
+                run.relay_at += 1;
+                run.relay_since = now;
+                if !self.quarantined[head] {
+                    self.notice(Notice::PassedOver {
+                        source: head,
+                        file: f,
+                    });
+                }
+                continue;
+            }
+            if job.excluded.contains(&head) {
+                // This job moves on; the file still follows the peer.
+                let rest = &self.spec.files[f].relay[run.relay_at + 1..];
+                return rest
+                    .iter()
+                    .any(|s| !job.excluded.contains(s) && !self.quarantined[*s])
+                    .then_some(until);
+            }
+            return Some(until);
         }
     }
 }

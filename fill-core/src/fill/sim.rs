@@ -272,6 +272,7 @@ pub const SIM_CONFIG: FillConfig = FillConfig {
     window_bytes: 32 << 10,
     transport_tries: 3,
     quarantine_after: 3,
+    relay_patience: Duration::from_secs(2),
 };
 
 /// Steps a run may take before it counts as stuck.
@@ -879,6 +880,12 @@ impl<'t> World<'t> {
                         complete: true,
                     },
                 );
+            }
+            // The simulator's fills have no site peers: nothing asks to be watched.
+            Action::Watch { file, .. } | Action::Unwatch { file } => {
+                return Err(format!(
+                    "asks to watch file {file}, which no site peer fills"
+                ));
             }
             Action::Notice(n) => {
                 if let super::Notice::Waiting { .. } = n {

@@ -56,6 +56,14 @@ pub struct FileSpec {
     pub planned: Vec<PlannedPiece>,
     /// The stores that need it.
     pub stores: Vec<FileNeed>,
+    /// Site peers (source indices) to take it from, in order, when a site plan says it
+    /// comes from inside the site: the first is followed while it makes progress on the
+    /// file, then the next; once none is left, it comes from wherever is cheapest. Empty
+    /// outside a site fill (and for the appliance that lands it).
+    pub relay: Vec<usize>,
+    /// Site peers whose blocks of the file are watched while it fills (those in `relay`
+    /// and the others that fill it): a block one of them holds is taken from it.
+    pub watch: Vec<usize>,
 }
 
 /// A piece of a file a plan gives to one source.
@@ -165,6 +173,8 @@ impl FillSpec {
                     holders: (0..sources.len()).map(|s| holds(s, &id)).collect(),
                     planned: planned(e as u32),
                     stores,
+                    relay: Vec::new(),
+                    watch: Vec::new(),
                 })
             })
             .collect();
