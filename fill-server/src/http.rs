@@ -502,8 +502,11 @@ impl AsyncWrite for Tracked {
 async fn handle(st: &Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
     let in_flight = st.requests.enter();
-    let (endpoint, mut resp) = if req.uri().path() == "/admin/checks" {
+    let path = req.uri().path();
+    let (endpoint, mut resp) = if path == "/admin/checks" {
         ("admin", admin_checks(st, &req).await)
+    } else if let Some(rest) = path.strip_prefix("/partial/content/") {
+        ("relay_content", serve_relay(st, rest, &req).await)
     } else {
         route(st, &req)
     };
@@ -532,7 +535,7 @@ fn route(st: &AppState, req: &Request<Incoming>) -> (&'static str, Response<Body
     let path = req.uri().path();
     let method = req.method();
     let get_or_head = method == Method::GET || method == Method::HEAD;
-    let content = ["/content/", "/outboard/"]
+    let content = ["/content/", "/outboard/", "/partial/"]
         .iter()
         .any(|p| path.starts_with(p))
         || path == "/catalog";
@@ -551,11 +554,25 @@ fn route(st: &AppState, req: &Request<Incoming>) -> (&'static str, Response<Body
             guard_get(get_or_head, || serve_blob(st, Kind::Outboard, rest, req)),
         );
     }
+    if let Some(rest) = path.strip_prefix("/partial/outboard/") {
+        return (
+            "relay_outboard",
+            guard_get(get_or_head, || serve_relay_outboard(st, rest, req)),
+        );
+    }
+    if let Some(rest) = path.strip_prefix("/partial/map/") {
+        return (
+            "relay_map",
+            guard_get(get_or_head, || serve_relay_map(st, rest, req)),
+        );
+    }
     if let Some(rest) = path.strip_prefix("/admin/") {
         return ("admin", admin(st, rest, req));
     }
     match path {
-        "/catalog" => ("catalog", guard_get(get_or_head, || serve_catalog(st, req))),
+        "/catalog" | "/partial/catalog" => {
+            ("catalog", guard_get(get_or_head, || serve_catalog(st, req)))
+        }
         "/metrics" => (
             "metrics",
             guard_get(get_or_head, || {
@@ -775,6 +792,162 @@ fn serve_blob(st: &AppState, kind: Kind, rest: &str, req: &Request<Incoming>) ->
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     resp
+}
+
+/// Whether the store's catalog lists `id` (`Err`: the answer when it cannot say).
+fn is_listed(st: &AppState, id: &ContentId) -> Result<bool, Response<Body>> {
+    match st.listing() {
+        Ok(Ok(l)) => Ok(l.size(id).is_some()),
+        Ok(Err(why)) => Err(refused_catalog(&why)),
+        Err(e) => Err(internal("cannot read the catalog", &e)),
+    }
+}
+
+fn not_held(id: &ContentId) -> Response<Body> {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("{id} is neither in this store nor being filled\n"),
+    )
+}
+
+/// `GET /partial/content/<id>`: a listed file as at `/content/`; of a file still filling,
+/// the recorded blocks, re-verified (docs/protocol.md, "Relay").
+async fn serve_relay(st: &Arc<AppState>, rest: &str, req: &Request<Incoming>) -> Response<Body> {
+    let method = req.method();
+    if method != Method::GET && method != Method::HEAD {
+        return guard_get(false, Response::default);
+    }
+    if st.refusing.load(Ordering::SeqCst) {
+        return st.unavailable();
+    }
+    let id = match ContentId::parse(rest) {
+        Ok(id) => id,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("malformed id: {e}\n")),
+    };
+    match is_listed(st, &id) {
+        Ok(true) => return serve_blob(st, Kind::Content, rest, req),
+        Ok(false) => {}
+        Err(r) => return r,
+    }
+    let size = match crate::relay::partial_size(&st.store, &id) {
+        Ok(Some(size)) => size,
+        Ok(None) => return not_held(&id),
+        Err(why) => return internal("cannot read a block map", &why),
+    };
+    let (first, last, whole) = match req.headers().get(header::RANGE) {
+        None if size > 0 => (0, size - 1, true),
+        None => (0, 0, true),
+        Some(v) => match parse_range(v.as_bytes(), size) {
+            RangeAsk::Part(a, b) => (a, b, a == 0 && b + 1 == size),
+            RangeAsk::Whole if size > 0 => (0, size - 1, true),
+            _ => {
+                return Response::builder()
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                    .body(Body::default())
+                    .unwrap_or_default();
+            }
+        },
+    };
+    let store = st.store.clone();
+    let read =
+        tokio::task::spawn_blocking(move || crate::relay::read_held(&store, &id, first, last))
+            .await;
+    let bytes = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(crate::relay::RelayError::NotHeld(why))) => {
+            return text(StatusCode::NOT_FOUND, format!("{why}\n"));
+        }
+        Ok(Err(crate::relay::RelayError::Gone)) => {
+            // Completed since: served whole now, if it is listed.
+            return match is_listed(st, &id) {
+                Ok(true) => serve_blob(st, Kind::Content, rest, req),
+                Ok(false) => not_held(&id),
+                Err(r) => r,
+            };
+        }
+        Ok(Err(crate::relay::RelayError::Bad(why))) => {
+            tracing::warn!("not relayed: {why}");
+            return text(StatusCode::NOT_FOUND, format!("{why}\n"));
+        }
+        Ok(Err(crate::relay::RelayError::Io(e))) => return internal("cannot read the store", &e),
+        Err(e) => return internal("a relay read failed", &e),
+    };
+    let mut b = Response::builder()
+        .header(header::ETAG, etag_value(&format!("\"{id}\"")))
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::CONTENT_LENGTH, bytes.len());
+    b = if whole && req.headers().get(header::RANGE).is_none() {
+        b.status(StatusCode::OK)
+    } else {
+        b.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!("bytes {first}-{last}/{size}"),
+        )
+    };
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        bytes
+    };
+    b.body(Body::new(body)).unwrap_or_default()
+}
+
+/// `GET /partial/outboard/<id>`: a listed file's outboard, or that of a file still filling.
+fn serve_relay_outboard(st: &AppState, rest: &str, req: &Request<Incoming>) -> Response<Body> {
+    let id = match ContentId::parse(rest) {
+        Ok(id) => id,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("malformed id: {e}\n")),
+    };
+    match is_listed(st, &id) {
+        Ok(true) => return serve_blob(st, Kind::Outboard, rest, req),
+        Ok(false) => {}
+        Err(r) => return r,
+    }
+    match st.store.partial_outboard(&id) {
+        Ok(ob) => {
+            let etag = etag_value(&format!("\"{id}.outboard\""));
+            no_store(ranged(
+                req.method(),
+                req.headers(),
+                Bytes::from(ob.to_bytes()),
+                &etag,
+            ))
+        }
+        Err(_) => not_held(&id),
+    }
+}
+
+/// `GET /partial/map/<id>`: which blocks of the file the store holds.
+fn serve_relay_map(st: &AppState, rest: &str, req: &Request<Incoming>) -> Response<Body> {
+    let id = match ContentId::parse(rest) {
+        Ok(id) => id,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("malformed id: {e}\n")),
+    };
+    let listed = match is_listed(st, &id) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    match crate::relay::map_of(&st.store, &id, listed) {
+        Ok(Some(map)) => {
+            let bytes = Bytes::from(map.to_bytes());
+            let mut r = Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, bytes.len())
+                .body(Body::new(if req.method() == Method::HEAD {
+                    Bytes::new()
+                } else {
+                    bytes
+                }))
+                .unwrap_or_default();
+            r = no_store(r);
+            r
+        }
+        Ok(None) => not_held(&id),
+        Err(why) => internal("cannot read a block map", &why),
+    }
 }
 
 /// The answer to any request that needs the catalog, when the store's catalog does not

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 use fill_core::ContentId;
+use fill_core::blockmap::BlockMap;
 use fill_core::fill::{
     Action, Event, FillSpec, Notice, OutboardFrom, Pacer, Prepared, Request, RequestFailure, Time,
 };
@@ -37,7 +38,23 @@ pub(super) struct Driver<R, W: BlockWriter, S> {
     pub events: mpsc::UnboundedReceiver<Event>,
     /// Every task: joined by the loop, so a panic stops the fill instead of losing an answer.
     pub tasks: JoinSet<()>,
+    /// Per file watched, the tasks polling site peers' block maps (they answer no action:
+    /// they run until the file is unwatched or the fill ends).
+    watchers: HashMap<usize, Vec<tokio::task::AbortHandle>>,
 }
+
+impl<R, W: BlockWriter, S> Drop for Driver<R, W, S> {
+    fn drop(&mut self) {
+        for handles in self.watchers.values() {
+            for h in handles {
+                h.abort();
+            }
+        }
+    }
+}
+
+/// How often a watched site peer's block map is asked for.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 struct Ctx<R, W, S> {
     stores: Vec<S>,
@@ -80,6 +97,7 @@ impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
             tx,
             events,
             tasks: JoinSet::new(),
+            watchers: HashMap::new(),
         }
     }
 
@@ -158,6 +176,29 @@ impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
                     name: spec.files[file].name.clone(),
                 };
                 self.record(commit, file, store, state);
+            }
+            Action::Watch {
+                file,
+                id,
+                block,
+                sources,
+            } => {
+                let size = spec.files[file].size;
+                let handles = sources
+                    .into_iter()
+                    .map(|source| {
+                        let (ctx, tx) = (self.ctx.clone(), self.tx.clone());
+                        tokio::spawn(watch(ctx, file, (id, size, block), source, tx)).abort_handle()
+                    })
+                    .collect();
+                if let Some(old) = self.watchers.insert(file, handles) {
+                    old.iter().for_each(|h| h.abort());
+                }
+            }
+            Action::Unwatch { file } => {
+                for h in self.watchers.remove(&file).unwrap_or_default() {
+                    h.abort();
+                }
             }
             Action::Notice(n) => self.notice(n, spec),
         }
@@ -262,6 +303,11 @@ impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
             Notice::Quarantined { source } => {
                 tracing::warn!(source = %name(source), "quarantined for this run");
             }
+            Notice::PassedOver { source, file } => tracing::warn!(
+                source = %name(source),
+                "made no progress on {} for the relay patience: taking it from elsewhere",
+                spec.files[file].id
+            ),
         }
     }
 }
@@ -275,6 +321,57 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| anyhow!("a blocking task failed: {e}"))?
+}
+
+/// Polls one site peer's block map of a file (`map/<id>` under its base URL) and tells the
+/// machine what it holds whenever that grows, until the file is complete there (then the
+/// peer simply holds the file) or the watch is dropped. A peer that does not answer, or
+/// answers something that is not a map of this file, holds nothing new.
+async fn watch<R: RangeSource, W, S>(
+    ctx: Arc<Ctx<R, W, S>>,
+    file: usize,
+    (id, size, block): (ContentId, u64, fill_core::outboard::BlockSize),
+    source: usize,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let limit = BlockMap::encoded_len(size, block);
+    let rel = format!("map/{id}");
+    let mut held = 0;
+    loop {
+        match ctx.sources.get_small(source, &rel, limit).await {
+            Ok(bytes) => match BlockMap::parse(&bytes) {
+                Ok(map) if map.size == size && map.block == block => {
+                    if map.complete {
+                        let _ = tx.send(Event::HoldingsChanged {
+                            source,
+                            file,
+                            holds: true,
+                        });
+                        return;
+                    }
+                    if map.held() > held {
+                        held = map.held();
+                        let blocks = map.words;
+                        let _ = tx.send(Event::BlocksHeld {
+                            source,
+                            file,
+                            blocks,
+                        });
+                    }
+                }
+                Ok(map) => tracing::debug!(
+                    source = %ctx.names[source],
+                    "block map of {id} is of {} bytes in blocks of {}, not {size} in {}",
+                    map.size,
+                    map.block.bytes(),
+                    block.bytes()
+                ),
+                Err(e) => tracing::debug!(source = %ctx.names[source], "{id}: {e}"),
+            },
+            Err(e) => tracing::trace!(source = %ctx.names[source], "block map of {id}: {e}"),
+        }
+        tokio::time::sleep(WATCH_INTERVAL).await;
+    }
 }
 
 async fn fetch_outboard<R: RangeSource, W, S: StoreState>(

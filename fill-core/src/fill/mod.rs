@@ -252,6 +252,8 @@ pub enum Action {
         file: usize,
         /// Its id.
         id: ContentId,
+        /// Its outboard's block size: a map in another is not about these blocks.
+        block: crate::outboard::BlockSize,
         /// The sources to watch.
         sources: Vec<usize>,
     },
@@ -1141,13 +1143,16 @@ impl Fill {
     /// store lacks become requests, and the site peers it may come from are watched.
     fn start_filling(&mut self, f: usize) {
         let watch = self.spec.files[f].watch.clone();
-        if !watch.is_empty() {
+        if !watch.is_empty()
+            && let Some(block) = self.files[f].outboard.as_ref().map(|ob| ob.block_size())
+        {
             let run = &mut self.files[f];
             run.watching = true;
             run.relay_since = self.now;
             self.actions.push_back(Action::Watch {
                 file: f,
                 id: self.spec.files[f].id,
+                block,
                 sources: watch,
             });
         }
