@@ -795,11 +795,11 @@ fn serve_blob(st: &AppState, kind: Kind, rest: &str, req: &Request<Incoming>) ->
 }
 
 /// Whether the store's catalog lists `id` (`Err`: the answer when it cannot say).
-fn is_listed(st: &AppState, id: &ContentId) -> Result<bool, Response<Body>> {
+fn is_listed(st: &AppState, id: &ContentId) -> Result<bool, Box<Response<Body>>> {
     match st.listing() {
         Ok(Ok(l)) => Ok(l.size(id).is_some()),
-        Ok(Err(why)) => Err(refused_catalog(&why)),
-        Err(e) => Err(internal("cannot read the catalog", &e)),
+        Ok(Err(why)) => Err(Box::new(refused_catalog(&why))),
+        Err(e) => Err(Box::new(internal("cannot read the catalog", &e))),
     }
 }
 
@@ -827,7 +827,7 @@ async fn serve_relay(st: &Arc<AppState>, rest: &str, req: &Request<Incoming>) ->
     match is_listed(st, &id) {
         Ok(true) => return serve_blob(st, Kind::Content, rest, req),
         Ok(false) => {}
-        Err(r) => return r,
+        Err(r) => return *r,
     }
     let size = match crate::relay::partial_size(&st.store, &id) {
         Ok(Some(size)) => size,
@@ -863,7 +863,7 @@ async fn serve_relay(st: &Arc<AppState>, rest: &str, req: &Request<Incoming>) ->
             return match is_listed(st, &id) {
                 Ok(true) => serve_blob(st, Kind::Content, rest, req),
                 Ok(false) => not_held(&id),
-                Err(r) => r,
+                Err(r) => *r,
             };
         }
         Ok(Err(crate::relay::RelayError::Bad(why))) => {
@@ -904,7 +904,7 @@ fn serve_relay_outboard(st: &AppState, rest: &str, req: &Request<Incoming>) -> R
     match is_listed(st, &id) {
         Ok(true) => return serve_blob(st, Kind::Outboard, rest, req),
         Ok(false) => {}
-        Err(r) => return r,
+        Err(r) => return *r,
     }
     match st.store.partial_outboard(&id) {
         Ok(ob) => {
@@ -928,7 +928,7 @@ fn serve_relay_map(st: &AppState, rest: &str, req: &Request<Incoming>) -> Respon
     };
     let listed = match is_listed(st, &id) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match crate::relay::map_of(&st.store, &id, listed) {
         Ok(Some(map)) => {
