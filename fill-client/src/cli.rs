@@ -71,6 +71,9 @@ pub enum Command {
     /// compares it with escalation.
     #[command(after_long_help = SOURCES_HELP)]
     Plan(PlanArgs),
+    /// A site's appliances filling together: `fill site status` (`fill run --site` fills).
+    #[command(subcommand)]
+    Site(SiteCommand),
     /// An appliance's lifecycle: its state and the events that brought it there.
     ///
     /// States: allocated, prefilling, in_transit, delivered, installed, burn_in, live,
@@ -262,12 +265,31 @@ pub struct PlanArgs {
     /// optimal (minimum cost) or escalation (the baseline).
     #[arg(long, value_enum, default_value_t = Strategy::Optimal)]
     pub strategy: Strategy,
+    /// With --site: also write the plan for `fill run --site --plan` to this file.
+    #[arg(long, requires = "site")]
+    pub out: Option<PathBuf>,
     /// Print the plan as JSON (see docs/json.md).
     #[arg(long)]
     pub json: bool,
     /// Explain the plan in plain words: what binds, cost by tier, escalation's cost.
     #[arg(long)]
     pub explain: bool,
+}
+
+/// `fill site ...`.
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// How a site fill stands, read from every appliance's fill-server: bytes from outside
+    /// against the plan, bytes copied inside, cost against the planned cost, what each
+    /// appliance still lacks.
+    Status {
+        /// The site file (with each appliance's `url`).
+        #[arg(long)]
+        site: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `fill prefill`.
@@ -350,18 +372,37 @@ pub enum WriterChoice {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The target catalog (raw or zstd).
-    #[arg(long)]
-    pub target: PathBuf,
+    #[arg(long, required_unless_present = "site")]
+    pub target: Option<PathBuf>,
     /// The appliance's store: a store, or an empty directory (a new disk); any other path
-    /// is refused.
-    #[arg(long)]
-    pub store: PathBuf,
+    /// is refused. With --site: instead of the appliance's `store` in the site file.
+    #[arg(long, required_unless_present = "site")]
+    pub store: Option<PathBuf>,
     /// The sources file (TOML, `[[source]]` entries; its format is at the end of `fill help run`).
-    #[arg(long)]
-    pub sources: PathBuf,
+    #[arg(long, required_unless_present = "site")]
+    pub sources: Option<PathBuf>,
     /// The appliance's capacity, with a unit (40TB, 512GiB; a number alone is refused).
-    #[arg(long)]
-    pub capacity: Size,
+    #[arg(long, required_unless_present = "site")]
+    pub capacity: Option<Size>,
+    /// Fill one appliance of a site together with the others (run it on each, at about
+    /// the same time, each beside its fill-server): the site file `fill plan --site` reads,
+    /// with each appliance's `url`. Each new byte crosses the costly link once, landing on
+    /// one appliance; the others copy it from there block by block while it is still
+    /// arriving (docs/site-fill.md).
+    #[arg(long, requires = "appliance", conflicts_with_all = ["target", "sources", "capacity", "strategy", "dry_run"])]
+    pub site: Option<PathBuf>,
+    /// With --site: which appliance of the site file this is.
+    #[arg(long, requires = "site")]
+    pub appliance: Option<String>,
+    /// With --site: the plan `fill plan --site --out` wrote, instead of planning here
+    /// (every appliance must run the same plan; planned on each, they agree when they start
+    /// within the same hour and see the same holdings).
+    #[arg(long, requires = "site")]
+    pub plan: Option<PathBuf>,
+    /// With --site: how long a file copied from another appliance waits for it to make
+    /// progress before it is taken from the next appliance ahead, and at last from outside.
+    #[arg(long, default_value = "30s", requires = "site")]
+    pub relay_patience: Timeout,
     /// Space the store's filesystem keeps free: a file is begun only when its
     /// preallocation leaves this much (default: 1 GiB or 1% of the filesystem, whichever is
     /// smaller).
@@ -404,6 +445,11 @@ pub struct DemoArgs {
     /// Number of files in the target catalog.
     #[arg(long, default_value_t = 60)]
     pub files: u32,
+    /// A site instead: three appliances with different stale holdings, each with its own
+    /// fill-server, fill together (`fill run --site` on each, at once) from one origin;
+    /// prints the site plan, each appliance's fill and the site report.
+    #[arg(long)]
+    pub site: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -44,11 +44,13 @@ mod planning;
 mod remotes;
 pub mod response;
 mod server_process;
+mod site;
+mod site_plan;
 mod sources;
 mod write;
 
 /// The site file's reading, for the fuzz targets (`fuzz/`).
-pub use cmd::site::{SiteFile, parse_site};
+pub use site::{SiteFile, parse_site};
 
 /// A command's outcome when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

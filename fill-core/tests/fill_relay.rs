@@ -296,3 +296,17 @@ fn bits_past_the_last_block_and_unwatched_sources_are_ignored() {
     run.drain();
     assert!(run.requests.is_empty(), "{:?}", run.requests);
 }
+
+#[test]
+fn a_peer_that_holds_the_file_whole_is_used_at_once() {
+    let mut run = Run::new(4, vec![LANDER]);
+    run.event(Event::HoldingsChanged {
+        source: LANDER,
+        file: 0,
+        holds: true,
+    });
+    run.drain();
+    assert!(run.fill.is_finished(), "{:?}", run.fill.outcome());
+    assert_eq!(run.bytes_from(LANDER), 4 * BLOCK);
+    assert_eq!(run.bytes_from(ORIGIN), 0);
+}

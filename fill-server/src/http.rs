@@ -1475,7 +1475,15 @@ impl AppState {
                 .collect(),
             events: life.events[life.events.len().saturating_sub(20)..].to_vec(),
             error: life.error.clone(),
+            site_fill: self.site_fill(),
         }
+    }
+
+    /// What the last site fill wrote in the store's state, if it is JSON of at most 64 KiB.
+    fn site_fill(&self) -> Option<serde_json::Value> {
+        let path = self.store.state_file("site-fill.json");
+        let text = fill_store::bounded::read_text(&path, 64 << 10).ok()?;
+        serde_json::from_str(&text).ok()
     }
 
     /// Runs the turn-up checks, keeps the report, and goes live when they all pass during

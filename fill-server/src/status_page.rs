@@ -35,6 +35,9 @@ pub struct Status {
     pub events: Vec<fill_core::lifecycle::Event>,
     /// Why the lifecycle could not be read, when it could not.
     pub error: Option<String>,
+    /// The figures of the last site fill (`fill run --site`) of this store, as it wrote
+    /// them (`.fill/state/site-fill.json`), when there are any.
+    pub site_fill: Option<serde_json::Value>,
 }
 use fill_core::size::format_size;
 
@@ -262,6 +265,7 @@ mod tests {
 
     fn status(state: State) -> Status {
         Status {
+            site_fill: None,
             state,
             before_drain: None,
             serving: true,

@@ -18,7 +18,7 @@ mod plan;
 mod prefill;
 pub(crate) mod run;
 mod simulate;
-pub(crate) mod site;
+mod site;
 mod store;
 
 /// Runs a parsed command.
@@ -28,7 +28,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Store(cmd) => store::store(cmd),
         Command::Catalog(cmd) => catalog::catalog(cmd),
         Command::Delta(args) => delta::delta_cmd(&args),
+        Command::Run(args) if args.site.is_some() => site::run_site(&args),
         Command::Run(args) => run::run_cmd(&args),
+        Command::Site(cmd) => site::site(cmd),
         Command::Prefill(args) => prefill::prefill_cmd(&args),
         Command::Plan(args) => plan::plan_cmd(&args),
         Command::Appliance(cmd) => appliance::appliance(cmd),

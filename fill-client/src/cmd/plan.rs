@@ -1,6 +1,6 @@
-//! `fill plan`: a plan for one appliance (`--site`: cmd::site).
+//! `fill plan`: a plan for one appliance (`--site`: crate::site).
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use fill_core::size::format_size;
 
 use crate::Outcome;
@@ -24,11 +24,27 @@ pub(crate) fn plan_cmd(args: &PlanArgs) -> Result<Outcome> {
         None => crate::planning::now()?,
     };
     if let Some(site) = &args.site {
-        let planned = super::site::plan_site(site, super::site::Horizon { start, deadline })?;
+        let planned = crate::site::plan_site(
+            site,
+            crate::site::Horizon { start, deadline },
+            crate::site::HeldFrom::Files,
+        )?;
+        if let Some(out) = &args.out {
+            let doc = crate::site_plan::SitePlanDoc::new(
+                planned.names(),
+                planned.ids(),
+                planned.sources(),
+                planned.plan(),
+                start,
+            );
+            let bytes = serde_json::to_vec_pretty(&doc)?;
+            std::fs::write(out, bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+        }
         if args.json {
-            print_json(&super::site::to_json(&planned))?;
+            print_json(&crate::site::to_json(&planned))?;
         } else {
-            out!("{}", super::site::table(&planned, args.explain))?;
+            out!("{}", crate::site::table(&planned, args.explain))?;
         }
         return Ok(Outcome::Ok);
     }

@@ -102,6 +102,8 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         timeout: args.timeout.0,
         remotes: &remotes,
         routes: None,
+        relays: None,
+        relay_patience: fill_core::fill::FillConfig::STANDARD.relay_patience,
     };
     let most = deltas
         .iter()

@@ -26,11 +26,17 @@ pub(crate) struct RunJson<'a> {
 pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
     let deadline = args.deadline.0;
     let ingress_bps = args.ingress.map(|r| r.0);
-    let capacity = args.capacity.0;
-    let target_file = open_catalog(&args.target)?;
+    // clap requires these without --site.
+    let (Some(target_path), Some(sources_path), Some(store_path), Some(capacity)) =
+        (&args.target, &args.sources, &args.store, args.capacity)
+    else {
+        anyhow::bail!("--target, --store, --sources and --capacity are required without --site");
+    };
+    let capacity = capacity.0;
+    let target_file = open_catalog(target_path)?;
     let target = target_file.validate()?;
-    let specs = crate::sources::load(&args.sources)?;
-    let s = open_store_to_fill(&args.store, args.reserve)?;
+    let specs = crate::sources::load(sources_path)?;
+    let s = open_store_to_fill(store_path, args.reserve)?;
     let _lock = s.lock().context("cannot lock the store")?;
     let settled = s.recover().context("cannot settle an interrupted fill")?;
     if settled > 0 {
@@ -102,6 +108,8 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             timeout: args.timeout.0,
             remotes: &remotes,
             routes: routes.as_ref(),
+            relays: None,
+            relay_patience: fill_core::fill::FillConfig::STANDARD.relay_patience,
         };
         let r = rt.block_on(crate::fill::run(job, &writer, &bar))?;
         bar.finish_and_clear();

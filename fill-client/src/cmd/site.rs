@@ -1,487 +1,466 @@
-//! `fill plan --site SITE.toml`: a joint plan for the appliances of one site.
+//! The site fill family: `fill run --site` (one appliance of a site filling with the
+//! others) and `fill site status` (the site's fill, read from every fill-server).
 //!
-//! ```toml
-//! sources = "sources.toml"        # the external sources, shared (relative to this file)
-//! target = "region.catalog"       # the region's target catalog (an appliance may override)
-//! peer_bandwidth = "10Gbps"       # what one appliance can send to the others in the site
-//! uplink = "20Gbps"               # optional: the site's external link (default: the
-//!                                 # appliances' ingress together, if all have one)
-//! step = "1h"                     # optional: slot length for in-site copies (default 1h)
-//!
-//! [[appliance]]
-//! name = "oca-01"
-//! store = "stores/oca-01"         # its store: holdings and partial files (not modified),
-//! # inventory = "oca-01.catalog"  # or a catalog of what it holds
-//! capacity = "40TB"
-//! ingress = "10Gbps"              # optional
-//! target = "other.catalog"        # optional
-//! ```
+//! An appliance runs the site plan's part for itself: the ranges the plan lands on it come
+//! from the external sources, as planned; the ranges it copies come from the other
+//! appliances' fill-servers under `/partial/`, block by block as they land there
+//! (docs/protocol.md, "Relay"), passing a lander that makes no progress over to the next
+//! appliance ahead in the file's order and, when none is left, to outside — those bytes are
+//! the plan's excess. Its figures go into the store's state (`site-fill.json`), which its
+//! fill-server shows in `/status.json`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use fill_core::ContentId;
-use fill_core::duration::format_rfc3339;
-use fill_core::plan::site::{self, SiteAppliance, SitePlan, SiteProblem};
-use fill_core::plan::{Demand, Plan};
-use fill_core::size::{format_size, parse_size};
-use fill_core::source::{Source, SourceKind, parse_bandwidth};
-use fill_store::store::{CatalogFile, Store};
+use fill_core::size::format_size;
+use fill_core::source::{Source, SourceKind};
+use fill_core::text::Escaped;
+use fill_store::sources::SourceSpec;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SiteToml {
-    sources: PathBuf,
-    target: Option<PathBuf>,
-    peer_bandwidth: String,
-    uplink: Option<String>,
-    step: Option<String>,
-    #[serde(default)]
-    appliance: Vec<ApplianceToml>,
+use crate::Outcome;
+use crate::cli::{RunArgs, SiteCommand};
+use crate::common::{compute_delta, open_catalog, open_store_to_fill, print_json, runtime};
+use crate::site::{HeldFrom, Horizon};
+use crate::site_plan::SitePlanDoc;
+
+/// Connections one appliance opens to each other appliance of its site.
+const PEER_CONNECTIONS: u32 = 8;
+
+/// How often a site fill's figures are written while it runs.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The name of the site fill's figures in the store's state folder.
+pub const SITE_FILL_FILE: &str = "site-fill.json";
+
+/// One appliance's site fill figures (`site-fill.json`, and `fill run --site --json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SiteFillReport {
+    /// The appliance.
+    pub appliance: String,
+    /// `filling`, `done` or `failed`.
+    pub state: String,
+    /// RFC 3339, when this was written.
+    pub updated: String,
+    /// Bytes its delta needed when the fill started.
+    pub bytes_to_fetch: u64,
+    /// Bytes it still lacks (its delta's bytes not yet fetched).
+    pub lacks_bytes: u64,
+    /// Bytes the site plan lands on it from outside.
+    pub planned_external_bytes: u64,
+    /// Money of those.
+    pub planned_cost: f64,
+    /// Bytes it took from outside the site (tiers, origins).
+    pub external_bytes: u64,
+    /// Bytes it copied from the other appliances.
+    pub inside_bytes: u64,
+    /// Of `external_bytes`, those the plan meant to come from inside the site.
+    pub excess_bytes: u64,
+    /// Money of those.
+    pub excess_cost: f64,
+    /// Money it spent.
+    pub cost: f64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApplianceToml {
-    name: String,
-    store: Option<PathBuf>,
-    inventory: Option<PathBuf>,
-    capacity: String,
-    ingress: Option<String>,
-    target: Option<PathBuf>,
-}
-
-/// When the plan starts and how long it may take.
-#[derive(Debug, Clone, Copy)]
-pub struct Horizon {
-    /// Unix seconds.
-    pub start: i64,
-    /// Seconds.
-    pub deadline: i64,
-}
-
-/// A site plan with what it was made from.
-#[derive(Debug)]
-pub struct Planned {
-    names: Vec<String>,
-    sources: Vec<Source>,
-    plan: SitePlan,
-    alone: Vec<Plan>,
-    horizon: Horizon,
-    step: i64,
-    peer_bps: u64,
-}
-
-/// A site file, checked: every field parsed, every name printable, each appliance with a
-/// target and exactly one of store and inventory. Paths are as written (relative to the
-/// file's folder).
-#[derive(Debug)]
-pub struct SiteFile {
-    sources: PathBuf,
-    peer_bps: u64,
-    uplink_bps: Option<u64>,
-    step: i64,
-    appliances: Vec<ApplianceEntry>,
-}
-
-#[derive(Debug)]
-struct ApplianceEntry {
-    name: String,
-    target: PathBuf,
-    /// Its store (`Ok`) or a catalog of its inventory (`Err`).
-    holdings: std::result::Result<PathBuf, PathBuf>,
-    capacity: u64,
-    ingress: Option<u64>,
-}
-
-/// Parses and checks a site file's text (no I/O: the fuzz targets call it).
-pub fn parse_site(text: &str) -> Result<SiteFile> {
-    let site: SiteToml =
-        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
-    let peer_bps = parse_bandwidth(&site.peer_bandwidth).context("bad peer_bandwidth")?;
-    let uplink_bps = site
-        .uplink
-        .as_deref()
-        .map(parse_bandwidth)
-        .transpose()
-        .context("bad uplink")?;
-    let step = match &site.step {
-        Some(s) => fill_core::duration::parse_duration(s)
-            .context("bad step")?
-            .as_secs()
-            .max(60) as i64,
-        None => 3600,
-    };
-    if site.appliance.is_empty() {
-        bail!("no [[appliance]]");
+pub(crate) fn site(cmd: SiteCommand) -> Result<Outcome> {
+    match cmd {
+        SiteCommand::Status { site, json } => status(&site, json),
     }
-    let mut appliances: Vec<ApplianceEntry> = Vec::new();
-    for a in site.appliance {
-        // Names are printed in reports: none may carry a terminal's controls.
-        if a.name.trim().is_empty() || a.name.chars().any(fill_core::text::is_unprintable) {
-            bail!(
-                "appliance {:?}: a name must be non-empty, without control characters",
-                a.name
-            );
-        }
-        if appliances.iter().any(|b| b.name == a.name) {
-            bail!("appliance {:?} appears twice", a.name);
-        }
-        let target = a
-            .target
-            .or_else(|| site.target.clone())
-            .with_context(|| format!("appliance {}: no target (set target at the top)", a.name))?;
-        let capacity = parse_size(&a.capacity)
-            .with_context(|| format!("appliance {}: bad capacity", a.name))?;
-        let ingress = a
-            .ingress
-            .as_deref()
-            .map(parse_bandwidth)
-            .transpose()
-            .with_context(|| format!("appliance {}: bad ingress", a.name))?;
-        let holdings = match (a.store, a.inventory) {
-            (Some(dir), None) => Ok(dir),
-            (None, Some(cat)) => Err(cat),
-            _ => bail!(
-                "appliance {}: give exactly one of store and inventory",
-                a.name
+}
+
+/// The appliances of a site file, each with its fill-server's URL.
+fn with_urls(site: &crate::site::SiteFile, path: &Path) -> Result<Vec<(String, String)>> {
+    site.appliances()
+        .iter()
+        .map(|a| match &a.url {
+            Some(u) => Ok((a.name.clone(), u.clone())),
+            None => bail!(
+                "appliance {} in {} has no url: the site fill reaches each appliance through its fill-server",
+                a.name,
+                path.display()
             ),
-        };
-        appliances.push(ApplianceEntry {
-            name: a.name,
-            target,
-            holdings,
-            capacity,
-            ingress,
+        })
+        .collect()
+}
+
+pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
+    let (Some(site_path), Some(name)) = (&args.site, &args.appliance) else {
+        bail!("--site needs --appliance");
+    };
+    let site = crate::site::read_site(site_path)?;
+    let base = site_path.parent().unwrap_or(Path::new("."));
+    let appliances = with_urls(&site, site_path)?;
+    let names: Vec<String> = appliances.iter().map(|(n, _)| n.clone()).collect();
+    let Some(me) = names.iter().position(|n| n == name) else {
+        bail!(
+            "no appliance {:?} in {}: it has {}",
+            name,
+            site_path.display(),
+            names.join(", ")
+        );
+    };
+    let entry = &site.appliances()[me];
+    let store_path = match (&args.store, &entry.store) {
+        (Some(s), _) => s.clone(),
+        (None, Some(s)) => base.join(s),
+        (None, None) => bail!("appliance {name} has no store in the site file: give --store"),
+    };
+    let doc = match &args.plan {
+        Some(p) => {
+            let text =
+                fill_store::bounded::read_text(p, fill_store::store::MAX_REMOTE_CATALOG_BYTES)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
+            SitePlanDoc::parse(&text, &names)
+                .with_context(|| format!("bad plan {}", p.display()))?
+        }
+        None => {
+            // The same start on every appliance that starts within the same step.
+            let now = crate::planning::now()?;
+            let start = now - now.rem_euclid(site.step());
+            let horizon = Horizon {
+                start,
+                deadline: args.deadline.0,
+            };
+            let planned = crate::site::plan_site(site_path, horizon, HeldFrom::Servers)?;
+            SitePlanDoc::new(
+                planned.names(),
+                planned.ids(),
+                planned.sources(),
+                planned.plan(),
+                start,
+            )
+        }
+    };
+    // The external sources, then the other appliances as peers.
+    let mut specs = crate::sources::load(&base.join(site.sources()))?;
+    let external = specs.len();
+    let mut peer_of: Vec<Option<usize>> = Vec::with_capacity(names.len());
+    for (a, (peer, url)) in appliances.iter().enumerate() {
+        if a == me {
+            peer_of.push(None);
+            continue;
+        }
+        if specs.iter().any(|s| &s.source.name == peer) {
+            bail!("appliance {peer} has the name of a source: rename one of them");
+        }
+        peer_of.push(Some(specs.len()));
+        specs.push(SourceSpec {
+            source: Source {
+                name: peer.clone(),
+                kind: SourceKind::Peer,
+                url: format!("{url}/partial"),
+                cost_per_gib: 0.0,
+                bandwidth_bps: site.peer_bps(),
+                window: None,
+                max_connections: PEER_CONNECTIONS,
+            },
+            catalog: None,
+            object: Default::default(),
         });
     }
-    Ok(SiteFile {
-        sources: site.sources,
-        peer_bps,
-        uplink_bps,
-        step,
-        appliances,
-    })
-}
-
-/// Reads the site file, computes each appliance's delta, and plans the site.
-pub fn plan_site(path: &Path, horizon: Horizon) -> Result<Planned> {
-    let text = fill_store::bounded::read_text(path, fill_store::bounded::MAX_CONFIG_BYTES)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let site = parse_site(&text).with_context(|| format!("bad site file {}", path.display()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let rel = |p: &Path| base.join(p);
-    let (peer_bps, uplink_bps, step) = (site.peer_bps, site.uplink_bps, site.step);
-    let specs = crate::sources::load(&rel(&site.sources))?;
-    let rt = crate::common::runtime(false)?;
-    let (_, holdings) = crate::sources::reach(&specs, &rt)?;
+    let target_file = open_catalog(&base.join(&entry.target))?;
+    let target = target_file.validate()?;
+    let s = open_store_to_fill(&store_path, args.reserve)?;
+    let _lock = s.lock().context("cannot lock the store")?;
+    s.recover().context("cannot settle an interrupted fill")?;
+    let rt = runtime(true)?;
+    let (remotes, holdings) = crate::sources::reach(&specs, &rt)?;
     let sources: Vec<Source> = specs.iter().map(|s| s.source.clone()).collect();
-    // The site's file table, by id, and each appliance's ranges in it.
-    let mut files: BTreeMap<ContentId, u32> = BTreeMap::new();
-    let mut ids: Vec<ContentId> = Vec::new();
-    let mut per_app: Vec<Vec<(u32, u64, u64)>> = Vec::new();
-    let mut held: Vec<Vec<ContentId>> = Vec::new();
-    let mut ingress = Vec::new();
-    let mut names = Vec::new();
-    for a in &site.appliances {
-        let target_path = rel(&a.target);
-        let capacity = a.capacity;
-        ingress.push(a.ingress);
-        let target_file =
-            CatalogFile::open(&target_path).with_context(|| format!("appliance {}", a.name))?;
-        let target = target_file.validate()?;
-        // What it holds: its store, or a catalog of its inventory.
-        let (inv_file, sd) = match &a.holdings {
-            Ok(dir) => {
-                let store = Store::open(rel(dir))
-                    .with_context(|| format!("appliance {}: cannot use its store", a.name))?;
-                let inv = store
-                    .catalog()
-                    .with_context(|| format!("appliance {}: cannot use its store", a.name))?;
-                (inv, crate::common::compute_delta(&target, &store, capacity))
-            }
-            Err(cat) => {
-                let inv = CatalogFile::open(&rel(cat))
-                    .with_context(|| format!("appliance {}: inventory", a.name))?;
-                let sd = crate::common::delta_from_inventory(&target, &inv, capacity);
-                (inv, sd)
-            }
-        };
-        let sd = sd.with_context(|| format!("appliance {}", a.name))?;
-        let mut ranges = Vec::with_capacity(sd.delta.fetch.len());
-        for f in &sd.delta.fetch {
-            let id = target.id(f.entry as usize);
-            let next = ids.len() as u32;
-            let idx = *files.entry(id).or_insert_with(|| {
-                ids.push(id);
-                next
-            });
-            ranges.push((idx, f.offset, f.length));
-        }
-        per_app.push(ranges);
-        let inv = inv_file.validate()?;
-        held.push((0..inv.len()).map(|i| inv.id(i)).collect());
-        names.push(a.name.clone());
-    }
-    // Classes over the external sources, per site file.
-    let mut class_of: BTreeMap<Vec<usize>, u32> = BTreeMap::new();
-    let mut classes: Vec<Vec<usize>> = Vec::new();
-    let file_class: Vec<u32> = ids
-        .iter()
-        .map(|id| {
-            let holders: Vec<usize> = (0..sources.len())
-                .filter(|&s| holdings[s].holds(id))
-                .collect();
-            let next = classes.len() as u32;
-            *class_of.entry(holders.clone()).or_insert_with(|| {
-                classes.push(holders);
-                next
-            })
-        })
-        .collect();
-    let demands: Vec<Vec<Demand>> = per_app
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|&(entry, offset, length)| Demand {
-                    entry,
-                    offset,
-                    length,
-                    class: file_class[entry as usize],
-                })
-                .collect()
-        })
-        .collect();
-    let holds: Vec<Vec<u32>> = held
-        .iter()
-        .map(|h| {
-            let mut v: Vec<u32> = h.iter().filter_map(|id| files.get(id).copied()).collect();
-            v.sort_unstable();
-            v
-        })
-        .collect();
-    let apps: Vec<SiteAppliance<'_>> = (0..demands.len())
-        .map(|a| SiteAppliance {
-            demands: &demands[a],
-            holds: &holds[a],
-            ingress_bps: ingress[a],
-        })
-        .collect();
-    let problem = SiteProblem {
-        sources: &sources,
-        classes: &classes,
-        appliances: &apps,
-        start: horizon.start,
-        horizon: horizon.deadline,
-        uplink_bps,
-        peer_bps,
-        step,
-    };
-    let plan = site::plan_site(&problem).map_err(crate::planning::plan_error)?;
-    let alone = site::plan_alone(&problem).map_err(crate::planning::plan_error)?;
-    Ok(Planned {
-        names,
-        sources,
-        plan,
-        alone,
-        horizon,
-        step,
-        peer_bps,
-    })
-}
-
-fn kind_bytes(plan: &Plan, sources: &[Source], kind: SourceKind) -> u64 {
-    plan.per_source
-        .iter()
-        .zip(sources)
-        .filter(|(_, s)| s.kind == kind)
-        .map(|(u, _)| u.bytes)
-        .sum()
-}
-
-/// `fill plan --site ... --json` (docs/json.md).
-#[derive(Debug, Serialize)]
-pub struct SiteJson<'a> {
-    /// RFC 3339.
-    pub start: String,
-    /// RFC 3339.
-    pub deadline: String,
-    /// RFC 3339: when the last byte anywhere is expected.
-    pub finish: String,
-    /// Money of the site plan (external bytes only; in-site copies are free).
-    pub total_cost: f64,
-    /// Bytes that cross an external link (each range once).
-    pub external_bytes: u64,
-    /// Bytes from origin sources.
-    pub origin_bytes: u64,
-    /// Bytes copied inside the site.
-    pub peer_bytes: u64,
-    /// Bytes of copies scheduled after the deadline.
-    pub late_bytes: u64,
-    /// Per external source.
-    pub per_source: Vec<SourceLine<'a>>,
-    /// Per appliance.
-    pub appliances: Vec<ApplianceLine<'a>>,
-    /// Each appliance planning alone, for comparison.
-    pub alone: AloneLine,
-}
-
-/// A source's share.
-#[derive(Debug, Serialize)]
-pub struct SourceLine<'a> {
-    /// Name.
-    pub name: &'a str,
-    /// Bytes.
-    pub bytes: u64,
-    /// Money.
-    pub cost: f64,
-}
-
-/// An appliance's share.
-#[derive(Debug, Serialize)]
-pub struct ApplianceLine<'a> {
-    /// Name.
-    pub name: &'a str,
-    /// Bytes it receives from external sources.
-    pub external_bytes: u64,
-    /// Bytes it receives from other appliances.
-    pub peer_bytes: u64,
-    /// Bytes it sends to other appliances.
-    pub sent_bytes: u64,
-    /// RFC 3339.
-    pub finish: String,
-}
-
-/// The appliances planning alone.
-#[derive(Debug, Serialize)]
-pub struct AloneLine {
-    /// Their money together.
-    pub total_cost: f64,
-    /// Their external bytes together.
-    pub external_bytes: u64,
-    /// Their origin bytes together.
-    pub origin_bytes: u64,
-}
-
-/// The JSON form.
-pub fn to_json(p: &Planned) -> SiteJson<'_> {
-    let plan = &p.plan;
-    SiteJson {
-        start: format_rfc3339(p.horizon.start),
-        deadline: format_rfc3339(p.horizon.start + p.horizon.deadline),
-        finish: format_rfc3339(plan.finish),
-        total_cost: plan.external.total_cost,
-        external_bytes: plan.external.bytes,
-        origin_bytes: kind_bytes(&plan.external, &p.sources, SourceKind::Origin),
-        peer_bytes: plan.copies.iter().map(|c| c.length).sum(),
-        late_bytes: plan.late_bytes,
-        per_source: plan
-            .external
-            .per_source
-            .iter()
-            .zip(&p.sources)
-            .map(|(u, s)| SourceLine {
-                name: &s.name,
-                bytes: u.bytes,
-                cost: u.cost,
-            })
-            .collect(),
-        appliances: plan
-            .per_appliance
-            .iter()
-            .zip(&p.names)
-            .map(|(u, n)| ApplianceLine {
-                name: n,
-                external_bytes: u.external_bytes,
-                peer_bytes: u.peer_bytes,
-                sent_bytes: u.sent_bytes,
-                finish: format_rfc3339(u.finish),
-            })
-            .collect(),
-        alone: AloneLine {
-            total_cost: p.alone.iter().map(|a| a.total_cost).sum(),
-            external_bytes: p.alone.iter().map(|a| a.bytes).sum(),
-            origin_bytes: p
-                .alone
+    let sd = compute_delta(&target, &s, entry.capacity)?;
+    let mut routes: crate::planning::Routes = HashMap::new();
+    let mut relays: crate::fill::Relays = HashMap::new();
+    for (id, f) in doc.for_appliance(me as u32) {
+        let Some(e) = target.find(&id) else { continue };
+        // A file another appliance holds whole by now (a restarted appliance whose part
+        // the others took over) is copied from it, not landed again as the plan said.
+        let held_inside = peer_of.iter().flatten().any(|&k| holdings[k].holds(&id));
+        for (offset, end, source) in f.landings.iter().filter(|_| !held_inside) {
+            if let Some(k) = specs[..external]
                 .iter()
-                .map(|a| kind_bytes(a, &p.sources, SourceKind::Origin))
-                .sum(),
-        },
+                .position(|s| &s.source.name == source)
+            {
+                routes.entry(e as u32).or_default().push((*offset, *end, k));
+            }
+        }
+        let peers = |v: &[u32]| -> Vec<usize> {
+            v.iter()
+                .filter_map(|&a| peer_of.get(a as usize).copied().flatten())
+                .collect()
+        };
+        relays.insert(id, (peers(&f.relay), peers(&f.watch)));
+    }
+    for v in routes.values_mut() {
+        v.sort_unstable();
+    }
+    s.create()?;
+    s.record_target(target_file.bytes())
+        .context("cannot record the target in the store")?;
+    let mut report = SiteFillReport {
+        appliance: name.clone(),
+        state: "filling".into(),
+        bytes_to_fetch: sd.delta.bytes_to_fetch,
+        lacks_bytes: sd.delta.bytes_to_fetch,
+        planned_external_bytes: doc.planned_external[me],
+        planned_cost: doc.planned_cost[me],
+        ..SiteFillReport::default()
+    };
+    save(&s, &mut report);
+    let writer = rt.block_on(crate::write::Writer::start(
+        super::run::backend(args.writer),
+        &s.root().join(".fill/tmp"),
+    ))?;
+    let bar = crate::fill::Progress::new(sd.delta.bytes_to_fetch, "filling", &sources);
+    let stores = [crate::fill::StoreJob {
+        store: &s,
+        delta: &sd.delta,
+        evict_ids: &sd.evict_ids,
+        older: &sd.older,
+    }];
+    let job = crate::fill::FillJob {
+        stores: &stores,
+        target: &target,
+        sources: &sources,
+        holdings: &holdings,
+        timeout: args.timeout.0,
+        remotes: &remotes,
+        routes: Some(&routes),
+        relays: Some(&relays),
+        relay_patience: args.relay_patience.0,
+    };
+    // While it fills, the figures in the store's state follow it every REPORT_EVERY, so
+    // `fill site status` shows what each appliance still lacks.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let (done, bar, s) = (&done, &bar, &s);
+        let mut live = report.clone();
+        scope.spawn(move || {
+            let mut last = std::time::Instant::now();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if last.elapsed() < REPORT_EVERY {
+                    continue;
+                }
+                last = std::time::Instant::now();
+                let counted = bar.counted();
+                let (inside, outside) = split_at_site(external, &counted);
+                live.inside_bytes = inside;
+                live.external_bytes = outside;
+                live.lacks_bytes = live.bytes_to_fetch.saturating_sub(inside + outside);
+                save(s, &mut live);
+            }
+        });
+        let result = rt.block_on(crate::fill::run(job, &writer, bar));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    });
+    bar.finish_and_clear();
+    let fill = match result {
+        Ok(r) => r,
+        Err(e) => {
+            report.state = "failed".into();
+            report.error = Some(format!("{e:#}"));
+            save(&s, &mut report);
+            return Err(e);
+        }
+    };
+    let bytes: Vec<u64> = fill.sources.iter().map(|r| r.bytes).collect();
+    (report.inside_bytes, report.external_bytes) = split_at_site(external, &bytes);
+    for (src, r) in sources.iter().zip(&fill.sources).take(external) {
+        report.excess_bytes += r.excess_bytes;
+        report.excess_cost += src.cost(r.excess_bytes);
+    }
+    report.cost = fill.total_cost;
+    report.lacks_bytes = 0;
+    report.state = "done".into();
+    save(&s, &mut report);
+    if args.json {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            site: &'a SiteFillReport,
+            #[serde(flatten)]
+            fill: &'a crate::fill::FillReport,
+        }
+        print_json(&Json {
+            site: &report,
+            fill: &fill,
+        })?;
+    } else {
+        out!(
+            "{}",
+            super::delta::delta_table(&target, &sd.delta, entry.capacity)
+        )?;
+        out!("{}", super::run::run_table(&fill, false))?;
+        out!("{}", appliance_line(&report))?;
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Bytes per source split into (from the site's appliances, from outside): the sources
+/// file's come first, then the appliances.
+fn split_at_site(external: usize, bytes: &[u64]) -> (u64, u64) {
+    let (outside, inside) = bytes.split_at(external.min(bytes.len()));
+    (inside.iter().sum(), outside.iter().sum())
+}
+
+/// Writes the report into the store's state (what its fill-server shows); a failure to
+/// write it is logged, not fatal: the fill is what matters.
+fn save(s: &fill_store::store::Store, report: &mut SiteFillReport) {
+    report.updated = fill_core::duration::format_rfc3339(crate::planning::now().unwrap_or(0));
+    let path = s.state_file(SITE_FILL_FILE);
+    let written = serde_json::to_vec_pretty(report)
+        .map_err(anyhow::Error::from)
+        .and_then(|bytes| {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(())
+        });
+    if let Err(e) = written {
+        tracing::warn!("cannot write {}: {e:#}", path.display());
     }
 }
 
-/// The human form (`--explain` adds the comparison in words).
-pub fn table(p: &Planned, explain: bool) -> String {
-    let j = to_json(p);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<14} {:>12} {:>12} {:>12}  finish",
-        "appliance", "external", "from peers", "sent"
-    );
-    for a in &j.appliances {
-        let _ = writeln!(
-            s,
-            "{:<14} {:>12} {:>12} {:>12}  {}",
-            a.name,
-            format_size(a.external_bytes),
-            format_size(a.peer_bytes),
-            format_size(a.sent_bytes),
-            a.finish
-        );
-    }
-    let _ = writeln!(s, "\n{:<14} {:>12} {:>10}", "source", "bytes", "cost");
-    for src in &j.per_source {
-        let _ = writeln!(
-            s,
-            "{:<14} {:>12} {:>10.4}",
-            src.name,
-            format_size(src.bytes),
-            src.cost
-        );
-    }
-    let _ = writeln!(
-        s,
-        "site plan: {} cross the external links once ({} from origins) for {:.4}; {} copied inside the site; finish {}{}",
-        format_size(j.external_bytes),
-        format_size(j.origin_bytes),
-        j.total_cost,
-        format_size(j.peer_bytes),
-        j.finish,
-        if j.late_bytes > 0 {
-            format!(
-                " ({} of copies after the deadline: fetching those twice would meet it)",
-                format_size(j.late_bytes)
-            )
-        } else {
-            String::new()
+fn appliance_line(r: &SiteFillReport) -> String {
+    format!(
+        "site fill of {}: {} from outside (plan: {}), {} copied inside the site, excess {} ({:.4}), cost {:.4} (plan: {:.4})\n",
+        Escaped(&r.appliance),
+        format_size(r.external_bytes),
+        format_size(r.planned_external_bytes),
+        format_size(r.inside_bytes),
+        format_size(r.excess_bytes),
+        r.excess_cost,
+        r.cost,
+        r.planned_cost
+    )
+}
+
+/// `fill site status --json`.
+#[derive(Debug, Serialize)]
+struct SiteStatus {
+    /// Per appliance, in the site file's order.
+    appliances: Vec<ApplianceStatus>,
+    /// Sums over the appliances that answered.
+    external_bytes: u64,
+    planned_external_bytes: u64,
+    inside_bytes: u64,
+    excess_bytes: u64,
+    excess_cost: f64,
+    cost: f64,
+    planned_cost: f64,
+    lacks_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ApplianceStatus {
+    name: String,
+    url: String,
+    /// Its site fill's figures, when it ran one.
+    fill: Option<SiteFillReport>,
+    /// Why its fill-server could not be read.
+    unreachable: Option<String>,
+}
+
+/// Most a status document may weigh.
+const MAX_STATUS_BYTES: u64 = 4 << 20;
+
+fn status(path: &Path, json: bool) -> Result<Outcome> {
+    let site = crate::site::read_site(path)?;
+    let appliances = with_urls(&site, path)?;
+    let rt = runtime(false)?;
+    let net = crate::net::Net::new();
+    let mut out = SiteStatus {
+        appliances: Vec::new(),
+        external_bytes: 0,
+        planned_external_bytes: 0,
+        inside_bytes: 0,
+        excess_bytes: 0,
+        excess_cost: 0.0,
+        cost: 0.0,
+        planned_cost: 0.0,
+        lacks_bytes: 0,
+    };
+    for (name, url) in appliances {
+        let full = format!("{url}/status.json");
+        let got = rt
+            .block_on(net.get_small(&full, false, MAX_STATUS_BYTES))
+            .map_err(|e| format!("{full}: {e}"))
+            .and_then(|b| {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&b).map_err(|e| format!("{full}: not JSON: {e}"))?;
+                match v.get("site_fill") {
+                    None | Some(serde_json::Value::Null) => Ok(None),
+                    Some(f) => serde_json::from_value::<SiteFillReport>(f.clone())
+                        .map(Some)
+                        .map_err(|e| format!("{full}: bad site_fill: {e}")),
+                }
+            });
+        let (fill, unreachable) = match got {
+            Ok(f) => (f, None),
+            Err(why) => (None, Some(why)),
+        };
+        if let Some(f) = &fill {
+            out.external_bytes += f.external_bytes;
+            out.planned_external_bytes += f.planned_external_bytes;
+            out.inside_bytes += f.inside_bytes;
+            out.excess_bytes += f.excess_bytes;
+            out.excess_cost += f.excess_cost;
+            out.cost += f.cost;
+            out.planned_cost += f.planned_cost;
+            out.lacks_bytes += f.lacks_bytes;
         }
-    );
-    if explain {
-        let saved = j.alone.total_cost - j.total_cost;
-        let _ = writeln!(
-            s,
-            "\nEach appliance planning alone would fetch {} ({} from origins) for {:.4}: the site plan fetches {} less from origins and costs {:.4} less{}.",
-            format_size(j.alone.external_bytes),
-            format_size(j.alone.origin_bytes),
-            j.alone.total_cost,
-            format_size(j.alone.origin_bytes.saturating_sub(j.origin_bytes)),
-            saved,
-            if j.alone.total_cost > 0.0 {
-                format!(" ({:.0}%)", saved * 100.0 / j.alone.total_cost)
-            } else {
-                String::new()
-            }
-        );
-        let _ = writeln!(
-            s,
-            "Each range crosses a costly link once, lands on one appliance that needs it, and is copied to the others from the next slot ({} min slots), at most {}/s per sender.",
-            p.step / 60,
-            format_size(p.peer_bps / 8)
-        );
+        out.appliances.push(ApplianceStatus {
+            name,
+            url,
+            fill,
+            unreachable,
+        });
     }
-    s
+    if json {
+        print_json(&out)?;
+        return Ok(Outcome::Ok);
+    }
+    outln!(
+        "{:<14} {:<8} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "appliance",
+        "fill",
+        "outside",
+        "planned",
+        "inside",
+        "excess",
+        "lacks"
+    )?;
+    for a in &out.appliances {
+        match (&a.fill, &a.unreachable) {
+            (Some(f), _) => outln!(
+                "{:<14} {:<8} {:>12} {:>12} {:>12} {:>12} {:>12}",
+                Escaped(&a.name),
+                Escaped(&f.state),
+                format_size(f.external_bytes),
+                format_size(f.planned_external_bytes),
+                format_size(f.inside_bytes),
+                format_size(f.excess_bytes),
+                format_size(f.lacks_bytes)
+            )?,
+            (None, Some(why)) => outln!("{:<14} unreachable: {}", Escaped(&a.name), Escaped(why))?,
+            (None, None) => outln!("{:<14} no site fill has run", Escaped(&a.name))?,
+        }
+    }
+    outln!(
+        "site: {} from outside (plan: {}), {} copied inside, excess {} ({:.4}); cost {:.4} (plan: {:.4}); still lacking {}",
+        format_size(out.external_bytes),
+        format_size(out.planned_external_bytes),
+        format_size(out.inside_bytes),
+        format_size(out.excess_bytes),
+        out.excess_cost,
+        out.cost,
+        out.planned_cost,
+        format_size(out.lacks_bytes)
+    )?;
+    Ok(Outcome::Ok)
 }

@@ -64,6 +64,8 @@ pub struct SourceReport {
     pub quarantined: bool,
     /// Why its catalog could not be had, if so.
     pub unreachable: Option<String>,
+    /// Of `bytes`, those a site plan meant to come from another appliance of the site.
+    pub excess_bytes: u64,
 }
 
 impl SourceReport {
@@ -154,7 +156,15 @@ pub struct FillJob<'a, S = Store> {
     /// A plan's pieces per file (`fill run --strategy optimal`): each block goes first to its
     /// planned source, waiting for that source's window; escalation takes over when it fails.
     pub routes: Option<&'a crate::planning::Routes>,
+    /// A site fill's relays, by file ([`Relays`]).
+    pub relays: Option<&'a Relays>,
+    /// With a site fill's relays: how long a file waits for the peer it follows.
+    pub relay_patience: Duration,
 }
+
+/// Per file of a site fill, the site peers (source indices) to take it from in turn and
+/// those whose blocks of it are watched ([`fill_core::fill::FileSpec::relay`] and `watch`).
+pub type Relays = HashMap<ContentId, (Vec<usize>, Vec<usize>)>;
 
 /// The machine's spec for a job: the stores' deltas, the sources and their holdings, the
 /// plan's routes.
@@ -183,13 +193,22 @@ fn spec_of<S>(job: &FillJob<'_, S>) -> FillSpec {
             })
             .unwrap_or_default()
     };
-    FillSpec::new(
+    let mut spec = FillSpec::new(
         job.target,
         &deltas,
         job.sources.to_vec(),
         |s, id| job.holdings[s].holds(id),
         planned,
-    )
+    );
+    if let Some(relays) = job.relays {
+        for f in &mut spec.files {
+            if let Some((relay, watch)) = relays.get(&f.id) {
+                f.relay.clone_from(relay);
+                f.watch.clone_from(watch);
+            }
+        }
+    }
+    spec
 }
 
 /// The wall clock, as the machine reads windows in it.
@@ -224,7 +243,11 @@ pub async fn run_with<R: edges::RangeSource, W: edges::BlockWriter, S: edges::St
     let spec = spec_of(&job);
     let stores: Vec<S> = job.stores.iter().map(|s| s.store.clone()).collect();
     let mut driver = tasks::Driver::new(&job, stores, writer.clone(), sources);
-    let mut fill = Fill::new(spec, FillConfig::STANDARD, wall_now());
+    let config = FillConfig {
+        relay_patience: job.relay_patience,
+        ..FillConfig::STANDARD
+    };
+    let mut fill = Fill::new(spec, config, wall_now());
     let mut shown = vec![0u64; job.sources.len()];
     loop {
         while let Some(action) = fill.poll_action() {
@@ -284,6 +307,7 @@ pub async fn run_with<R: edges::RangeSource, W: edges::BlockWriter, S: edges::St
             bad_blocks: st.bad_blocks,
             quarantined: st.quarantined,
             unreachable: unreachable(h),
+            excess_bytes: st.excess_bytes,
         })
         .collect::<Vec<_>>();
     let secs = started.elapsed().as_secs_f64();

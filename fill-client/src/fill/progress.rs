@@ -1,5 +1,6 @@
 //! Progress of a fill: bars on a terminal, a plain line every few seconds elsewhere.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fill_core::source::Source;
@@ -12,6 +13,8 @@ pub struct Progress {
     per_source: Vec<indicatif::ProgressBar>,
     _multi: Option<indicatif::MultiProgress>,
     plain: std::sync::Mutex<Option<PlainProgress>>,
+    /// Bytes counted per source so far, for whoever reports the fill while it runs.
+    counted: Vec<AtomicU64>,
 }
 
 /// How often a plain progress line is written when stderr is not a terminal.
@@ -43,6 +46,7 @@ impl Progress {
                     done: 0,
                     total: bytes,
                 })),
+                counted: sources.iter().map(|_| AtomicU64::new(0)).collect(),
             };
         }
         let multi = indicatif::MultiProgress::new();
@@ -70,12 +74,16 @@ impl Progress {
             per_source,
             _multi: Some(multi),
             plain: std::sync::Mutex::new(None),
+            counted: sources.iter().map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
     /// Counts `bytes` more from `source`.
     pub fn inc(&self, source: usize, bytes: u64) {
         self.total.inc(bytes);
+        if let Some(c) = self.counted.get(source) {
+            c.fetch_add(bytes, Ordering::Relaxed);
+        }
         if let Some(bar) = self.per_source.get(source) {
             bar.inc(bytes);
         }
@@ -95,6 +103,14 @@ impl Progress {
                 );
             }
         }
+    }
+
+    /// Bytes counted so far, per source.
+    pub fn counted(&self) -> Vec<u64> {
+        self.counted
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Clears the bars.

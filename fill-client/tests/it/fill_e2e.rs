@@ -16,15 +16,15 @@ fn serve(store: &Path) -> ServerProcess {
     ServerProcess::start(store)
 }
 
-struct Region {
-    dir: PathBuf,
+pub(crate) struct Region {
+    pub(crate) dir: PathBuf,
     /// (name, bytes) of the target files.
-    files: Vec<(String, Vec<u8>)>,
-    target: PathBuf,
+    pub(crate) files: Vec<(String, Vec<u8>)>,
+    pub(crate) target: PathBuf,
 }
 
 /// A target of `n` files of a few MiB (1 MiB blocks), imported into `origin`.
-fn region(dir: &Path, n: usize) -> Region {
+pub(crate) fn region(dir: &Path, n: usize) -> Region {
     region_with(dir, n, BlockSize::DEFAULT)
 }
 
@@ -69,7 +69,7 @@ fn region_with(dir: &Path, n: usize, block: BlockSize) -> Region {
     }
 }
 
-fn sources(path: &Path, list: &[(&str, &str, SocketAddr, f64, &str)]) {
+pub(crate) fn sources(path: &Path, list: &[(&str, &str, SocketAddr, f64, &str)]) {
     let mut t = String::new();
     for (name, kind, addr, cost, bw) in list {
         t += &format!(
@@ -138,7 +138,7 @@ fn content_of(store: &Path) -> Vec<String> {
 }
 
 /// Every target file is in the appliance, byte for byte, and the delta is empty.
-fn assert_filled(r: &Region, appliance: &Path) {
+pub(crate) fn assert_filled(r: &Region, appliance: &Path) {
     for (name, bytes) in &r.files {
         let id = blake3::hash(bytes).to_hex().to_string();
         let held = fs::read(appliance.join("content").join(&id))
@@ -536,7 +536,7 @@ fn older_versions_give_their_shared_blocks() {
 }
 
 /// What a store has recorded: complete files, and verified blocks of partial ones.
-fn recorded_bytes(store: &Path) -> u64 {
+pub(crate) fn recorded_bytes(store: &Path) -> u64 {
     let listed = fill(&["store", "list", "--store", p(store), "--json"]);
     if listed.code() != 0 {
         return 0;
@@ -924,7 +924,7 @@ fn stalling_dying_and_misranging_sources() {
 }
 
 /// A store holding the region's files `which`, served on loopback.
-fn partial_store(tmp: &Path, r: &Region, name: &str, which: &[usize]) -> PathBuf {
+pub(crate) fn partial_store(tmp: &Path, r: &Region, name: &str, which: &[usize]) -> PathBuf {
     let dir = tmp.join(format!("{name}-files"));
     fs::create_dir_all(&dir).unwrap();
     for &i in which {

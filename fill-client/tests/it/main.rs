@@ -3,6 +3,7 @@
 mod fill_e2e;
 mod hostile;
 mod s3;
+mod site_fill;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -24,6 +25,11 @@ impl ServerProcess {
 
     /// With more arguments (`--config FILE`).
     pub(crate) fn start_with(store: &Path, args: &[&str]) -> Self {
+        Self::start_at(store, "127.0.0.1:0", args)
+    }
+
+    /// On a given address (a restarted appliance keeps its URL).
+    pub(crate) fn start_at(store: &Path, listen: &str, args: &[&str]) -> Self {
         use std::io::BufRead;
         let bin = Path::new(env!("CARGO_BIN_EXE_fill")).with_file_name("fill-server");
         assert!(
@@ -32,7 +38,7 @@ impl ServerProcess {
             bin.display()
         );
         let mut child = Command::new(&bin)
-            .args(["--store", p(store), "--listen", "127.0.0.1:0"])
+            .args(["--store", p(store), "--listen", listen])
             .args(args)
             .env("FILL_LOG", "warn")
             .stderr(std::process::Stdio::piped())

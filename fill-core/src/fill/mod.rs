@@ -1758,6 +1758,10 @@ impl Fill {
         loop {
             let run = &self.files[f];
             let &head = self.spec.files[f].relay.get(run.relay_at)?;
+            if self.spec.files[f].holders[head] {
+                // It holds the file whole now: routed as any holder, cheapest first.
+                return None;
+            }
             let until = run.relay_since.plus(patience);
             if self.quarantined[head] || now >= until {
                 let run = &mut self.files[f];

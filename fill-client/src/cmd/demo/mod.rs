@@ -22,13 +22,15 @@ use crate::Outcome;
 use crate::cli::DemoArgs;
 use crate::common::compute_delta;
 
+mod site;
+
 /// Log-uniform in [lo, hi).
-fn log_uniform(rng: &mut Rng, lo: f64, hi: f64) -> u64 {
+pub(super) fn log_uniform(rng: &mut Rng, lo: f64, hi: f64) -> u64 {
     (lo.ln() + rng.unit() * (hi.ln() - lo.ln())).exp() as u64
 }
 
 /// Deterministic, incompressible content for one version of one file.
-fn content(seed: u64, key: &str, size: u64) -> Vec<u8> {
+pub(super) fn content(seed: u64, key: &str, size: u64) -> Vec<u8> {
     let k = blake3::hash(format!("fill demo {seed} {key}").as_bytes());
     let mut out = vec![0u8; size as usize];
     blake3::Hasher::new_keyed(k.as_bytes())
@@ -53,7 +55,7 @@ struct DemoReport {
     verified_bytes: u64,
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -76,6 +78,9 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             tmp.path().to_owned()
         }
     };
+    if args.site {
+        return site::run(args, &dir);
+    }
     let say = |s: &str| -> std::io::Result<()> {
         if !args.json {
             outln!("{s}")?;
@@ -294,6 +299,8 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             timeout: crate::net::DEFAULT_TIMEOUT,
             remotes: &remotes,
             routes: None,
+            relays: None,
+            relay_patience: fill_core::fill::FillConfig::STANDARD.relay_patience,
         };
         let report = crate::fill::run(job, &writer, &bar).await;
         bar.finish_and_clear();
