@@ -3,7 +3,7 @@
 //! read, and each is verified again against the file's outboard before it leaves; a peer
 //! learns which blocks there are from the file's block map ([`fill_core::blockmap`]).
 //!
-//! Pure store reads: the HTTP answers are [`crate::http`]'s.
+//! Pure store reads: the HTTP answers are the `http` module's (it imports this one).
 
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};

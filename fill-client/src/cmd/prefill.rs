@@ -103,7 +103,6 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         remotes: &remotes,
         routes: None,
         relays: None,
-        relay_patience: fill_core::fill::FillConfig::STANDARD.relay_patience,
     };
     let most = deltas
         .iter()

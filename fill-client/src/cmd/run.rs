@@ -109,7 +109,6 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             remotes: &remotes,
             routes: routes.as_ref(),
             relays: None,
-            relay_patience: fill_core::fill::FillConfig::STANDARD.relay_patience,
         };
         let r = rt.block_on(crate::fill::run(job, &writer, &bar))?;
         bar.finish_and_clear();

@@ -171,7 +171,10 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
     let sources: Vec<Source> = specs.iter().map(|s| s.source.clone()).collect();
     let sd = compute_delta(&target, &s, entry.capacity)?;
     let mut routes: crate::planning::Routes = HashMap::new();
-    let mut relays: crate::fill::Relays = HashMap::new();
+    let mut relays = crate::fill::Relays {
+        files: HashMap::new(),
+        patience: args.relay_patience.0,
+    };
     for (id, f) in doc.for_appliance(me as u32) {
         let Some(e) = target.find(&id) else { continue };
         // A file another appliance holds whole by now (a restarted appliance whose part
@@ -190,7 +193,7 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
                 .filter_map(|&a| peer_of.get(a as usize).copied().flatten())
                 .collect()
         };
-        relays.insert(id, (peers(&f.relay), peers(&f.watch)));
+        relays.files.insert(id, (peers(&f.relay), peers(&f.watch)));
     }
     for v in routes.values_mut() {
         v.sort_unstable();
@@ -228,7 +231,6 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
         remotes: &remotes,
         routes: Some(&routes),
         relays: Some(&relays),
-        relay_patience: args.relay_patience.0,
     };
     // While it fills, the figures in the store's state follow it every REPORT_EVERY, so
     // `fill site status` shows what each appliance still lacks.

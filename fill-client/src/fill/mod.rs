@@ -156,15 +156,19 @@ pub struct FillJob<'a, S = Store> {
     /// A plan's pieces per file (`fill run --strategy optimal`): each block goes first to its
     /// planned source, waiting for that source's window; escalation takes over when it fails.
     pub routes: Option<&'a crate::planning::Routes>,
-    /// A site fill's relays, by file ([`Relays`]).
+    /// A site fill's relays ([`Relays`]).
     pub relays: Option<&'a Relays>,
-    /// With a site fill's relays: how long a file waits for the peer it follows.
-    pub relay_patience: Duration,
 }
 
-/// Per file of a site fill, the site peers (source indices) to take it from in turn and
-/// those whose blocks of it are watched ([`fill_core::fill::FileSpec::relay`] and `watch`).
-pub type Relays = HashMap<ContentId, (Vec<usize>, Vec<usize>)>;
+/// What a site fill follows inside the site.
+#[derive(Debug)]
+pub struct Relays {
+    /// Per file, the site peers (source indices) to take it from in turn and those whose
+    /// blocks of it are watched ([`fill_core::fill::FileSpec::relay`] and `watch`).
+    pub files: HashMap<ContentId, (Vec<usize>, Vec<usize>)>,
+    /// How long a file waits for the peer it follows to make progress.
+    pub patience: Duration,
+}
 
 /// The machine's spec for a job: the stores' deltas, the sources and their holdings, the
 /// plan's routes.
@@ -202,7 +206,7 @@ fn spec_of<S>(job: &FillJob<'_, S>) -> FillSpec {
     );
     if let Some(relays) = job.relays {
         for f in &mut spec.files {
-            if let Some((relay, watch)) = relays.get(&f.id) {
+            if let Some((relay, watch)) = relays.files.get(&f.id) {
                 f.relay.clone_from(relay);
                 f.watch.clone_from(watch);
             }
@@ -244,7 +248,9 @@ pub async fn run_with<R: edges::RangeSource, W: edges::BlockWriter, S: edges::St
     let stores: Vec<S> = job.stores.iter().map(|s| s.store.clone()).collect();
     let mut driver = tasks::Driver::new(&job, stores, writer.clone(), sources);
     let config = FillConfig {
-        relay_patience: job.relay_patience,
+        relay_patience: job
+            .relays
+            .map_or(FillConfig::STANDARD.relay_patience, |r| r.patience),
         ..FillConfig::STANDARD
     };
     let mut fill = Fill::new(spec, config, wall_now());

@@ -100,7 +100,6 @@ async fn drive<S: super::edges::StoreState, W: super::edges::BlockWriter>(
         remotes: &remotes,
         routes: None,
         relays: None,
-        relay_patience: fill_core::fill::FillConfig::STANDARD.relay_patience,
     };
     let progress = Progress::new(sd.delta.bytes_to_fetch, "test", &sources);
     tokio::time::timeout(

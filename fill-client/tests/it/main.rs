@@ -535,6 +535,46 @@ fn demo_runs_and_keeps_its_promises() {
     assert!(human.stdout().contains("all good"), "{}", human.stdout());
 }
 
+/// `fill demo --site`: three appliances fill together; the origin (counting for itself)
+/// serves what no appliance held, about once; the site report adds up.
+#[test]
+fn demo_site_fills_three_appliances_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("demo");
+    let r = fill(&[
+        "demo",
+        "--site",
+        "--dir",
+        p(&dir),
+        "--files",
+        "24",
+        "--json",
+    ])
+    .ok()
+    .json();
+    let (served, new) = (
+        r["origin_served_bytes"].as_u64().unwrap(),
+        r["no_one_held_bytes"].as_u64().unwrap(),
+    );
+    assert!(new > 0, "{r}");
+    assert!(
+        served as f64 <= 1.02 * new as f64,
+        "{served} > 1.02 × {new}"
+    );
+    assert_eq!(r["plan"]["external_bytes"], new, "{r}");
+    let apps = r["status"]["appliances"].as_array().unwrap();
+    assert_eq!(apps.len(), 3);
+    assert!(apps.iter().all(|a| a["fill"]["state"] == "done"), "{r}");
+    assert_eq!(r["status"]["lacks_bytes"], 0);
+    assert!(r["status"]["inside_bytes"].as_u64().unwrap() > 0);
+    let human = fill(&["demo", "--site", "--files", "12"]).ok();
+    assert!(
+        human.stdout().contains("fill site status") && human.stdout().contains("the origin served"),
+        "{}",
+        human.stdout()
+    );
+}
+
 /// `fill appliance`: a store without events is live; a lifecycle starts at allocated, moves
 /// only along allowed transitions, survives restarts (every command is a new process), and
 /// shrugs off a last line a crash cut short.

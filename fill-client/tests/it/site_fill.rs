@@ -138,6 +138,15 @@ fn finish(child: Child, app: &App, secs: u64) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// Every appliance's `fill run --site`, started at once; their reports.
+fn fill_together(s: &Site) -> Vec<serde_json::Value> {
+    let runs: Vec<Child> = s.apps.iter().map(|a| start_run(&s.file, a, &[])).collect();
+    runs.into_iter()
+        .zip(&s.apps)
+        .map(|(c, a)| finish(c, a, 120))
+        .collect()
+}
+
 /// A source's line in a run report.
 fn source<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["sources"]
@@ -158,12 +167,7 @@ fn a_site_fills_together_each_new_byte_crossing_once() {
     let holdings: [&[usize]; 3] = [&[], &[0, 1, 2], &[3, 4]];
     // 10 MB/s from the origin: a landed file is still arriving while the others follow it.
     let s = site(tmp.path(), &r, &holdings, "80Mbps", |_, a| a);
-    let runs: Vec<Child> = s.apps.iter().map(|a| start_run(&s.file, a, &[])).collect();
-    let reports: Vec<serde_json::Value> = runs
-        .into_iter()
-        .zip(&s.apps)
-        .map(|(c, a)| finish(c, a, 120))
-        .collect();
+    let reports = fill_together(&s);
     for a in &s.apps {
         assert_filled(&r, &a.store);
     }
@@ -352,12 +356,7 @@ fn a_lying_appliance_is_quarantined_by_the_others() {
     let s = site(tmp.path(), &r, &holdings, "10Gbps", |k, a| {
         if k == 0 { lying_proxy(a) } else { a }
     });
-    let runs: Vec<Child> = s.apps.iter().map(|a| start_run(&s.file, a, &[])).collect();
-    let reports: Vec<serde_json::Value> = runs
-        .into_iter()
-        .zip(&s.apps)
-        .map(|(c, a)| finish(c, a, 120))
-        .collect();
+    let reports = fill_together(&s);
     for (a, report) in s.apps.iter().zip(&reports) {
         assert_filled(&r, &a.store);
         if a.name != "a1" {

@@ -300,7 +300,6 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             remotes: &remotes,
             routes: None,
             relays: None,
-            relay_patience: fill_core::fill::FillConfig::STANDARD.relay_patience,
         };
         let report = crate::fill::run(job, &writer, &bar).await;
         bar.finish_and_clear();
