@@ -2,7 +2,7 @@
 //! asset from elsewhere), readable on a phone and a laptop, refreshing itself every 15 s.
 //! The tracking diagram shows the states as a path with the current one highlighted and
 //! named in text; then the turn-up checks, the fill's progress, maintenance windows and the
-//! recent events. Element ids (`state`, `track`, `checks`, `progress`, `events`) are stable:
+//! recent events. Element ids (`state`, `track`, `checks`, `progress`, `site-fill`, `events`) are stable:
 //! the browser test reads them.
 
 use std::fmt::Write as _;
@@ -211,12 +211,32 @@ pub fn render(status: &Status) -> String {
     }
     let _ = write!(
         h,
-        "<div class=\"muted\">{} in flight</div></div></section>",
+        "<div class=\"muted\">{} in flight</div></div>",
         match status.in_flight {
             1 => "1 request".to_owned(),
             n => format!("{n} requests"),
         }
     );
+    // The last site fill's figures, as `fill run --site` wrote them (docs/site-fill.md).
+    if let Some(sf) = &status.site_fill {
+        let bytes = |k: &str| format_size(sf.get(k).and_then(|v| v.as_u64()).unwrap_or(0));
+        let state = sf
+            .get("state")
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown");
+        let _ = write!(
+            h,
+            "<div id=\"site-fill\">site fill {}: {} from outside (plan {}), {} copied from the \
+             site's other appliances, excess {}, {} still lacking</div>",
+            esc(state),
+            bytes("external_bytes"),
+            bytes("planned_external_bytes"),
+            bytes("inside_bytes"),
+            bytes("excess_bytes"),
+            bytes("lacks_bytes")
+        );
+    }
+    h.push_str("</section>");
 
     // Maintenance.
     if !status.maintenance.is_empty() {
@@ -302,5 +322,25 @@ mod tests {
         assert!(page.contains("&lt;b&gt;done&lt;/b&gt;"));
         assert!(page.contains("data-check=\"fill\""));
         assert!(!page.contains("http://") && !page.contains("https://"));
+        assert!(!page.contains("id=\"site-fill\""), "no site fill, no line");
+    }
+
+    #[test]
+    fn shows_the_last_site_fill_escaped() {
+        let mut st = status(State::BurnIn);
+        st.site_fill = Some(serde_json::json!({
+            "state": "<i>filling</i>", "external_bytes": 3_145_728u64,
+            "planned_external_bytes": 2_097_152u64, "inside_bytes": 1024u64,
+            "excess_bytes": 1_048_576u64, "lacks_bytes": 0u64
+        }));
+        let page = render(&st);
+        assert!(
+            page.contains(
+                "<div id=\"site-fill\">site fill &lt;i&gt;filling&lt;/i&gt;: 3.00 MiB from outside \
+                 (plan 2.00 MiB), 1.00 KiB copied from the site's other appliances, excess 1.00 MiB, \
+                 0 B still lacking</div>"
+            ),
+            "{page}"
+        );
     }
 }
