@@ -11,7 +11,10 @@
 # Holdings: a1 the whole stale copy, a2 and a3 its even and odd files, a4 an empty disk.
 # Each timed run after a page-cache drop with fresh fill-servers; medians of ROUNDS.
 #
-# usage: benches/site-fill.sh [ROUNDS=3] [GIB=1] [RATE_MBPS=800]
+# PLAN=file (default): the site plan written once (`fill plan --site --out`) and handed to
+# each appliance (--plan); PLAN=self: each appliance plans on its own at start.
+#
+# usage: benches/site-fill.sh [ROUNDS=3] [GIB=1] [RATE_MBPS=800] [PLAN=file|self]
 # The dataset: `fill bench dataset` (seed 42). Loopback only. Needs ~8x GIB of free disk.
 # Installs fio (Debian) when missing.
 set -euo pipefail
@@ -19,6 +22,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 GIB=${2:-1}
 RATE=${3:-800}
+PLAN=${4:-file}
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v fio >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq fio >/dev/null; }
 
@@ -28,6 +32,7 @@ SERVER=$PWD/target/release/fill-server
 W=$(mktemp -d /var/tmp/fill-bench-site.XXXXXX)
 PIDS=()
 stop_servers() {
+    local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     PIDS=()
 }
@@ -48,6 +53,7 @@ serve() { # store port
 # Fresh copies of the appliances' stores, a page-cache drop, fresh servers (the origin
 # always; the appliances' only for the site fill).
 fresh() { # with-appliance-servers
+    local a k
     stop_servers
     for a in "${APPS[@]}"; do rm -rf "$W/run/$a"; mkdir -p "$W/run"; cp -a "$W/tpl/$a" "$W/run/$a"; done
     sync; echo 3 > /proc/sys/vm/drop_caches; sleep 3
@@ -111,7 +117,9 @@ for a in "${APPS[@]}"; do
     WRITE=$((WRITE + b))
 done
 fresh yes
-NEW=$("$FILL" plan --site "$W/site.toml" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['external_bytes'])")
+NEW=$("$FILL" plan --site "$W/site.toml" --json --out "$W/plan.json" | python3 -c "import json,sys; print(json.load(sys.stdin)['external_bytes'])")
+PLAN_ARGS=()
+[ "$PLAN" = file ] && PLAN_ARGS=(--plan "$W/plan.json")
 
 : > "$W/results"
 record() { echo "$1 $2" >> "$W/results"; echo "  $1: $2" >&2; }
@@ -135,7 +143,7 @@ for round in $(seq 1 "$ROUNDS"); do
     t0=$(now)
     pids=()
     for a in "${APPS[@]}"; do
-        "$FILL" run --site "$W/site.toml" --appliance "$a" >/dev/null 2>>"$W/site-$a.log" &
+        "$FILL" run --site "$W/site.toml" --appliance "$a" "${PLAN_ARGS[@]}" >/dev/null 2>>"$W/site-$a.log" &
         pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid"; done
@@ -154,7 +162,7 @@ for round in $(seq 1 "$ROUNDS"); do
     record fio-secs "$(secs "$t0" "$t1")"
 done
 
-python3 - "$W/results" "$NEW" "$WRITE" "$ROUNDS" "$RATE" <<'PY'
+python3 - "$W/results" "$NEW" "$WRITE" "$ROUNDS" "$RATE" "$PLAN" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 new, write, rounds, rate = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
@@ -163,8 +171,8 @@ med = lambda k: statistics.median(vals(k))
 lone_origin = sum(med(f"lone-origin-{a}") for a in ["a1", "a2", "a3", "a4"])
 site_origin = med("site-origin")
 link = new / (rate * 1e6 / 8)
-print(f"\nmedians of {rounds} rounds; {rate} Mbit/s link; no appliance held {new/1e9:.3f} GB; the four write {write/1e9:.3f} GB")
-print(f"  origin bytes: site {site_origin/1e9:.3f} GB ({site_origin/new:.3f}x what no one held), "
+print(f"\nmedians of {rounds} rounds; {rate} Mbit/s link; plan: {sys.argv[6]}; no appliance held {new/1e9:.3f} GB; the four write {write/1e9:.3f} GB")
+print(f"  origin bytes: site {site_origin/1e9:.3f} GB ({site_origin/new:.3f}x what no one held; runs {[round(v/new, 3) for v in vals('site-origin')]}), "
       f"four lone fills {lone_origin/1e9:.3f} GB: site / lone {site_origin/lone_origin:.3f}")
 print(f"  wall: site {med('site-secs'):.2f} s (runs {vals('site-secs')}), lone a4 {med('lone-a4-secs'):.2f} s "
       f"(runs {vals('lone-a4-secs')}): site / lone {med('site-secs')/med('lone-a4-secs'):.2f} (goal <= 1.3)")

@@ -223,6 +223,16 @@ impl Lifecycle {
         (l, e)
     }
 
+    /// A lifecycle at a state already recorded elsewhere (a database row holding the state
+    /// and, while draining or drained, the state the drain started from).
+    pub fn resume(state: State, before_drain: Option<State>) -> Self {
+        Self {
+            state,
+            before_drain: before_drain
+                .filter(|_| matches!(state, State::Draining | State::Drained)),
+        }
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.state

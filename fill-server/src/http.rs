@@ -803,6 +803,26 @@ fn is_listed(st: &AppState, id: &ContentId) -> Result<bool, Box<Response<Body>>>
     }
 }
 
+/// How long a relay request for a file that just left `.fill/partial/` waits for the
+/// catalog to list it: a completion moves the data into `content/` before it rewrites the
+/// catalog, and for that moment the file is in neither.
+const COMPLETION_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether a file not (or no longer) partial is listed, waiting up to [`COMPLETION_WAIT`]
+/// while its data is already in `content/` and the catalog does not list it yet.
+async fn listed_once_complete(st: &AppState, id: &ContentId) -> Result<bool, Box<Response<Body>>> {
+    let deadline = Instant::now() + COMPLETION_WAIT;
+    loop {
+        if is_listed(st, id)? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline || !st.store.content_path(id).exists() {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn not_held(id: &ContentId) -> Response<Body> {
     text(
         StatusCode::NOT_FOUND,
@@ -831,7 +851,13 @@ async fn serve_relay(st: &Arc<AppState>, rest: &str, req: &Request<Incoming>) ->
     }
     let size = match crate::relay::partial_size(&st.store, &id) {
         Ok(Some(size)) => size,
-        Ok(None) => return not_held(&id),
+        Ok(None) => {
+            return match listed_once_complete(st, &id).await {
+                Ok(true) => serve_blob(st, Kind::Content, rest, req),
+                Ok(false) => not_held(&id),
+                Err(r) => *r,
+            };
+        }
         Err(why) => return internal("cannot read a block map", &why),
     };
     let (first, last, whole) = match req.headers().get(header::RANGE) {
@@ -859,8 +885,8 @@ async fn serve_relay(st: &Arc<AppState>, rest: &str, req: &Request<Incoming>) ->
             return text(StatusCode::NOT_FOUND, format!("{why}\n"));
         }
         Ok(Err(crate::relay::RelayError::Gone)) => {
-            // Completed since: served whole now, if it is listed.
-            return match is_listed(st, &id) {
+            // Completed since: served whole now, once it is listed.
+            return match listed_once_complete(st, &id).await {
                 Ok(true) => serve_blob(st, Kind::Content, rest, req),
                 Ok(false) => not_held(&id),
                 Err(r) => *r,

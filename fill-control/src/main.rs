@@ -1,0 +1,148 @@
+//! The `fill-control` binary: the fleet's control plane.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use fill_control::{api, auth, db::Db, server};
+
+/// The fleet's control plane: surveys, deployments, appliances from allocation to live,
+/// reports, emails. API: docs/control-api.md. Database: docs/control-db.md.
+///
+/// --db sqlite:PATH (embedded; created on first start) or postgres://USER@HOST/DB (several
+/// instances may share one). Migrations are applied at start.
+#[derive(Debug, Parser)]
+#[command(name = "fill-control", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (and send queued emails when the config names an SMTP server).
+    Serve {
+        /// The database: sqlite:PATH or postgres://….
+        #[arg(long)]
+        db: String,
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: String,
+        /// TOML config: [smtp] host, port, from, tls (none|starttls|tls), user.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Role {
+    /// The fleet's operators: every deployment.
+    Ops,
+    /// A partner's user: that partner's deployments only.
+    Partner,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; the password (at least 12 characters) is read from standard input.
+    Add {
+        /// The database.
+        #[arg(long)]
+        db: String,
+        /// The user's email (their login).
+        #[arg(long)]
+        email: String,
+        /// ops or partner.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// With --role partner: the partner (created if new).
+        #[arg(long)]
+        partner: Option<String>,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FILL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve { db, listen, config } => {
+            let config = match config {
+                Some(p) => server::Config::load(&p)?,
+                None => server::Config::default(),
+            };
+            rt.block_on(async {
+                let db = Db::open(&db).await?;
+                let listener = api::bind(&listen).await?;
+                eprintln!(
+                    "fill-control: serving on http://{}",
+                    listener.local_addr().context("no local address")?
+                );
+                tokio::select! {
+                    r = server::run(db, listener, config) => r,
+                    _ = tokio::signal::ctrl_c() => Ok(()),
+                }
+            })
+        }
+        Command::User(UserCommand::Add {
+            db,
+            email,
+            role,
+            partner,
+            password_stdin: _,
+        }) => {
+            let mut input = String::new();
+            std::io::stdin()
+                .take(4096)
+                .read_to_string(&mut input)
+                .context("cannot read the password from standard input")?;
+            let password = input.lines().next().unwrap_or("").to_owned();
+            let role = match role {
+                Role::Ops => "ops",
+                Role::Partner => "partner",
+            };
+            rt.block_on(async {
+                let db = Db::open(&db).await?;
+                auth::add_user(
+                    &db,
+                    &email,
+                    role,
+                    partner.as_deref(),
+                    &password,
+                    api::wall_clock(),
+                )
+                .await
+            })?;
+            eprintln!("fill-control: user {email} ({role}) created");
+            Ok(())
+        }
+    }
+}

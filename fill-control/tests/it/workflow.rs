@@ -1,0 +1,295 @@
+//! A fleet from site survey to live, on SQLite and on PostgreSQL; two instances on one
+//! PostgreSQL recording each step and sending each email once.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Postgres, Smtp};
+use crate::{Control, Http};
+
+pub(crate) fn survey(site: &str) -> Value {
+    json!({
+        "site": site,
+        "shipping_address": ["ISP Example GmbH", "Hafenstrasse 1", "60311 Frankfurt", "DE"],
+        "contacts": [
+            {"name": "Eng One", "email": "eng@isp.test", "role": "engineering"},
+            {"name": "Noc", "email": "noc@isp.test", "role": "noc"},
+            {"name": "Ship", "email": "ship@isp.test", "role": "shipping"}
+        ],
+        "network": {"asn": 64500, "ipv4": ["192.0.2.0/24"], "ipv6": ["2001:db8::/32"],
+                    "bgp_neighbors": ["192.0.2.1", "2001:db8::1"]},
+        "tz": "Europe/Berlin"
+    })
+}
+
+/// Survey, allocation and shipping of `n` appliances by the API; their tokens.
+pub(crate) fn deploy(
+    c: &Control,
+    ops: &str,
+    partner: &str,
+    site: &str,
+    n: usize,
+) -> Vec<(String, String)> {
+    let http = Http(c.addr);
+    let (s, d) = http.post("/api/surveys", Some(partner), &survey(site));
+    assert_eq!(s, 201, "{d}");
+    let dep = d["deployment"].as_str().unwrap().to_owned();
+    let mut out = Vec::new();
+    for k in 0..n {
+        let serial = format!("{site}-oca-{k}");
+        let (s, a) = http.post(
+            &format!("/api/deployments/{dep}/appliances"),
+            Some(ops),
+            &json!({"serial": serial, "hardware": "storage", "capacity": "40TB", "catalog": "region-eu"}),
+        );
+        assert_eq!(s, 201, "{a}");
+        out.push((serial, a["token"].as_str().unwrap().to_owned()));
+    }
+    for (serial, _) in &out {
+        let step = |who: &str, body: Value| {
+            let (s, r) = http.post(
+                &format!("/api/appliances/{serial}/transitions"),
+                Some(who),
+                &body,
+            );
+            assert_eq!(s, 200, "{body} → {r}");
+        };
+        step(ops, json!({"to": "prefilling"}));
+        step(
+            ops,
+            json!({"to": "in_transit", "carrier": "DHL", "tracking": format!("JD0146{serial}")}),
+        );
+        step(partner, json!({"to": "delivered"}));
+        step(
+            partner,
+            json!({"to": "installed", "reason": "racked in row 4"}),
+        );
+    }
+    out
+}
+
+fn report(bgp: &str, checked_at: Option<i64>, pass: bool) -> Value {
+    let mut r = json!({"version": "1.2.0", "bgp": {"session": bgp, "prefixes": 12}});
+    if let Some(at) = checked_at {
+        r["checked_at"] = json!(at);
+        r["checks"] = json!([
+            {"name": "fill", "passed": pass, "detail": if pass {"done"} else {"40% of the target"}},
+            {"name": "offload", "passed": pass, "detail": ""},
+            {"name": "store_health", "passed": true, "detail": ""},
+            {"name": "sources", "passed": true, "detail": ""}
+        ]);
+    }
+    r
+}
+
+fn survey_to_live(c: &Control, smtp: &Smtp) {
+    c.user("ops@fleet.test", "ops", None);
+    c.user("eng@isp.test", "partner", Some("isp-a"));
+    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let http = Http(c.addr);
+    let apps = deploy(c, &ops, &partner, "FRA-3", 3);
+    for (serial, token) in &apps {
+        let path = format!("/api/appliances/{serial}/report");
+        // Reporting without its BGP session: nothing starts.
+        let (s, a) = http.post(&path, Some(token), &report("active", None, false));
+        assert_eq!(
+            (s, a["state"].as_str(), a["start_burn_in"].as_bool()),
+            (200, Some("installed"), Some(false)),
+            "{a}"
+        );
+        // BGP established: burn-in starts by itself.
+        let (_, a) = http.post(&path, Some(token), &report("established", None, false));
+        assert_eq!(a, json!({"state": "burn_in", "start_burn_in": true}));
+        // A failing run of the checks, then a passing one: live.
+        let (_, a) = http.post(
+            &path,
+            Some(token),
+            &report("established", Some(1000), false),
+        );
+        assert_eq!(a["state"], "burn_in");
+        let (_, a) = http.post(&path, Some(token), &report("established", Some(2000), true));
+        assert_eq!(a, json!({"state": "live", "start_burn_in": false}));
+        let (s, view) = http.get(&format!("/api/appliances/{serial}"), Some(&partner));
+        assert_eq!(s, 200, "{view}");
+        let states: Vec<&str> = view["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["to"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            states,
+            [
+                "allocated",
+                "prefilling",
+                "in_transit",
+                "delivered",
+                "installed",
+                "burn_in",
+                "live"
+            ]
+        );
+        assert_eq!(view["events"][5]["actor"], "control-plane");
+        assert_eq!(view["tracking"], format!("JD0146{serial}"));
+        assert_eq!(view["checks"].as_array().unwrap().len(), 4);
+        assert_eq!(view["version"], "1.2.0");
+    }
+    // The emails, as the SMTP server received them.
+    let queued = c.send_mail(smtp);
+    assert!(queued > 0);
+    assert_eq!(c.send_mail(smtp), 0, "nothing is sent twice");
+    let got = smtp.messages();
+    assert_eq!(got.len(), queued);
+    let to = |subject: &str| -> Vec<String> {
+        got.iter()
+            .filter(|m| m.1 == subject)
+            .map(|m| m.0.clone())
+            .collect()
+    };
+    assert_eq!(to("Site survey received for FRA-3").len(), 3);
+    let (serial, _) = &apps[0];
+    let shipped = got
+        .iter()
+        .find(|m| m.1 == format!("Shipped: appliance {serial} at FRA-3"))
+        .unwrap();
+    assert!(
+        shipped
+            .2
+            .contains(&format!("tracking number JD0146{serial}")),
+        "{}",
+        shipped.2
+    );
+    let mut shipped_to = to(&format!("Shipped: appliance {serial} at FRA-3"));
+    shipped_to.sort();
+    assert_eq!(shipped_to, ["eng@isp.test", "ship@isp.test"]);
+    let failed = got
+        .iter()
+        .find(|m| m.1 == format!("Turn-up check failed: appliance {serial} at FRA-3"))
+        .unwrap();
+    assert!(failed.2.contains("How to fix it"), "{}", failed.2);
+    for subject in [
+        format!("Burn-in started: appliance {serial} at FRA-3"),
+        format!("Live: appliance {serial} at FRA-3"),
+    ] {
+        let mut r = to(&subject);
+        r.sort();
+        assert_eq!(r, ["eng@isp.test", "noc@isp.test"], "{subject}");
+    }
+    // The appliance's page lists its emails, sent.
+    let (_, view) = http.get(&format!("/api/appliances/{serial}"), Some(&ops));
+    let emails = view["emails"].as_array().unwrap();
+    assert!(emails.len() >= 9, "{view}");
+    assert!(emails.iter().all(|e| e["sent"].is_i64()), "{view}");
+}
+
+#[test]
+fn survey_to_live_on_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path());
+    let c = Control::start(&format!(
+        "sqlite:{}",
+        tmp.path().join("control.db").display()
+    ));
+    survey_to_live(&c, &smtp);
+}
+
+#[test]
+fn survey_to_live_on_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(tmp.path());
+    let smtp = Smtp::start(tmp.path());
+    let c = Control::start(&pg.url);
+    survey_to_live(&c, &smtp);
+}
+
+/// Two instances on one PostgreSQL, asked the same things at once: each transition is
+/// recorded once, each email sent once.
+#[test]
+fn two_instances_on_postgres_do_each_step_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(tmp.path());
+    let smtp = Smtp::start(tmp.path());
+    let (a, b) = (Control::start(&pg.url), Control::start(&pg.url));
+    a.user("ops@fleet.test", "ops", None);
+    a.user("eng@isp.test", "partner", Some("isp-a"));
+    let (ops, partner) = (a.login("ops@fleet.test"), b.login("eng@isp.test"));
+    let apps = deploy(&b, &ops, &partner, "AMS-1", 3);
+    for (serial, token) in &apps {
+        let path = format!("/api/appliances/{serial}/report");
+        // The same report to both instances at the same moment, ten times over.
+        let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..10)
+                .map(|k| {
+                    let http = Http(if k % 2 == 0 { a.addr } else { b.addr });
+                    let (path, token) = (&path, token);
+                    s.spawn(move || {
+                        http.post(path, Some(token), &report("established", Some(5000), true))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // Whoever lost a race is told so (409) or sees the state the winner left.
+        assert!(
+            answers.iter().all(|(s, _)| *s == 200 || *s == 409),
+            "{answers:?}"
+        );
+        let (_, view) = Http(a.addr).get(&format!("/api/appliances/{serial}"), Some(&ops));
+        let to: Vec<&str> = view["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["to"].as_str().unwrap())
+            .collect();
+        assert_eq!(to.iter().filter(|t| **t == "burn_in").count(), 1, "{view}");
+        // Once burning in, the next report's passing checks make it live, once.
+        let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..10)
+                .map(|k| {
+                    let http = Http(if k % 2 == 0 { a.addr } else { b.addr });
+                    let (path, token) = (&path, token);
+                    s.spawn(move || {
+                        http.post(path, Some(token), &report("established", Some(6000), true))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            answers.iter().all(|(s, _)| *s == 200 || *s == 409),
+            "{answers:?}"
+        );
+        let (_, view) = Http(a.addr).get(&format!("/api/appliances/{serial}"), Some(&ops));
+        let to: Vec<&str> = view["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["to"].as_str().unwrap())
+            .collect();
+        assert_eq!(to.iter().filter(|t| **t == "live").count(), 1, "{view}");
+        assert_eq!(view["state"], "live");
+    }
+    // Both senders at once: each email reaches the server once.
+    let (sa, sb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| a.send_mail(&smtp));
+        let hb = s.spawn(|| b.send_mail(&smtp));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    let got = smtp.messages();
+    assert_eq!(got.len(), sa + sb);
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &got {
+        assert!(
+            seen.insert((m.0.clone(), m.1.clone())),
+            "sent twice: {} {}",
+            m.0,
+            m.1
+        );
+    }
+    for (serial, _) in &apps {
+        let live = got
+            .iter()
+            .filter(|m| m.1 == format!("Live: appliance {serial} at AMS-1"))
+            .count();
+        assert_eq!(live, 2, "eng and noc, once each");
+    }
+}
