@@ -36,7 +36,12 @@ stop_servers() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     PIDS=()
 }
-cleanup() { stop_servers; rm -rf "$W"; }
+# LOGDIR=DIR keeps each appliance's site fill log there (with FILL_LOG=info).
+cleanup() {
+    stop_servers
+    if [ -n "${LOGDIR:-}" ]; then mkdir -p "$LOGDIR"; cp "$W"/site-*.log "$W"/server.log "$LOGDIR"/ 2>/dev/null || true; fi
+    rm -rf "$W"
+}
 trap cleanup EXIT
 
 PORT=18690   # the origin; the appliances on the next four ports
@@ -143,7 +148,7 @@ for round in $(seq 1 "$ROUNDS"); do
     t0=$(now)
     pids=()
     for a in "${APPS[@]}"; do
-        "$FILL" run --site "$W/site.toml" --appliance "$a" "${PLAN_ARGS[@]}" >/dev/null 2>>"$W/site-$a.log" &
+        env ${LOGDIR:+FILL_LOG=info} "$FILL" run --site "$W/site.toml" --appliance "$a" "${PLAN_ARGS[@]}" >/dev/null 2>>"$W/site-$a.log" &
         pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid"; done

@@ -234,6 +234,11 @@ pub async fn serve(
     let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let life = tokio::spawn(lifecycle_loop(state.clone()));
+    let control = state
+        .config
+        .control
+        .clone()
+        .map(|c| tokio::spawn(crate::control::control_loop(state.clone(), c)));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -305,6 +310,9 @@ pub async fn serve(
     }
     drop(listener);
     life.abort();
+    if let Some(c) = control {
+        c.abort();
+    }
     tracing::info!("shutting down: waiting for in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -1557,6 +1565,18 @@ impl AppState {
             self.refresh_life();
         }
         report
+    }
+}
+
+impl crate::control::Appliance for AppState {
+    fn status(&self) -> Status {
+        AppState::status(self)
+    }
+    fn store(&self) -> &fill_store::store::Store {
+        &self.store
+    }
+    fn refresh(&self) {
+        self.refresh_life();
     }
 }
 

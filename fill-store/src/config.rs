@@ -51,6 +51,8 @@ pub struct ConfigFile {
     /// The appliance's lifecycle: turn-up checks, webhook (docs/lifecycle.md).
     #[serde(default)]
     pub lifecycle: SettingsFile,
+    /// Its fleet's control plane, to report to (`crate::control`).
+    pub control: Option<crate::control::ControlFile>,
     /// The folder relative paths are taken from (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -140,6 +142,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Lifecycle settings.
     pub lifecycle: Settings,
+    /// The control plane it reports to, if any.
+    pub control: Option<crate::control::ControlSettings>,
 }
 
 /// What is wrong with the configuration.
@@ -256,6 +260,7 @@ impl ConfigFile {
                 }
             };
         let lifecycle = self.lifecycle.resolve(&self.base)?;
+        let control = self.control.map(|c| c.resolve(&self.base)).transpose()?;
         let l = self.limits;
         let max_connections = l.max_connections.unwrap_or(1024);
         if !(1..=1_000_000).contains(&max_connections) {
@@ -306,6 +311,7 @@ impl ConfigFile {
                 Duration::from_secs(10),
             )?,
             lifecycle,
+            control,
         })
     }
 }

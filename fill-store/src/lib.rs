@@ -17,6 +17,7 @@
 
 pub mod bounded;
 pub mod config;
+pub mod control;
 pub mod lifecycle;
 pub mod mapped;
 pub mod sources;

@@ -1,0 +1,222 @@
+//! fill-server reporting to the fleet's control plane (`[control]`): the control plane
+//! (fill-control, in process, on SQLite) learns the appliance's version, BGP session and
+//! checks from its reports alone, starts its burn-in when its BGP session is established,
+//! and the appliance follows: its own lifecycle moves to burn-in and its burn-in command
+//! runs.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fill_core::lifecycle::State;
+use fill_store::store::Store;
+
+use crate::http::{config, start};
+
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = serde_json::to_vec(body).unwrap();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    c.write_all(&body).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap_or_default();
+    (status, json)
+}
+
+/// A control plane on SQLite in `dir`, with an ops user and a partner user; its address, the
+/// runtime serving it, and both tokens.
+fn control_plane(dir: &std::path::Path) -> (SocketAddr, tokio::runtime::Runtime, String, String) {
+    use fill_control::{api, auth, db::Db};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("sqlite:{}", dir.join("control.db").display());
+    let (db, listener) = rt.block_on(async {
+        let db = Db::open(&url).await.unwrap();
+        for (email, role, partner) in [
+            ("ops@f.test", "ops", None),
+            ("eng@isp.test", "partner", Some("isp")),
+        ] {
+            auth::add_user(
+                &db,
+                email,
+                role,
+                partner,
+                "a long test password",
+                api::wall_clock(),
+            )
+            .await
+            .unwrap();
+        }
+        (db, api::bind("127.0.0.1:0").await.unwrap())
+    });
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(api::serve(
+        listener,
+        Arc::new(api::App {
+            db,
+            clock: api::wall_clock,
+        }),
+    ));
+    let login = |email: &str| {
+        let (s, v) = call(
+            addr,
+            "POST",
+            "/api/login",
+            None,
+            &serde_json::json!({"email": email, "password": "a long test password"}),
+        );
+        assert_eq!(s, 200, "{v}");
+        v["token"].as_str().unwrap().to_owned()
+    };
+    let (ops, partner) = (login("ops@f.test"), login("eng@isp.test"));
+    (addr, rt, ops, partner)
+}
+
+#[test]
+fn burn_in_starts_from_the_report_of_an_installed_appliance_with_bgp_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cp, _rt, ops, partner) = control_plane(tmp.path());
+    // A deployment, an appliance allocated, shipped, delivered and installed.
+    let (s, d) = call(
+        cp,
+        "POST",
+        "/api/surveys",
+        Some(&partner),
+        &serde_json::json!({
+        "site": "FRA-3", "shipping_address": ["x"],
+        "contacts": [{"name": "E", "email": "eng@isp.test", "role": "engineering"}],
+        "network": {"asn": 64500, "ipv4": ["192.0.2.0/24"], "bgp_neighbors": ["192.0.2.1"]},
+        "tz": "Europe/Berlin"}),
+    );
+    assert_eq!(s, 201, "{d}");
+    let (s, a) = call(
+        cp,
+        "POST",
+        &format!(
+            "/api/deployments/{}/appliances",
+            d["deployment"].as_str().unwrap()
+        ),
+        Some(&ops),
+        &serde_json::json!({"serial": "oca-1", "hardware": "storage", "capacity": "1TB", "catalog": "eu"}),
+    );
+    assert_eq!(s, 201, "{a}");
+    for (who, body) in [
+        (&ops, serde_json::json!({"to": "prefilling"})),
+        (
+            &ops,
+            serde_json::json!({"to": "in_transit", "carrier": "UPS", "tracking": "1Z999"}),
+        ),
+        (&partner, serde_json::json!({"to": "delivered"})),
+        (&partner, serde_json::json!({"to": "installed"})),
+    ] {
+        let (s, r) = call(
+            cp,
+            "POST",
+            "/api/appliances/oca-1/transitions",
+            Some(who),
+            &body,
+        );
+        assert_eq!(s, 200, "{r}");
+    }
+    // The appliance's store, installed, as its own lifecycle says.
+    let store = Store::new(tmp.path().join("app")).unwrap();
+    for to in [
+        State::Allocated,
+        State::Prefilling,
+        State::InTransit,
+        State::Delivered,
+        State::Installed,
+    ] {
+        store.transition(to, 1, "test").unwrap();
+    }
+    std::fs::write(tmp.path().join("token"), a["token"].as_str().unwrap()).unwrap();
+    // Its BGP speaker, first down, then up: a birdc stand-in printing what BIRD prints.
+    let bgp = tmp.path().join("birdc.sh");
+    let state = tmp.path().join("bgp-state");
+    std::fs::write(&state, "Active").unwrap();
+    std::fs::write(
+        &bgp,
+        format!(
+            "printf 'BIRD 2.0.12 ready.\\nisp BGP --- up 12:00 x\\n  BGP state:          %s\\n  Channel ipv4\\n    Routes:         7 imported, 0 exported, 7 preferred\\n' \"$(cat {})\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let started = tmp.path().join("burn-in-started");
+    let toml = format!(
+        "[control]\nurl = \"http://{cp}\"\nserial = \"oca-1\"\ntoken_file = \"{}\"\ninterval = \"200ms\"\n\
+         bgp_command = [\"sh\", \"{}\"]\non_burn_in = [\"touch\", \"{}\"]\n",
+        tmp.path().join("token").display(),
+        bgp.display(),
+        started.display()
+    );
+    let file: fill_store::config::ConfigFile = toml::from_str(&toml).unwrap();
+    let mut cfg = config(store.root());
+    cfg.control = file.control.map(|c| c.resolve(tmp.path()).unwrap());
+    let _server = start(cfg);
+    let view = |key: &str| -> serde_json::Value {
+        let (s, v) = call(
+            cp,
+            "GET",
+            "/api/appliances/oca-1",
+            Some(&ops),
+            &serde_json::json!(null),
+        );
+        assert_eq!(s, 200, "{v}");
+        v[key].clone()
+    };
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !ok() {
+            assert!(t.elapsed() < Duration::from_secs(20), "never: {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // It reports: its version and BGP state arrive; with BGP down nothing starts.
+    wait_for("a report", &|| view("bgp") == "active");
+    assert_eq!(view("version"), env!("CARGO_PKG_VERSION"));
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(view("state"), "installed");
+    assert!(!started.exists());
+    // BGP up: the control plane starts burn-in, and the appliance follows.
+    std::fs::write(&state, "Established").unwrap();
+    wait_for("burn-in on the control plane", &|| {
+        view("state") == "burn_in"
+    });
+    wait_for("burn-in on the appliance", &|| {
+        store.lifecycle_events().unwrap().last().map(|e| e.to) == Some(State::BurnIn)
+    });
+    wait_for("the burn-in command", &|| started.exists());
+    let events = view("events");
+    let last = &events.as_array().unwrap()[5];
+    assert_eq!(
+        (last["to"].as_str(), last["actor"].as_str()),
+        (Some("burn_in"), Some("control-plane"))
+    );
+    // Its checks (run by its own lifecycle loop during burn-in) reach the control plane.
+    wait_for("check results", &|| {
+        !view("checks").as_array().unwrap().is_empty()
+    });
+}

@@ -1,0 +1,302 @@
+//! What an appliance tells its fleet's control plane (`[control]` in the server's config;
+//! docs/control-api.md, "report"): its software version, its BGP session as its speaker
+//! (BIRD 2, through `birdc`) says, its last turn-up checks and its fill's progress; and what
+//! the control plane answers (start the burn-in fill).
+//!
+//! ```toml
+//! [control]
+//! url = "https://control.fleet.example"  # the control plane
+//! serial = "FRA-3-oca-0"                 # this appliance's serial
+//! token_file = "/etc/fill/control.token" # the token allocation gave it (fct_…)
+//! interval = "60s"                       # how often it reports (default 60s)
+//! bgp_command = ["birdc", "-r", "show", "protocols", "all", "isp"]  # optional
+//! on_burn_in = ["systemctl", "start", "fill-burn-in"]  # optional: run once when told
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+
+/// `[control]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlFile {
+    /// The control plane's base URL (`http://` or `https://`).
+    pub url: String,
+    /// This appliance's serial.
+    pub serial: String,
+    /// A file holding the appliance's token.
+    pub token_file: PathBuf,
+    /// How often it reports (default `60s`).
+    pub interval: Option<String>,
+    /// The command that prints the BGP session (`birdc … show protocols all NAME`).
+    pub bgp_command: Option<Vec<String>>,
+    /// The command started once when the control plane says to start burn-in.
+    pub on_burn_in: Option<Vec<String>>,
+}
+
+/// `[control]`, checked.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    /// Base URL, no trailing slash.
+    pub url: String,
+    /// Serial.
+    pub serial: String,
+    /// The token.
+    pub token: String,
+    /// Report period.
+    pub interval: Duration,
+    /// BGP command.
+    pub bgp_command: Option<Vec<String>>,
+    /// Burn-in command.
+    pub on_burn_in: Option<Vec<String>>,
+}
+
+impl ControlFile {
+    /// Checks the section; reads the token file (relative paths from `base`).
+    pub fn resolve(self, base: &Path) -> Result<ControlSettings, ConfigError> {
+        let invalid = |field, reason: String| ConfigError::Invalid { field, reason };
+        let url = self.url.trim_end_matches('/').to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "control.url",
+                format!("{url:?} is not an http(s) URL"),
+            ));
+        }
+        if self.serial.is_empty()
+            || self.serial.len() > 64
+            || !self
+                .serial
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(
+                "control.serial",
+                "1 to 64 letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+        let path = base.join(&self.token_file);
+        let token = crate::bounded::read_text(&path, 4096)
+            .map_err(|e| invalid("control.token_file", format!("{}: {e}", path.display())))?
+            .trim()
+            .to_owned();
+        if !token.starts_with("fct_")
+            || token
+                .bytes()
+                .any(|b| !b.is_ascii_alphanumeric() && b != b'_')
+        {
+            return Err(invalid(
+                "control.token_file",
+                format!(
+                    "{} does not hold a control-plane token (fct_…)",
+                    path.display()
+                ),
+            ));
+        }
+        let interval = match self.interval {
+            None => Duration::from_secs(60),
+            Some(v) => match fill_core::duration::parse_duration(&v) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => return Err(invalid("control.interval", "must be more than zero".into())),
+                Err(e) => return Err(invalid("control.interval", e.to_string())),
+            },
+        };
+        for (field, cmd) in [
+            ("control.bgp_command", &self.bgp_command),
+            ("control.on_burn_in", &self.on_burn_in),
+        ] {
+            if cmd.as_ref().is_some_and(|c| c.is_empty()) {
+                return Err(invalid(field, "give the program and its arguments".into()));
+            }
+        }
+        Ok(ControlSettings {
+            url,
+            serial: self.serial,
+            token,
+            interval,
+            bgp_command: self.bgp_command,
+            on_burn_in: self.on_burn_in,
+        })
+    }
+}
+
+/// The BGP session as the speaker says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bgp {
+    /// `established`, or the state it is in (lower case: `idle`, `connect`, `active`…).
+    pub session: String,
+    /// Routes received (imported).
+    pub prefixes: u64,
+}
+
+/// Reads `birdc show protocols all NAME`: the `BGP state:` line and the routes imported
+/// (summed over the channels). `None` when the text is not one BGP protocol's.
+pub fn parse_birdc(text: &str) -> Option<Bgp> {
+    let mut session = None;
+    let mut prefixes = 0u64;
+    for line in text.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("BGP state:") {
+            session = Some(v.trim().to_ascii_lowercase());
+        } else if let Some(v) = line.strip_prefix("Routes:") {
+            // "Routes:         12 imported, 0 exported, 12 preferred"
+            prefixes += v
+                .split(',')
+                .find_map(|p| p.trim().strip_suffix(" imported"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    session.map(|session| Bgp { session, prefixes })
+}
+
+/// Runs the BGP command (at most 5 s) and reads what it prints.
+pub async fn bgp_status(cmd: &[String]) -> Result<Bgp, String> {
+    let cmd = cmd.to_vec();
+    let out = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        let (program, args) = cmd.split_first().ok_or("no BGP command")?;
+        let mut child = std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        let started = std::time::Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if started.elapsed() > Duration::from_secs(5) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("{program} did not answer within 5 s"));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let mut text = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            use std::io::Read;
+            let _ = o.by_ref().take(1 << 20).read_to_string(&mut text);
+        }
+        Ok(text)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    parse_birdc(&out).ok_or_else(|| "the BGP command printed no `BGP state:` line".to_owned())
+}
+
+/// What the control plane answered a report.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Answer {
+    /// The state it holds for the appliance.
+    pub state: String,
+    /// Start the burn-in fill.
+    pub start_burn_in: bool,
+}
+
+/// Posts a report (JSON) to `{url}/api/appliances/{serial}/report`; the answer.
+pub async fn post_report(c: &ControlSettings, body: Bytes) -> Result<Answer, String> {
+    use http_body_util::BodyExt;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let timeout = Duration::from_secs(10);
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(timeout));
+    let client: Client<_, http_body_util::Full<Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let url = format!("{}/api/appliances/{}/report", c.url, c.serial);
+    let req = hyper::Request::post(&url)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {}", c.token))
+        .body(http_body_util::Full::new(body))
+        .map_err(|e| e.to_string())?;
+    let answer = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| crate::store::chain(&e))?;
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), 64 << 10)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "answered {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            ));
+        }
+        serde_json::from_slice::<Answer>(&body).map_err(|e| format!("not an answer: {e}"))
+    };
+    match tokio::time::timeout(timeout, answer).await {
+        Err(_) => Err(format!("{url}: no answer within {timeout:?}")),
+        Ok(r) => r.map_err(|e| format!("{url}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn birdc_output_is_read() {
+        let text = "BIRD 2.0.12 ready.\n\
+            Name       Proto      Table      State  Since         Info\n\
+            isp        BGP        ---        up     12:00:01.123  Established\n\
+            \x20 BGP state:          Established\n\
+            \x20   Neighbor address: 127.0.0.2\n\
+            \x20 Channel ipv4\n\
+            \x20   Routes:         12 imported, 0 exported, 12 preferred\n\
+            \x20 Channel ipv6\n\
+            \x20   Routes:         3 imported, 1 exported, 3 preferred\n";
+        assert_eq!(
+            parse_birdc(text),
+            Some(Bgp {
+                session: "established".into(),
+                prefixes: 15
+            })
+        );
+        let down = "isp BGP --- start 12:00 Active\n  BGP state:          Active\n";
+        assert_eq!(parse_birdc(down).unwrap().session, "active");
+        assert_eq!(parse_birdc("syntax error"), None);
+    }
+
+    #[test]
+    fn the_section_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), "fct_abc123\n").unwrap();
+        std::fs::write(dir.path().join("bad"), "hello there\n").unwrap();
+        let f = |url: &str, serial: &str, token: &str| ControlFile {
+            url: url.into(),
+            serial: serial.into(),
+            token_file: token.into(),
+            interval: None,
+            bgp_command: None,
+            on_burn_in: None,
+        };
+        let ok = f("http://127.0.0.1:8080/", "FRA-3-oca-0", "t")
+            .resolve(dir.path())
+            .unwrap();
+        assert_eq!(
+            (ok.url.as_str(), ok.token.as_str()),
+            ("http://127.0.0.1:8080", "fct_abc123")
+        );
+        for (c, why) in [
+            (f("ftp://x", "s", "t"), "control.url"),
+            (f("http://x", "a/b", "t"), "control.serial"),
+            (f("http://x", "s", "bad"), "control.token_file"),
+            (f("http://x", "s", "missing"), "control.token_file"),
+        ] {
+            let e = c.resolve(dir.path()).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+}
