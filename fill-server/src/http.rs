@@ -817,14 +817,17 @@ fn is_listed(st: &AppState, id: &ContentId) -> Result<bool, Box<Response<Body>>>
 const COMPLETION_WAIT: Duration = Duration::from_secs(2);
 
 /// Whether a file not (or no longer) partial is listed, waiting up to [`COMPLETION_WAIT`]
-/// while its data is already in `content/` and the catalog does not list it yet.
+/// while a completion has begun (its outboard or data already in place) and the catalog
+/// does not list it yet.
 async fn listed_once_complete(st: &AppState, id: &ContentId) -> Result<bool, Box<Response<Body>>> {
     let deadline = Instant::now() + COMPLETION_WAIT;
     loop {
         if is_listed(st, id)? {
             return Ok(true);
         }
-        if Instant::now() >= deadline || !st.store.content_path(id).exists() {
+        let completing =
+            st.store.content_path(id).exists() || st.store.outboard_path(id).exists();
+        if Instant::now() >= deadline || !completing {
             return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -99,9 +99,13 @@ pub fn read_held(
             "block {b} of {id} is not held here yet"
         )));
     }
-    let ob = store
-        .partial_outboard(id)
-        .map_err(|e| RelayError::Bad(e.to_string()))?;
+    let ob = match store.partial_outboard(id) {
+        Ok(ob) => ob,
+        // A completion moves the outboard into `outboard/` first, while the block map is
+        // still there: the file is on its way into `content/`.
+        Err(_) if store.outboard_path(id).exists() => return Err(RelayError::Gone),
+        Err(e) => return Err(RelayError::Bad(fill_store::store::chain(&e))),
+    };
     if ob.size() != file.size || ob.block_size() != file.block {
         return Err(RelayError::Bad(format!(
             "{id}: the outboard does not match the block map"

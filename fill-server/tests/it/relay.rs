@@ -154,3 +154,50 @@ fn a_recorded_block_that_rotted_is_not_relayed() {
     );
     assert_eq!((r.status, r.body.as_slice()), (206, &data[..1024]));
 }
+
+/// A completion moves the outboard, then the data into place, then lists the file: a peer
+/// asking in between is answered from `content/` once the file is listed, not told 404
+/// (which would send it to the costly link).
+#[test]
+fn a_file_completing_while_asked_for_is_served_once_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    store_with_files(tmp.path(), &[3000]);
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let (ob, data) = filling(&store);
+    let id = ob.id();
+    let mut state = store.partial(&id).unwrap().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(store.partial_data_path(&id))
+        .unwrap();
+    for b in 0..ob.block_count() {
+        let (off, len) = ob.block_range(b);
+        f.write_all_at(&data[off as usize..(off + len) as usize], off)
+            .unwrap();
+        state.file.set_verified(b, true);
+    }
+    f.sync_all().unwrap();
+    store.save_partial(&state).unwrap();
+    let srv = start(config(store.root()));
+    // Mid-completion, as `complete_partial` leaves it after its first step: the outboard
+    // is in `outboard/`, the block map still in `.fill/partial/`.
+    std::fs::rename(
+        store.root().join(format!(".fill/partial/{id}.outboard")),
+        store.outboard_path(&id),
+    )
+    .unwrap();
+    let finisher = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            store.complete_partial(&state).unwrap();
+        })
+    };
+    let r = get(
+        srv.addr,
+        &format!("/partial/content/{id}"),
+        "Range: bytes=0-1023\r\n",
+    );
+    finisher.join().unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (206, &data[..1024]));
+}
