@@ -5,7 +5,8 @@
 #   wall: the site fill (until the last appliance is done) vs the lone fill of the appliance
 #         with the most to fetch (an empty disk): goal <= 1.3x on this one-disk machine.
 # The costly link is RATE for the site (the site file's uplink; each appliance's share of it,
-# RATE/4, is its cap on the origin in the site fill) and RATE for a lone appliance. The
+# RATE/4, is its cap on the origin in the site fill and its ingress in the site plan, so the
+# plan spreads the landings) and RATE for a lone appliance. The
 # floors: the site's bytes to write, by fio O_DIRECT through io_uring on the same disk
 # (the disk-bound floor), and the bytes no appliance held over RATE (the link-bound one).
 # Holdings: a1 the whole stale copy, a2 and a3 its even and odd files, a4 an empty disk.
@@ -109,8 +110,8 @@ sed "s/bandwidth = .*/bandwidth = \"$((RATE / 4))Mbps\"/" "$W/lone.toml" > "$W/s
     echo "peer_bandwidth = \"10Gbps\""
     echo "uplink = \"${RATE}Mbps\""
     for k in 0 1 2 3; do
-        printf '\n[[appliance]]\nname = "%s"\nurl = "http://127.0.0.1:%d"\nstore = "run/%s"\ncapacity = "1PB"\n' \
-            "${APPS[$k]}" $((PORT + 1 + k)) "${APPS[$k]}"
+        printf '\n[[appliance]]\nname = "%s"\nurl = "http://127.0.0.1:%d"\nstore = "run/%s"\ncapacity = "1PB"\ningress = "%dMbps"\n' \
+            "${APPS[$k]}" $((PORT + 1 + k)) "${APPS[$k]}" $((RATE / 4))
     done
 } > "$W/site.toml"
 # What each must fetch, and what no appliance holds (the site plan's external bytes).

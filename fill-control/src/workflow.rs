@@ -650,6 +650,9 @@ pub struct Report {
     /// Its fill's progress, as its status says (kept as given).
     #[serde(default)]
     pub progress: Option<serde_json::Value>,
+    /// Its own lifecycle state (`drained` completes a drain the control plane asked for).
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 /// What the control plane tells a reporting appliance.
@@ -659,6 +662,8 @@ pub struct Answer {
     pub state: String,
     /// Start the burn-in fill now.
     pub start_burn_in: bool,
+    /// Drain: stop taking new sessions, finish those in flight, then report `drained`.
+    pub drain: bool,
 }
 
 /// Takes a report: keeps it, records new check results (and emails them during burn-in),
@@ -677,6 +682,10 @@ pub async fn report(
         ));
     }
     printable("version", &r.version, 100)?;
+    if let Some(st) = &r.state {
+        st.parse::<State>()
+            .map_err(|e| invalid(format!("state: {e}")))?;
+    }
     if r.checks.len() > 32 {
         return Err(invalid("at most 32 checks"));
     }
@@ -783,10 +792,26 @@ pub async fn report(
             }
         }
     }
+    // A drain asked here completes when the appliance says it is drained.
+    if now_at.state == State::Draining && r.state.as_deref() == Some(State::Drained.name()) {
+        step(
+            &mut tx,
+            &now_at,
+            State::Drained,
+            "control-plane",
+            "the appliance reports it drained",
+            "",
+            now,
+        )
+        .await?;
+        now_at.state = State::Drained;
+        now_at.seq += 1;
+    }
     tx.commit().await?;
     Ok(Answer {
         state: now_at.state.name().to_owned(),
         start_burn_in: start_burn_in && now_at.state == State::BurnIn,
+        drain: matches!(now_at.state, State::Draining | State::Drained),
     })
 }
 

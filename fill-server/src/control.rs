@@ -44,6 +44,7 @@ fn report(status: &Status, bgp: Option<&fill_store::control::Bgp>) -> serde_json
         "checked_at": checked_at,
         "checks": status.checks,
         "progress": status.progress,
+        "state": status.state.name(),
     })
 }
 
@@ -51,6 +52,8 @@ fn report(status: &Status, bgp: Option<&fill_store::control::Bgp>) -> serde_json
 /// again).
 pub async fn control_loop<A: Appliance>(st: Arc<A>, c: ControlSettings) {
     let mut burn_in_started = false;
+    // Whether this loop drained the appliance (only such a drain is undone here).
+    let mut drained_here = false;
     let mut last_error: Option<String> = None;
     loop {
         let bgp = match &c.bgp_command {
@@ -73,6 +76,7 @@ pub async fn control_loop<A: Appliance>(st: Arc<A>, c: ControlSettings) {
                 if answer.start_burn_in {
                     start_burn_in(&*st, &c, status.state, &mut burn_in_started);
                 }
+                follow_drain(&*st, answer.drain, status.state, &mut drained_here);
             }
             Err(e) => {
                 if last_error.as_ref() != Some(&e) {
@@ -112,4 +116,36 @@ fn start_burn_in<A: Appliance>(st: &A, c: &ControlSettings, state: State, starte
             Err(e) => tracing::error!("cannot start the burn-in fill {program}: {e}"),
         }
     }
+}
+
+/// The control plane asks for a drain: a serving appliance drains (its lifecycle loop then
+/// finishes the requests in flight and records `drained`, which the next report says).
+/// When the control plane no longer asks, a drain it asked for is undone.
+fn follow_drain<A: Appliance>(st: &A, drain: bool, state: State, drained_here: &mut bool) {
+    let moved = if drain && state.serves() {
+        st.store()
+            .transition(
+                State::Draining,
+                unix_now(),
+                "drain asked by the control plane",
+            )
+            .map(|_| *drained_here = true)
+    } else if !drain && *drained_here && matches!(state, State::Draining | State::Drained) {
+        st.store()
+            .undrain(unix_now(), "undrain asked by the control plane")
+            .map(|_| *drained_here = false)
+    } else {
+        return;
+    };
+    match moved {
+        Ok(()) => tracing::info!(
+            "{} by the control plane",
+            if drain { "draining" } else { "undrained" }
+        ),
+        Err(e) => tracing::warn!(
+            "cannot follow the control plane's drain: {}",
+            fill_store::store::chain(&e)
+        ),
+    }
+    st.refresh();
 }

@@ -825,8 +825,7 @@ async fn listed_once_complete(st: &AppState, id: &ContentId) -> Result<bool, Box
         if is_listed(st, id)? {
             return Ok(true);
         }
-        let completing =
-            st.store.content_path(id).exists() || st.store.outboard_path(id).exists();
+        let completing = st.store.content_path(id).exists() || st.store.outboard_path(id).exists();
         if Instant::now() >= deadline || !completing {
             return Ok(false);
         }

@@ -199,6 +199,9 @@ pub struct Answer {
     pub state: String,
     /// Start the burn-in fill.
     pub start_burn_in: bool,
+    /// Drain (and stay drained while it says so).
+    #[serde(default)]
+    pub drain: bool,
 }
 
 /// Posts a report (JSON) to `{url}/api/appliances/{serial}/report`; the answer.

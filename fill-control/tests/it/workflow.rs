@@ -98,7 +98,10 @@ fn survey_to_live(c: &Control, smtp: &Smtp) {
         );
         // BGP established: burn-in starts by itself.
         let (_, a) = http.post(&path, Some(token), &report("established", None, false));
-        assert_eq!(a, json!({"state": "burn_in", "start_burn_in": true}));
+        assert_eq!(
+            a,
+            json!({"state": "burn_in", "start_burn_in": true, "drain": false})
+        );
         // A failing run of the checks, then a passing one: live.
         let (_, a) = http.post(
             &path,
@@ -107,7 +110,10 @@ fn survey_to_live(c: &Control, smtp: &Smtp) {
         );
         assert_eq!(a["state"], "burn_in");
         let (_, a) = http.post(&path, Some(token), &report("established", Some(2000), true));
-        assert_eq!(a, json!({"state": "live", "start_burn_in": false}));
+        assert_eq!(
+            a,
+            json!({"state": "live", "start_burn_in": false, "drain": false})
+        );
         let (s, view) = http.get(&format!("/api/appliances/{serial}"), Some(&partner));
         assert_eq!(s, 200, "{view}");
         let states: Vec<&str> = view["events"]
@@ -292,4 +298,61 @@ fn two_instances_on_postgres_do_each_step_once() {
             .count();
         assert_eq!(live, 2, "eng and noc, once each");
     }
+}
+
+/// A partner drains its live appliance: the answers to its reports say drain until it
+/// reports drained; then it is drained, and the contacts hear the drain is done.
+#[test]
+fn a_drain_asked_by_the_partner_completes_when_the_appliance_reports_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path());
+    let c = Control::start(&format!("sqlite:{}", tmp.path().join("c.db").display()));
+    c.user("ops@fleet.test", "ops", None);
+    c.user("eng@isp.test", "partner", Some("isp-a"));
+    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let (serial, token) = deploy(&c, &ops, &partner, "MUC-2", 1).remove(0);
+    let http = Http(c.addr);
+    let path = format!("/api/appliances/{serial}/report");
+    let (_, a) = http.post(&path, Some(&token), &report("established", Some(10), true));
+    assert_eq!(a["state"], "live", "{a}");
+    let (s, r) = http.post(
+        &format!("/api/appliances/{serial}/transitions"),
+        Some(&partner),
+        &json!({"to": "draining", "reason": "disk swap"}),
+    );
+    assert_eq!(s, 200, "{r}");
+    // Still serving its last sessions: told to drain, again.
+    let mut still = report("established", None, true);
+    still["state"] = json!("draining");
+    let (_, a) = http.post(&path, Some(&token), &still);
+    assert_eq!(
+        a,
+        json!({"state": "draining", "start_burn_in": false, "drain": true})
+    );
+    still["state"] = json!("drained");
+    let (_, a) = http.post(&path, Some(&token), &still);
+    assert_eq!(
+        a,
+        json!({"state": "drained", "start_burn_in": false, "drain": true})
+    );
+    // A state that is no state is refused.
+    still["state"] = json!("asleep");
+    assert_eq!(http.post(&path, Some(&token), &still).0, 422);
+    c.send_mail(&smtp);
+    let drained: Vec<String> = smtp
+        .messages()
+        .into_iter()
+        .filter(|m| m.1 == format!("Drained: appliance {serial} at MUC-2"))
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(drained.len(), 2, "noc and engineering: {drained:?}");
+    // Back: the partner undrains it, and the answers stop asking for a drain.
+    let (s, r) = http.post(
+        &format!("/api/appliances/{serial}/transitions"),
+        Some(&partner),
+        &json!({"to": "live"}),
+    );
+    assert_eq!(s, 200, "{r}");
+    let (_, a) = http.post(&path, Some(&token), &report("established", None, true));
+    assert_eq!(a["drain"], false, "{a}");
 }

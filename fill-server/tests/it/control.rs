@@ -2,7 +2,7 @@
 //! (fill-control, in process, on SQLite) learns the appliance's version, BGP session and
 //! checks from its reports alone, starts its burn-in when its BGP session is established,
 //! and the appliance follows: its own lifecycle moves to burn-in and its burn-in command
-//! runs.
+//! runs; a drain asked on the control plane drains the appliance, and comes back.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -218,5 +218,34 @@ fn burn_in_starts_from_the_report_of_an_installed_appliance_with_bgp_up() {
     // Its checks (run by its own lifecycle loop during burn-in) reach the control plane.
     wait_for("check results", &|| {
         !view("checks").as_array().unwrap().is_empty()
+    });
+    // The partner drains it from the control plane: the appliance drains, and once it
+    // reports drained, so is it on the control plane.
+    let local = || store.lifecycle_events().unwrap().last().map(|e| e.to);
+    let (s, r) = call(
+        cp,
+        "POST",
+        "/api/appliances/oca-1/transitions",
+        Some(&partner),
+        &serde_json::json!({"to": "draining"}),
+    );
+    assert_eq!(s, 200, "{r}");
+    wait_for("drained on the appliance", &|| {
+        local() == Some(State::Drained)
+    });
+    wait_for("drained on the control plane", &|| {
+        view("state") == "drained"
+    });
+    // Undrained there, it serves again.
+    let (s, r) = call(
+        cp,
+        "POST",
+        "/api/appliances/oca-1/transitions",
+        Some(&partner),
+        &serde_json::json!({"to": "burn_in"}),
+    );
+    assert_eq!(s, 200, "{r}");
+    wait_for("undrained on the appliance", &|| {
+        local() == Some(State::BurnIn)
     });
 }
