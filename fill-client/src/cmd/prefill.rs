@@ -86,12 +86,7 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
     let store_jobs: Vec<crate::fill::StoreJob<'_>> = stores
         .iter()
         .zip(&deltas)
-        .map(|(store, sd)| crate::fill::StoreJob {
-            store,
-            delta: &sd.delta,
-            evict_ids: &sd.evict_ids,
-            older: &sd.older,
-        })
+        .map(|(store, sd)| crate::fill::StoreJob::of(store, sd))
         .collect();
     let sources = [spec.source];
     let job = crate::fill::FillJob {

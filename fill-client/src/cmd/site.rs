@@ -216,12 +216,7 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
         &s.root().join(".fill/tmp"),
     ))?;
     let bar = crate::fill::Progress::new(sd.delta.bytes_to_fetch, "filling", &sources);
-    let stores = [crate::fill::StoreJob {
-        store: &s,
-        delta: &sd.delta,
-        evict_ids: &sd.evict_ids,
-        older: &sd.older,
-    }];
+    let stores = [crate::fill::StoreJob::of(&s, &sd)];
     let job = crate::fill::FillJob {
         stores: &stores,
         target: &target,

@@ -138,6 +138,18 @@ pub struct StoreJob<'a, S = Store> {
     pub older: &'a [OlderVersion],
 }
 
+impl<'a, S> StoreJob<'a, S> {
+    /// `store` with the delta computed for it.
+    pub fn of(store: &'a S, sd: &'a crate::common::StoreDelta) -> Self {
+        Self {
+            store,
+            delta: &sd.delta,
+            evict_ids: &sd.evict_ids,
+            older: &sd.older,
+        }
+    }
+}
+
 /// What a fill works from: one store for `fill run`, several for `fill prefill`.
 #[derive(Debug)]
 pub struct FillJob<'a, S = Store> {

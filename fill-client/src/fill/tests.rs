@@ -85,12 +85,7 @@ async fn drive<S: super::edges::StoreState, W: super::edges::BlockWriter>(
 ) -> anyhow::Result<FillReport> {
     let sources = two_sources();
     let remotes = crate::remotes::Remotes::http(crate::net::Net::new());
-    let stores = [StoreJob {
-        store,
-        delta: &sd.delta,
-        evict_ids: &sd.evict_ids,
-        older: &sd.older,
-    }];
+    let stores = [StoreJob::of(store, sd)];
     let job = FillJob {
         stores: &stores,
         target,

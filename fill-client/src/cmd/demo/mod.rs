@@ -285,12 +285,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
         let lock = appliance.lock()?;
         let writer = crate::write::Writer::start(crate::write::Backend::Auto, &dir.join("appliance/.fill/tmp")).await?;
         let bar = crate::fill::Progress::new(d.bytes_to_fetch, "filling", &sources);
-        let stores = [crate::fill::StoreJob {
-            store: &appliance,
-            delta: d,
-            evict_ids: &sd.evict_ids,
-            older: &sd.older,
-        }];
+        let stores = [crate::fill::StoreJob::of(&appliance, &sd)];
         let job = crate::fill::FillJob {
             stores: &stores,
             target: &target,
