@@ -5,8 +5,9 @@
 //! and go live), what each step tells whom (`notify`), the outbox's SMTP sender (`mail`),
 //! the HTTP API (`api`, docs/control-api.md), and the database (`db`, docs/control-db.md).
 //!
-//! Module map (no two import each other): `db` ← `auth` ← `workflow` ← `api`; `notify` ←
-//! `workflow`; `mail` ← `db`; `server` ties the API and the sender together.
+//! Module map (no two import each other): `text` (names and emails) and `db` are the
+//! foundations; `auth` ← `workflow` ← `api`; `notify` ← `workflow`; `mail` ← `db`; `server`
+//! ties the API and the sender together.
 
 pub mod api;
 pub mod auth;
@@ -14,4 +15,5 @@ pub mod db;
 pub mod mail;
 pub mod notify;
 pub mod server;
+pub mod text;
 pub mod workflow;

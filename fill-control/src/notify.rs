@@ -6,8 +6,6 @@ use std::fmt::Write as _;
 
 use fill_core::lifecycle::State;
 
-use crate::workflow::ReportedCheck;
-
 /// Contact roles.
 pub const ROLES: [&str; 4] = ["engineering", "noc", "shipping", "customs"];
 
@@ -118,23 +116,22 @@ pub fn fix(check: &str) -> &'static str {
     }
 }
 
-/// The check results as lines, a failure with its fix.
-pub fn check_lines(checks: &[ReportedCheck]) -> String {
+/// The check results (name, passed, detail) as lines, a failure with its fix.
+pub fn check_lines<'a>(checks: impl IntoIterator<Item = (&'a str, bool, &'a str)>) -> String {
     let mut s = String::new();
-    for c in checks {
+    for (name, passed, detail) in checks {
         let _ = writeln!(
             s,
-            "- {}: {}{}",
-            c.name,
-            if c.passed { "passed" } else { "FAILED" },
-            if c.detail.is_empty() {
+            "- {name}: {}{}",
+            if passed { "passed" } else { "FAILED" },
+            if detail.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", c.detail)
+                format!(" ({detail})")
             }
         );
-        if !c.passed {
-            let _ = writeln!(s, "  How to fix it: {}", fix(&c.name));
+        if !passed {
+            let _ = writeln!(s, "  How to fix it: {}", fix(name));
         }
     }
     s
@@ -195,17 +192,9 @@ mod tests {
 
     #[test]
     fn a_failed_check_carries_its_fix() {
-        let lines = check_lines(&[
-            ReportedCheck {
-                name: "fill".into(),
-                passed: true,
-                detail: String::new(),
-            },
-            ReportedCheck {
-                name: "sources".into(),
-                passed: false,
-                detail: "origin: connection refused".into(),
-            },
+        let lines = check_lines([
+            ("fill", true, ""),
+            ("sources", false, "origin: connection refused"),
         ]);
         assert!(lines.contains("- fill: passed\n"), "{lines}");
         assert!(lines.contains("- sources: FAILED (origin: connection refused)"));

@@ -47,13 +47,6 @@ fn invalid(why: impl Into<String>) -> Refusal {
     Refusal::Invalid(why.into())
 }
 
-/// A partner, site or hardware name: 1 to 64 of letters, digits, `-`, `_`, `.`.
-pub fn is_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 /// A contact of a deployment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,7 +140,7 @@ fn check_window(w: &str) -> Result<(), Refusal> {
 impl Survey {
     /// Checks every field; the first problem, named.
     pub fn check(&self) -> Result<(), Refusal> {
-        if !is_name(&self.site) {
+        if !crate::text::is_name(&self.site) {
             return Err(invalid("site: 1 to 64 letters, digits, '-', '_' or '.'"));
         }
         if self.shipping_address.is_empty() || self.shipping_address.len() > 8 {
@@ -161,7 +154,7 @@ impl Survey {
         }
         for c in &self.contacts {
             printable("contact name", &c.name, 200)?;
-            crate::auth::check_email(&c.email).map_err(|e| invalid(format!("contact: {e}")))?;
+            crate::text::check_email(&c.email).map_err(|e| invalid(format!("contact: {e}")))?;
             if !notify::ROLES.contains(&c.role.as_str()) {
                 return Err(invalid(format!(
                     "contact role {:?}: one of engineering, noc, shipping, customs",
@@ -344,7 +337,7 @@ pub async fn allocate(
     if !matches!(caller, Caller::Ops { .. }) {
         return Err(forbidden_or_hidden(db, caller, deployment).await);
     }
-    if !is_name(&a.serial) {
+    if !crate::text::is_name(&a.serial) {
         return Err(invalid("serial: 1 to 64 letters, digits, '-', '_' or '.'"));
     }
     if !["storage", "global", "flash"].contains(&a.hardware.as_str()) {
@@ -755,7 +748,11 @@ pub async fn report(
                 let ctx = notify::Context {
                     site: a.site.clone(),
                     serial: Some(serial.to_owned()),
-                    detail: notify::check_lines(&r.checks),
+                    detail: notify::check_lines(
+                        r.checks
+                            .iter()
+                            .map(|c| (c.name.as_str(), c.passed, c.detail.as_str())),
+                    ),
                 };
                 let kind = if all_pass {
                     Step::ChecksPassed

@@ -260,7 +260,14 @@ impl ConfigFile {
                 }
             };
         let lifecycle = self.lifecycle.resolve(&self.base)?;
-        let control = self.control.map(|c| c.resolve(&self.base)).transpose()?;
+        let control = self
+            .control
+            .map(|c| c.resolve(&self.base))
+            .transpose()
+            .map_err(|e| ConfigError::Invalid {
+                field: e.field,
+                reason: e.reason,
+            })?;
         let l = self.limits;
         let max_connections = l.max_connections.unwrap_or(1024);
         if !(1..=1_000_000).contains(&max_connections) {

@@ -19,8 +19,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
-
 /// `[control]`, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +35,16 @@ pub struct ControlFile {
     pub bgp_command: Option<Vec<String>>,
     /// The command started once when the control plane says to start burn-in.
     pub on_burn_in: Option<Vec<String>>,
+}
+
+/// What is wrong in `[control]`: the field and why (the config names it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config: {field}: {reason}")]
+pub struct Invalid {
+    /// The field, e.g. `control.url`.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
 }
 
 /// `[control]`, checked.
@@ -58,8 +66,8 @@ pub struct ControlSettings {
 
 impl ControlFile {
     /// Checks the section; reads the token file (relative paths from `base`).
-    pub fn resolve(self, base: &Path) -> Result<ControlSettings, ConfigError> {
-        let invalid = |field, reason: String| ConfigError::Invalid { field, reason };
+    pub fn resolve(self, base: &Path) -> Result<ControlSettings, Invalid> {
+        let invalid = |field, reason: String| Invalid { field, reason };
         let url = self.url.trim_end_matches('/').to_owned();
         if !(url.starts_with("http://") || url.starts_with("https://"))
             || url.chars().any(|c| c.is_whitespace() || c.is_control())
