@@ -456,15 +456,20 @@ where
             .try_get::<Option<String>, _>("before_drain")?
             .and_then(|s| s.parse().ok()),
     };
-    let allowed = match caller {
-        Caller::Ops { .. } => true,
-        Caller::Partner { partner, .. } => *partner == a.partner,
-        Caller::Appliance { serial } => *serial == a.serial,
-    };
-    if !allowed {
+    if !may_see(caller, &a.partner, &a.serial) {
         return Err(hidden());
     }
     Ok(a)
+}
+
+/// Whether the caller may see an appliance of `partner`: ops any, a partner its own, an
+/// appliance itself.
+fn may_see(caller: &Caller, partner: &str, serial: &str) -> bool {
+    match caller {
+        Caller::Ops { .. } => true,
+        Caller::Partner { partner: own, .. } => own == partner,
+        Caller::Appliance { serial: own } => own == serial,
+    }
 }
 
 /// A step asked for (`POST /api/appliances/{serial}/transitions`).
@@ -898,14 +903,18 @@ pub struct EmailView {
 
 /// The appliance's page, if the caller may see it.
 pub async fn appliance(db: &Db, caller: &Caller, serial: &str) -> Result<ApplianceView, Refusal> {
-    visible(&db.pool, caller, serial).await?;
     let r = sqlx::query(
         "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp \
          FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE a.serial = $1",
     )
     .bind(serial)
-    .fetch_one(&db.pool)
-    .await?;
+    .fetch_optional(&db.pool)
+    .await?
+    .filter(|r| {
+        r.try_get::<String, _>("partner")
+            .is_ok_and(|p| may_see(caller, &p, serial))
+    })
+    .ok_or_else(|| Refusal::NotFound(format!("no appliance {serial}")))?;
     let events = sqlx::query("SELECT seq, time, from_state, to_state, actor, reason FROM events WHERE appliance = $1 ORDER BY seq")
         .bind(serial)
         .fetch_all(&db.pool)
