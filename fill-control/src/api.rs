@@ -35,6 +35,9 @@ pub struct App {
     pub db: Db,
     /// The clock (unix seconds): the wall clock, or a test's.
     pub clock: fn() -> i64,
+    /// How long an installed appliance may go without reporting before it is flagged
+    /// `silent`, seconds.
+    pub silence: i64,
 }
 
 /// The wall clock, unix seconds.
@@ -198,13 +201,15 @@ async fn api(
                 .and_then(|l| l.parse::<i64>().ok())
                 .unwrap_or(100)
                 .clamp(1, 1000);
-            workflow::appliances(db, &who, &after, limit)
+            workflow::appliances(db, &who, (now, app.silence), &after, limit)
                 .await
                 .map(|v| json(StatusCode::OK, &v))
         }
-        (Method::GET, ["appliances", serial]) => workflow::appliance(db, &who, serial)
-            .await
-            .map(|v| json(StatusCode::OK, &v)),
+        (Method::GET, ["appliances", serial]) => {
+            workflow::appliance(db, &who, (now, app.silence), serial)
+                .await
+                .map(|v| json(StatusCode::OK, &v))
+        }
         (Method::POST, ["surveys"]) => match body::<workflow::Survey>(req).await {
             Ok(s) => workflow::submit_survey(db, &who, &s, now)
                 .await

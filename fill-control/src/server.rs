@@ -19,6 +19,9 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// How often the outbox is looked at, seconds (default 2).
     pub mail_interval: Option<u64>,
+    /// How long an installed appliance may go without reporting before it is flagged
+    /// `silent` (default `15m`).
+    pub silence: Option<String>,
 }
 
 /// The most a config file may weigh.
@@ -43,9 +46,16 @@ impl Config {
 
 /// Serves the API on `listener` and sends the outbox, until the future is dropped.
 pub async fn run(db: Db, listener: tokio::net::TcpListener, config: Config) -> Result<()> {
+    let silence = match &config.silence {
+        None => 15 * 60,
+        Some(s) => fill_core::duration::parse_duration(s)
+            .with_context(|| format!("bad silence {s:?}"))?
+            .as_secs() as i64,
+    };
     let app = Arc::new(App {
         db: db.clone(),
         clock: api::wall_clock,
+        silence,
     });
     if let Some(smtp) = &config.smtp {
         let sender = mail::Sender::new(smtp)?;

@@ -846,6 +846,8 @@ pub struct ApplianceView {
     pub version: Option<String>,
     /// BGP session state it reported.
     pub bgp: Option<String>,
+    /// Installed or later, and no report for longer than the silence allowed.
+    pub silent: bool,
     /// The tracking states with their times: every event, oldest first.
     pub events: Vec<EventView>,
     /// The latest check results.
@@ -902,7 +904,12 @@ pub struct EmailView {
 }
 
 /// The appliance's page, if the caller may see it.
-pub async fn appliance(db: &Db, caller: &Caller, serial: &str) -> Result<ApplianceView, Refusal> {
+pub async fn appliance(
+    db: &Db,
+    caller: &Caller,
+    (now, silence): (i64, i64),
+    serial: &str,
+) -> Result<ApplianceView, Refusal> {
     let r = sqlx::query(
         "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp \
          FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE a.serial = $1",
@@ -978,6 +985,12 @@ pub async fn appliance(db: &Db, caller: &Caller, serial: &str) -> Result<Applian
         last_report: r.try_get("last_report")?,
         version: r.try_get("version")?,
         bgp: r.try_get("bgp")?,
+        silent: is_silent(
+            &r.try_get::<String, _>("state")?,
+            r.try_get("last_report")?,
+            now,
+            silence,
+        ),
         events,
         checks,
         emails,
@@ -997,12 +1010,25 @@ pub struct ApplianceLine {
     pub state: String,
     /// Last report (unix seconds).
     pub last_report: Option<i64>,
+    /// Installed or later, and no report for longer than the silence allowed.
+    pub silent: bool,
+}
+
+/// Whether an appliance in `state` that last reported at `last_report` has been silent for
+/// longer than `silence` seconds at `now`: one installed or later should be reporting.
+pub fn is_silent(state: &str, last_report: Option<i64>, now: i64, silence: i64) -> bool {
+    let reporting = matches!(
+        state,
+        "installed" | "burn_in" | "live" | "draining" | "drained"
+    );
+    reporting && last_report.is_none_or(|t| now - t > silence)
 }
 
 /// What the caller may see, by serial (at most `limit`, after `after`).
 pub async fn appliances(
     db: &Db,
     caller: &Caller,
+    (now, silence): (i64, i64),
     after: &str,
     limit: i64,
 ) -> Result<Vec<ApplianceLine>, Refusal> {
@@ -1040,12 +1066,15 @@ pub async fn appliances(
     };
     rows.into_iter()
         .map(|r| {
+            let (state, last_report): (String, Option<i64>) =
+                (r.try_get("state")?, r.try_get("last_report")?);
             Ok(ApplianceLine {
                 serial: r.try_get("serial")?,
                 partner: r.try_get("partner")?,
                 site: r.try_get("site")?,
-                state: r.try_get("state")?,
-                last_report: r.try_get("last_report")?,
+                silent: is_silent(&state, last_report, now, silence),
+                state,
+                last_report,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use fill_control::api::{self, App};
 use fill_control::db::Db;
 
+/// How long the tests' control planes let an installed appliance go without reporting.
+pub const SILENCE: i64 = 2;
+
 /// A control-plane instance serving on a loopback port; stopped when dropped.
 pub struct Control {
     pub addr: SocketAddr,
@@ -35,6 +38,7 @@ impl Control {
         let app = Arc::new(App {
             db: db.clone(),
             clock: api::wall_clock,
+            silence: SILENCE,
         });
         rt.spawn(api::serve(listener, app));
         Self { addr, db, rt }

@@ -346,3 +346,55 @@ fn a_drain_asked_by_the_partner_completes_when_the_appliance_reports_it() {
     let (_, a) = http.post(&path, Some(&token), &report("established", None, true));
     assert_eq!(a["drain"], false, "{a}");
 }
+
+/// An installed appliance that stops reporting is flagged `silent` once the silence allowed
+/// has passed; one not yet installed never is.
+#[test]
+fn an_installed_appliance_that_stops_reporting_is_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Control::start(&format!("sqlite:{}", tmp.path().join("c.db").display()));
+    c.user("ops@fleet.test", "ops", None);
+    c.user("eng@isp.test", "partner", Some("isp-a"));
+    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let (serial, token) = deploy(&c, &ops, &partner, "BER-1", 1).remove(0);
+    let http = Http(c.addr);
+    // Installed and never reported: silent at once.
+    let silent = |serial: &str| -> bool {
+        let (_, v) = http.get(&format!("/api/appliances/{serial}"), Some(&ops));
+        let (_, list) = http.get("/api/appliances", Some(&ops));
+        let line = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["serial"] == serial)
+            .unwrap()
+            .clone();
+        assert_eq!(line["silent"], v["silent"], "{line} vs {v}");
+        v["silent"].as_bool().unwrap()
+    };
+    assert!(silent(&serial));
+    let (s, _) = http.post(
+        &format!("/api/appliances/{serial}/report"),
+        Some(&token),
+        &report("active", None, false),
+    );
+    assert_eq!(s, 200);
+    assert!(!silent(&serial));
+    std::thread::sleep(std::time::Duration::from_millis(
+        (crate::harness::SILENCE as u64 + 1) * 1000 + 200,
+    ));
+    assert!(silent(&serial), "no report for longer than the silence");
+    // An appliance still being shipped is not expected to report.
+    let (s, d) = http.post("/api/surveys", Some(&partner), &survey("BER-2"));
+    assert_eq!(s, 201, "{d}");
+    let (s, a) = http.post(
+        &format!(
+            "/api/deployments/{}/appliances",
+            d["deployment"].as_str().unwrap()
+        ),
+        Some(&ops),
+        &json!({"serial": "BER-2-x", "hardware": "flash", "capacity": "1TB", "catalog": "c"}),
+    );
+    assert_eq!(s, 201, "{a}");
+    assert!(!silent("BER-2-x"));
+}

@@ -77,6 +77,7 @@ fn control_plane(dir: &std::path::Path) -> (SocketAddr, tokio::runtime::Runtime,
         Arc::new(api::App {
             db,
             clock: api::wall_clock,
+            silence: 900,
         }),
     ));
     let login = |email: &str| {
