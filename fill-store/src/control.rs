@@ -215,13 +215,8 @@ pub struct Answer {
 /// Posts a report (JSON) to `{url}/api/appliances/{serial}/report`; the answer.
 pub async fn post_report(c: &ControlSettings, body: Bytes) -> Result<Answer, String> {
     use http_body_util::BodyExt;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::HttpConnector;
     let timeout = Duration::from_secs(10);
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeout));
-    let client: Client<_, http_body_util::Full<Bytes>> =
-        Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let client = crate::lifecycle::client(timeout);
     let url = format!("{}/api/appliances/{}/report", c.url, c.serial);
     let req = hyper::Request::post(&url)
         .header(hyper::header::CONTENT_TYPE, "application/json")

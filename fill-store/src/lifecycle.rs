@@ -453,6 +453,19 @@ where
     out
 }
 
+/// An HTTP/1.1 client for short requests, connecting within `timeout`.
+pub fn client(
+    timeout: Duration,
+) -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<Bytes>,
+> {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_connect_timeout(Some(timeout));
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector)
+}
+
 /// One HTTP/1.1 request with a short body; its status.
 pub async fn request(
     method: hyper::Method,
@@ -460,12 +473,7 @@ pub async fn request(
     json: Option<Bytes>,
     timeout: Duration,
 ) -> Result<hyper::StatusCode, String> {
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::HttpConnector;
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeout));
-    let client: Client<_, http_body_util::Full<Bytes>> =
-        Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let client = client(timeout);
     let mut req = hyper::Request::builder().method(method).uri(url);
     if json.is_some() {
         req = req.header(hyper::header::CONTENT_TYPE, "application/json");

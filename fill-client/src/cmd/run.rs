@@ -85,14 +85,7 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
         };
         crate::fill::FillReport::dry_run(per)
     } else {
-        s.create()?;
-        // The turn-up checks measure the store against the target it fills towards.
-        s.record_target(target_file.bytes())
-            .context("cannot record the target in the store")?;
-        let writer = rt.block_on(crate::write::Writer::start(
-            backend(args.writer),
-            &s.root().join(".fill/tmp"),
-        ))?;
+        let writer = ready_to_write(&rt, &s, &target_file, args.writer)?;
         let bar = crate::fill::Progress::new(sd.delta.bytes_to_fetch, "filling", &sources);
         let stores = [crate::fill::StoreJob::of(&s, &sd)];
         let job = crate::fill::FillJob {
@@ -186,6 +179,23 @@ pub fn run_table(r: &crate::fill::FillReport, dry_run: bool) -> String {
         );
     }
     s
+}
+
+/// Makes the store ready for a fill towards `target`: created, the target recorded (the
+/// turn-up checks measure the store against it), and its block writer started.
+pub(crate) fn ready_to_write(
+    rt: &tokio::runtime::Runtime,
+    s: &fill_store::store::Store,
+    target: &fill_store::store::CatalogFile,
+    choice: WriterChoice,
+) -> Result<crate::write::Writer> {
+    s.create()?;
+    s.record_target(target.bytes())
+        .context("cannot record the target in the store")?;
+    rt.block_on(crate::write::Writer::start(
+        backend(choice),
+        &s.root().join(".fill/tmp"),
+    ))
 }
 
 pub(crate) fn backend(choice: WriterChoice) -> crate::write::Backend {

@@ -198,9 +198,7 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
     for v in routes.values_mut() {
         v.sort_unstable();
     }
-    s.create()?;
-    s.record_target(target_file.bytes())
-        .context("cannot record the target in the store")?;
+    let writer = super::run::ready_to_write(&rt, &s, &target_file, args.writer)?;
     let mut report = SiteFillReport {
         appliance: name.clone(),
         state: "filling".into(),
@@ -211,10 +209,6 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
         ..SiteFillReport::default()
     };
     save(&s, &mut report);
-    let writer = rt.block_on(crate::write::Writer::start(
-        super::run::backend(args.writer),
-        &s.root().join(".fill/tmp"),
-    ))?;
     let bar = crate::fill::Progress::new(sd.delta.bytes_to_fetch, "filling", &sources);
     let stores = [crate::fill::StoreJob::of(&s, &sd)];
     let job = crate::fill::FillJob {
