@@ -21,7 +21,8 @@ use tokio::net::TcpListener;
 
 use crate::auth::{self, AuthError, AuthErrorOr, Caller};
 use crate::db::Db;
-use crate::workflow::{self, Refusal};
+use crate::ledger::Refusal;
+use crate::{upgrade, views, workflow};
 
 /// The most a request body may weigh.
 pub const MAX_BODY: usize = 1 << 20;
@@ -201,12 +202,12 @@ async fn api(
                 .and_then(|l| l.parse::<i64>().ok())
                 .unwrap_or(100)
                 .clamp(1, 1000);
-            workflow::appliances(db, &who, (now, app.silence), &after, limit)
+            views::appliances(db, &who, (now, app.silence), &after, limit)
                 .await
                 .map(|v| json(StatusCode::OK, &v))
         }
         (Method::GET, ["appliances", serial]) => {
-            workflow::appliance(db, &who, (now, app.silence), serial)
+            views::appliance(db, &who, (now, app.silence), serial)
                 .await
                 .map(|v| json(StatusCode::OK, &v))
         }
@@ -239,6 +240,15 @@ async fn api(
                 Err(a) => return a,
             }
         }
+        (Method::POST, ["rollouts"]) => match body::<upgrade::RolloutAsk>(req).await {
+            Ok(r) => upgrade::schedule(db, &who, &r, now)
+                .await
+                .map(|id| json(StatusCode::CREATED, &serde_json::json!({"rollout": id}))),
+            Err(a) => return a,
+        },
+        (Method::GET, ["rollouts", id]) => upgrade::rollout(db, &who, id)
+            .await
+            .map(|v| json(StatusCode::OK, &v)),
         (Method::POST, ["appliances", serial, "report"]) => {
             let serial = serial.to_string();
             match body::<workflow::Report>(req).await {

@@ -14,8 +14,14 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{AnyPool, ConnectOptions};
 
 /// The migrations, in order: (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "fleet", include_str!("../migrations/0001_fleet.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "fleet", include_str!("../migrations/0001_fleet.sql")),
+    (
+        2,
+        "upgrades invitations",
+        include_str!("../migrations/0002_upgrades_invitations.sql"),
+    ),
+];
 
 /// Which engine a database runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

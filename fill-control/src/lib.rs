@@ -12,8 +12,12 @@
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod ledger;
 pub mod mail;
 pub mod notify;
 pub mod server;
 pub mod text;
+pub mod upgrade;
+pub mod views;
+pub mod watch;
 pub mod workflow;

@@ -30,6 +30,18 @@ pub enum Step {
     Live,
     /// Drained.
     Drained,
+    /// A rolling upgrade took the appliance out (drain, then the new version).
+    UpgradeStarted,
+    /// The upgraded appliance passed its checks and is live again.
+    UpgradeFinished,
+    /// A contact's account was made: the one-time link that sets its password.
+    Invitation,
+    /// To ops: an upgrade failed; the rollout stopped for the site.
+    AlertUpgradeFailed,
+    /// To ops: an appliance stopped reporting.
+    AlertSilent,
+    /// To ops: a live appliance's check failed.
+    AlertCheckFailed,
 }
 
 impl Step {
@@ -58,10 +70,16 @@ impl Step {
             Self::ChecksFailed => "checks_failed",
             Self::Live => "live",
             Self::Drained => "drained",
+            Self::UpgradeStarted => "upgrade_started",
+            Self::UpgradeFinished => "upgrade_finished",
+            Self::Invitation => "invitation",
+            Self::AlertUpgradeFailed => "alert_upgrade_failed",
+            Self::AlertSilent => "alert_silent",
+            Self::AlertCheckFailed => "alert_check_failed",
         }
     }
 
-    /// The contact roles it goes to.
+    /// The contact roles it goes to (none: it goes to ops, or to one person).
     pub fn roles(self) -> &'static [&'static str] {
         match self {
             Self::SurveyReceived => &["engineering", "noc", "shipping"],
@@ -71,7 +89,11 @@ impl Step {
             Self::BurnInStarted | Self::ChecksPassed | Self::ChecksFailed | Self::Live => {
                 &["engineering", "noc"]
             }
-            Self::Drained => &["noc", "engineering"],
+            Self::Drained | Self::UpgradeStarted | Self::UpgradeFinished => &["noc", "engineering"],
+            Self::Invitation
+            | Self::AlertUpgradeFailed
+            | Self::AlertSilent
+            | Self::AlertCheckFailed => &[],
         }
     }
 }
@@ -176,6 +198,36 @@ pub fn render(step: Step, ctx: &Context) -> (String, String) {
         Step::Drained => (
             format!("Drained: {what}"),
             "The appliance is drained: it serves nothing and may be powered down for maintenance.",
+        ),
+        Step::UpgradeStarted => (
+            format!("Upgrade started: {what}"),
+            "A software upgrade started in the site's off-peak window: the appliance drains, \
+             installs the new version, and runs its turn-up checks again before serving. The \
+             other appliances of the site keep serving.",
+        ),
+        Step::UpgradeFinished => (
+            format!("Upgrade finished: {what}"),
+            "The appliance runs the new version, passed its turn-up checks, and is live again.",
+        ),
+        Step::Invitation => (
+            format!("Your account for site {}", ctx.site),
+            "You were named a contact of this site in its survey: an account was made for you \
+             on the fleet's portal. Open the link below within 7 days to choose your password \
+             (it works once).",
+        ),
+        Step::AlertUpgradeFailed => (
+            format!("ALERT upgrade failed: {what}"),
+            "An upgrade failed. The rollout is stopped for this site: no other appliance of \
+             the site will be taken out until it is looked at. The appliance stays out of \
+             service.",
+        ),
+        Step::AlertSilent => (
+            format!("ALERT silent: {what}"),
+            "The appliance stopped reporting to the control plane.",
+        ),
+        Step::AlertCheckFailed => (
+            format!("ALERT check failed on a live appliance: {what}"),
+            "A turn-up check failed on a live appliance.",
         ),
     };
     let mut body = format!("{lead}\n");

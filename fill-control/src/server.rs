@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::api::{self, App};
 use crate::db::Db;
 use crate::mail::{self, SmtpConfig};
+use crate::watch;
 
 /// The control plane's config file (`--config`, TOML).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -20,8 +21,13 @@ pub struct Config {
     /// How often the outbox is looked at, seconds (default 2).
     pub mail_interval: Option<u64>,
     /// How long an installed appliance may go without reporting before it is flagged
-    /// `silent` (default `15m`).
+    /// `silent` and ops are alerted (default `15m`).
     pub silence: Option<String>,
+    /// How often the control plane looks at rollouts and silences (default `10s`).
+    pub tick: Option<String>,
+    /// How long one phase of an upgrade (drain, install, burn-in) may last before the
+    /// upgrade fails (default `6h`).
+    pub upgrade_timeout: Option<String>,
 }
 
 /// The most a config file may weigh.
@@ -44,14 +50,45 @@ impl Config {
     }
 }
 
-/// Serves the API on `listener` and sends the outbox, until the future is dropped.
-pub async fn run(db: Db, listener: tokio::net::TcpListener, config: Config) -> Result<()> {
-    let silence = match &config.silence {
-        None => 15 * 60,
-        Some(s) => fill_core::duration::parse_duration(s)
-            .with_context(|| format!("bad silence {s:?}"))?
+/// A duration of the config, or its default.
+fn duration(name: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
+    match value {
+        None => Ok(default),
+        Some(v) => match fill_core::duration::parse_duration(v) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => anyhow::bail!("config: {name}: must be more than zero"),
+            Err(e) => Err(e).with_context(|| format!("config: {name} {v:?}")),
+        },
+    }
+}
+
+impl Config {
+    /// How the watch runs, from the config.
+    pub fn watch(&self) -> Result<watch::Settings> {
+        Ok(watch::Settings {
+            every: duration("tick", self.tick.as_deref(), Duration::from_secs(10))?,
+            silence: duration(
+                "silence",
+                self.silence.as_deref(),
+                Duration::from_secs(15 * 60),
+            )?
             .as_secs() as i64,
-    };
+            upgrade_timeout: duration(
+                "upgrade_timeout",
+                self.upgrade_timeout.as_deref(),
+                Duration::from_secs(6 * 3600),
+            )?
+            .as_secs() as i64,
+        })
+    }
+}
+
+/// Serves the API on `listener`, sends the outbox and runs the watch, until the future is
+/// dropped.
+pub async fn run(db: Db, listener: tokio::net::TcpListener, config: Config) -> Result<()> {
+    let watch = config.watch()?;
+    let silence = watch.silence;
+    tokio::spawn(watch::run(db.clone(), watch, api::wall_clock));
     let app = Arc::new(App {
         db: db.clone(),
         clock: api::wall_clock,

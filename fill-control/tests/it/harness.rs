@@ -14,6 +14,8 @@ use fill_control::db::Db;
 
 /// How long the tests' control planes let an installed appliance go without reporting.
 pub const SILENCE: i64 = 2;
+/// How long the tests' control planes let one phase of an upgrade last.
+pub const UPGRADE_TIMEOUT: i64 = 60;
 
 /// A control-plane instance serving on a loopback port; stopped when dropped.
 pub struct Control {
@@ -41,6 +43,12 @@ impl Control {
             silence: SILENCE,
         });
         rt.spawn(api::serve(listener, app));
+        let watch = fill_control::watch::Settings {
+            every: Duration::from_millis(100),
+            silence: SILENCE,
+            upgrade_timeout: UPGRADE_TIMEOUT,
+        };
+        rt.spawn(fill_control::watch::run(db.clone(), watch, api::wall_clock));
         Self { addr, db, rt }
     }
 

@@ -4,6 +4,7 @@
 
 mod harness;
 mod security;
+mod upgrade;
 mod workflow;
 
 use harness::{Control, Http};

@@ -29,8 +29,20 @@ pub(crate) fn deploy(
     site: &str,
     n: usize,
 ) -> Vec<(String, String)> {
+    deploy_survey(c, ops, partner, &survey(site), n)
+}
+
+/// [`deploy`] with a survey of the test's own.
+pub(crate) fn deploy_survey(
+    c: &Control,
+    ops: &str,
+    partner: &str,
+    survey: &Value,
+    n: usize,
+) -> Vec<(String, String)> {
     let http = Http(c.addr);
-    let (s, d) = http.post("/api/surveys", Some(partner), &survey(site));
+    let site = survey["site"].as_str().unwrap();
+    let (s, d) = http.post("/api/surveys", Some(partner), survey);
     assert_eq!(s, 201, "{d}");
     let dep = d["deployment"].as_str().unwrap().to_owned();
     let mut out = Vec::new();
@@ -67,7 +79,7 @@ pub(crate) fn deploy(
     out
 }
 
-fn report(bgp: &str, checked_at: Option<i64>, pass: bool) -> Value {
+pub(crate) fn report(bgp: &str, checked_at: Option<i64>, pass: bool) -> Value {
     let mut r = json!({"version": "1.2.0", "bgp": {"session": bgp, "prefixes": 12}});
     if let Some(at) = checked_at {
         r["checked_at"] = json!(at);
@@ -384,6 +396,18 @@ fn an_installed_appliance_that_stops_reporting_is_flagged() {
         (crate::harness::SILENCE as u64 + 1) * 1000 + 200,
     ));
     assert!(silent(&serial), "no report for longer than the silence");
+    // Ops hear of it, once however long it lasts.
+    let smtp = Smtp::start(tmp.path());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.send_mail(&smtp);
+    let alert = format!("ALERT silent: appliance {serial} at BER-1");
+    let alerts: Vec<String> = smtp
+        .messages()
+        .into_iter()
+        .filter(|m| m.1 == alert)
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(alerts, ["ops@fleet.test"]);
     // An appliance still being shipped is not expected to report.
     let (s, d) = http.post("/api/surveys", Some(&partner), &survey("BER-2"));
     assert_eq!(s, 201, "{d}");

@@ -1,0 +1,273 @@
+//! What callers read: an appliance's page (its tracking states with times, checks, emails,
+//! upgrades) and the list of what a caller may see, with the `silent` flag.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::auth::Caller;
+use crate::db::Db;
+use crate::ledger::{Refusal, may_see};
+
+/// An appliance's page (`GET /api/appliances/{serial}`).
+#[derive(Debug, Serialize)]
+pub struct ApplianceView {
+    /// Serial.
+    pub serial: String,
+    /// Deployment id.
+    pub deployment: String,
+    /// Partner.
+    pub partner: String,
+    /// Site.
+    pub site: String,
+    /// Hardware type.
+    pub hardware: String,
+    /// Capacity, bytes.
+    pub capacity: i64,
+    /// Region catalog.
+    pub catalog: String,
+    /// Current state.
+    pub state: String,
+    /// Carrier and tracking number, once shipped.
+    pub carrier: Option<String>,
+    /// Tracking number.
+    pub tracking: Option<String>,
+    /// Last report (unix seconds), version, BGP session.
+    pub last_report: Option<i64>,
+    /// Software version it reported.
+    pub version: Option<String>,
+    /// BGP session state it reported.
+    pub bgp: Option<String>,
+    /// Installed or later, and no report for longer than the silence allowed.
+    pub silent: bool,
+    /// The tracking states with their times: every event, oldest first.
+    pub events: Vec<EventView>,
+    /// The latest check results.
+    pub checks: Vec<CheckView>,
+    /// The emails sent or queued about it.
+    pub emails: Vec<EmailView>,
+}
+
+/// An event.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    /// Its number.
+    pub seq: i64,
+    /// Unix seconds.
+    pub time: i64,
+    /// From.
+    pub from: String,
+    /// To.
+    pub to: String,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A check result.
+#[derive(Debug, Serialize)]
+pub struct CheckView {
+    /// When it ran.
+    pub time: i64,
+    /// Name.
+    pub name: String,
+    /// Passed.
+    pub passed: bool,
+    /// What it found.
+    pub detail: String,
+}
+
+/// An email.
+#[derive(Debug, Serialize)]
+pub struct EmailView {
+    /// To whom.
+    pub recipient: String,
+    /// Which step.
+    pub kind: String,
+    /// Subject.
+    pub subject: String,
+    /// Queued (unix seconds).
+    pub created: i64,
+    /// Sent (unix seconds), once it was.
+    pub sent: Option<i64>,
+    /// Tries so far.
+    pub attempts: i64,
+}
+
+/// The appliance's page, if the caller may see it.
+pub async fn appliance(
+    db: &Db,
+    caller: &Caller,
+    (now, silence): (i64, i64),
+    serial: &str,
+) -> Result<ApplianceView, Refusal> {
+    let r = sqlx::query(
+        "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp \
+         FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE a.serial = $1",
+    )
+    .bind(serial)
+    .fetch_optional(&db.pool)
+    .await?
+    .filter(|r| {
+        r.try_get::<String, _>("partner")
+            .is_ok_and(|p| may_see(caller, &p, serial))
+    })
+    .ok_or_else(|| Refusal::NotFound(format!("no appliance {serial}")))?;
+    let events = sqlx::query("SELECT seq, time, from_state, to_state, actor, reason FROM events WHERE appliance = $1 ORDER BY seq")
+        .bind(serial)
+        .fetch_all(&db.pool)
+        .await?
+        .into_iter()
+        .map(|e| {
+            Ok(EventView {
+                seq: e.try_get("seq")?,
+                time: e.try_get("time")?,
+                from: e.try_get("from_state")?,
+                to: e.try_get("to_state")?,
+                actor: e.try_get("actor")?,
+                reason: e.try_get("reason")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let checks = sqlx::query(
+        "SELECT time, name, passed, detail FROM checks WHERE appliance = $1 AND time = (SELECT MAX(time) FROM checks WHERE appliance = $2) ORDER BY name",
+    )
+    .bind(serial)
+    .bind(serial)
+    .fetch_all(&db.pool)
+    .await?
+    .into_iter()
+    .map(|c| {
+        Ok(CheckView {
+            time: c.try_get("time")?,
+            name: c.try_get("name")?,
+            passed: c.try_get::<i64, _>("passed")? != 0,
+            detail: c.try_get("detail")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let emails = sqlx::query("SELECT recipient, kind, subject, created, sent, attempts FROM emails WHERE appliance = $1 ORDER BY created, id")
+        .bind(serial)
+        .fetch_all(&db.pool)
+        .await?
+        .into_iter()
+        .map(|m| {
+            Ok(EmailView {
+                recipient: m.try_get("recipient")?,
+                kind: m.try_get("kind")?,
+                subject: m.try_get("subject")?,
+                created: m.try_get("created")?,
+                sent: m.try_get("sent")?,
+                attempts: m.try_get("attempts")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(ApplianceView {
+        serial: r.try_get("serial")?,
+        deployment: r.try_get("deployment")?,
+        partner: r.try_get("partner")?,
+        site: r.try_get("site")?,
+        hardware: r.try_get("hardware")?,
+        capacity: r.try_get("capacity")?,
+        catalog: r.try_get("catalog")?,
+        state: r.try_get("state")?,
+        carrier: r.try_get("carrier")?,
+        tracking: r.try_get("tracking")?,
+        last_report: r.try_get("last_report")?,
+        version: r.try_get("version")?,
+        bgp: r.try_get("bgp")?,
+        silent: is_silent(
+            &r.try_get::<String, _>("state")?,
+            r.try_get("last_report")?,
+            now,
+            silence,
+        ),
+        events,
+        checks,
+        emails,
+    })
+}
+
+/// A line of `GET /api/appliances`.
+#[derive(Debug, Serialize)]
+pub struct ApplianceLine {
+    /// Serial.
+    pub serial: String,
+    /// Partner.
+    pub partner: String,
+    /// Site.
+    pub site: String,
+    /// State.
+    pub state: String,
+    /// Last report (unix seconds).
+    pub last_report: Option<i64>,
+    /// Installed or later, and no report for longer than the silence allowed.
+    pub silent: bool,
+}
+
+/// Whether an appliance in `state` that last reported at `last_report` has been silent for
+/// longer than `silence` seconds at `now`: one installed or later should be reporting.
+pub fn is_silent(state: &str, last_report: Option<i64>, now: i64, silence: i64) -> bool {
+    let reporting = matches!(
+        state,
+        "installed" | "burn_in" | "live" | "draining" | "drained"
+    );
+    reporting && last_report.is_none_or(|t| now - t > silence)
+}
+
+/// What the caller may see, by serial (at most `limit`, after `after`).
+pub async fn appliances(
+    db: &Db,
+    caller: &Caller,
+    (now, silence): (i64, i64),
+    after: &str,
+    limit: i64,
+) -> Result<Vec<ApplianceLine>, Refusal> {
+    let base = "SELECT a.serial, d.partner, d.site, a.state, a.last_report FROM appliances a JOIN deployments d ON d.id = a.deployment";
+    let rows = match caller {
+        Caller::Ops { .. } => {
+            sqlx::query(&format!(
+                "{base} WHERE a.serial > $1 ORDER BY a.serial LIMIT $2"
+            ))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&db.pool)
+            .await?
+        }
+        Caller::Partner { partner, .. } => {
+            sqlx::query(&format!(
+                "{base} WHERE a.serial > $1 AND d.partner = $2 ORDER BY a.serial LIMIT $3"
+            ))
+            .bind(after)
+            .bind(partner)
+            .bind(limit)
+            .fetch_all(&db.pool)
+            .await?
+        }
+        Caller::Appliance { serial } => {
+            sqlx::query(&format!(
+                "{base} WHERE a.serial = $1 AND a.serial > $2 LIMIT $3"
+            ))
+            .bind(serial)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&db.pool)
+            .await?
+        }
+    };
+    rows.into_iter()
+        .map(|r| {
+            let (state, last_report): (String, Option<i64>) =
+                (r.try_get("state")?, r.try_get("last_report")?);
+            Ok(ApplianceLine {
+                serial: r.try_get("serial")?,
+                partner: r.try_get("partner")?,
+                site: r.try_get("site")?,
+                silent: is_silent(&state, last_report, now, silence),
+                state,
+                last_report,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(Into::into)
+}
