@@ -532,11 +532,15 @@ pub async fn report(
         start_burn_in = true;
     }
     if let Some(at) = r.checked_at.filter(|_| !r.checks.is_empty()) {
-        // An upgraded appliance goes live on checks run after it came back, not before.
+        // An upgraded appliance goes live on checks run after it came back, not before (as
+        // far as two clocks can tell).
         let fresh = up
             .as_ref()
-            .is_none_or(|u| u.phase != Phase::BurnIn || at >= u.since);
-        if record_checks(&mut tx, &a, r, at, now).await? && fresh {
+            .is_none_or(|u| u.phase != Phase::BurnIn || at + CLOCK_SKEW >= u.since);
+        // Burn-in ends on checks the appliance ran in burn-in (its own state says so), not
+        // on a run from before it was told to start.
+        let in_burn_in = matches!(r.state.as_deref(), Some("burn_in" | "live"));
+        if record_checks(&mut tx, &a, r, at, now).await? && fresh && in_burn_in {
             let all_pass = r.checks.iter().all(|c| c.passed);
             if a.state == State::BurnIn && all_pass && bgp_up {
                 let why = "every turn-up check passed";
@@ -570,6 +574,9 @@ pub async fn report(
 
 /// The actor of the control plane's own steps.
 const CONTROL: &str = "control-plane";
+
+/// How far an appliance's clock may be behind the control plane's, seconds.
+const CLOCK_SKEW: i64 = 300;
 
 /// Records a run of checks (once: `false` if this run was recorded already), emails it
 /// during burn-in, and alerts ops when one fails on a live appliance.

@@ -150,6 +150,8 @@ pub struct AppState {
     retry_after: AtomicU64,
     /// Wakes the lifecycle loop (a drain started, a request finished, checks asked for).
     wake: tokio::sync::Notify,
+    /// The checks are to run at the lifecycle loop's next turn (burn-in started).
+    recheck: AtomicBool,
     /// Listed files withdrawn for failing re-verification.
     withdrawn: Withdrawn,
     /// The scrub's walk: which listed file, and which of its blocks, next.
@@ -217,6 +219,7 @@ pub async fn bind(config: ServerConfig) -> anyhow::Result<(TcpListener, Arc<AppS
         refusing: AtomicBool::new(false),
         retry_after: AtomicU64::new(0),
         wake: tokio::sync::Notify::new(),
+        recheck: AtomicBool::new(false),
         withdrawn: Withdrawn::default(),
         picks: AtomicU64::new(0),
     };
@@ -1525,7 +1528,22 @@ impl AppState {
     /// Runs the turn-up checks, keeps the report, and goes live when they all pass during
     /// burn-in (with `auto_live`).
     pub async fn run_checks(&self) -> fill_store::lifecycle::Report {
-        let now = unix_now();
+        // Each run's time (whole seconds) is its identity to the control plane: a run in
+        // the same second as the one before waits for the next second.
+        let last = self
+            .life
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report
+            .as_ref()
+            .map(|r| r.checked_at);
+        if let Some(last) = last.filter(|l| *l >= unix_now()) {
+            let wait = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(last as u64 + 1);
+            if let Ok(d) = wait.duration_since(std::time::SystemTime::now()) {
+                tokio::time::sleep(d).await;
+            }
+        }
+        let now = unix_now().max(last.map_or(0, |l| l + 1));
         let mut report =
             fill_store::lifecycle::run_checks(&self.store, &self.config.lifecycle, now).await;
         let withdrawn = self.withdrawn();
@@ -1580,6 +1598,10 @@ impl crate::control::Appliance for AppState {
     fn refresh(&self) {
         self.refresh_life();
     }
+    fn recheck(&self) {
+        self.recheck.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
 }
 
 /// The lifecycle's own moves, until the server stops: checks every `check_interval` (and
@@ -1630,7 +1652,8 @@ async fn lifecycle_loop(st: Arc<AppState>) {
         // The scrub: one block of the next listed file re-verified each tick.
         let scrub = st.clone();
         let _ = tokio::task::spawn_blocking(move || scrub.scrub_step()).await;
-        if appliance && Instant::now() >= next_check {
+        let asked = st.recheck.swap(false, Ordering::AcqRel);
+        if appliance && (asked || Instant::now() >= next_check) {
             st.run_checks().await;
             next_check = Instant::now() + interval;
         }

@@ -11,7 +11,16 @@
 //! interval = "60s"                       # how often it reports (default 60s)
 //! bgp_command = ["birdc", "-r", "show", "protocols", "all", "isp"]  # optional
 //! on_burn_in = ["systemctl", "start", "fill-burn-in"]  # optional: run once when told
+//! upgrade_command = ["/usr/local/sbin/fill-upgrade"]    # optional: given the version
+//! version_command = ["cat", "/etc/fill/version"]        # optional: what is installed
+//! upgrade_timeout = "30m"                                # default 30m
 //! ```
+//!
+//! A rolling upgrade (docs/control-api.md, "Rollouts"): the control plane drains the
+//! appliance, then answers `upgrade: VERSION`; the appliance enters maintenance and runs
+//! `upgrade_command VERSION` (its maintenance action); the version it reports afterwards is
+//! what `version_command` prints (or, without one, the running binary's), which must be the
+//! new one; the control plane then starts burn-in, and the checks run again.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +44,12 @@ pub struct ControlFile {
     pub bgp_command: Option<Vec<String>>,
     /// The command started once when the control plane says to start burn-in.
     pub on_burn_in: Option<Vec<String>>,
+    /// The maintenance action of an upgrade: run with the version as its last argument.
+    pub upgrade_command: Option<Vec<String>>,
+    /// The command printing the installed software version (its first line).
+    pub version_command: Option<Vec<String>>,
+    /// How long the upgrade command may run (default `30m`).
+    pub upgrade_timeout: Option<String>,
 }
 
 /// What is wrong in `[control]`: the field and why (the config names it).
@@ -62,6 +77,12 @@ pub struct ControlSettings {
     pub bgp_command: Option<Vec<String>>,
     /// Burn-in command.
     pub on_burn_in: Option<Vec<String>>,
+    /// Upgrade command.
+    pub upgrade_command: Option<Vec<String>>,
+    /// Version command.
+    pub version_command: Option<Vec<String>>,
+    /// How long the upgrade command may run.
+    pub upgrade_timeout: Duration,
 }
 
 impl ControlFile {
@@ -107,17 +128,25 @@ impl ControlFile {
                 ),
             ));
         }
-        let interval = match self.interval {
-            None => Duration::from_secs(60),
+        let duration = |field, v: Option<String>, default| match v {
+            None => Ok(default),
             Some(v) => match fill_core::duration::parse_duration(&v) {
-                Ok(d) if !d.is_zero() => d,
-                Ok(_) => return Err(invalid("control.interval", "must be more than zero".into())),
-                Err(e) => return Err(invalid("control.interval", e.to_string())),
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(invalid(field, "must be more than zero".into())),
+                Err(e) => Err(invalid(field, e.to_string())),
             },
         };
+        let interval = duration("control.interval", self.interval, Duration::from_secs(60))?;
+        let upgrade_timeout = duration(
+            "control.upgrade_timeout",
+            self.upgrade_timeout,
+            Duration::from_secs(30 * 60),
+        )?;
         for (field, cmd) in [
             ("control.bgp_command", &self.bgp_command),
             ("control.on_burn_in", &self.on_burn_in),
+            ("control.upgrade_command", &self.upgrade_command),
+            ("control.version_command", &self.version_command),
         ] {
             if cmd.as_ref().is_some_and(|c| c.is_empty()) {
                 return Err(invalid(field, "give the program and its arguments".into()));
@@ -130,6 +159,9 @@ impl ControlFile {
             interval,
             bgp_command: self.bgp_command,
             on_burn_in: self.on_burn_in,
+            upgrade_command: self.upgrade_command,
+            version_command: self.version_command,
+            upgrade_timeout,
         })
     }
 }
@@ -163,41 +195,117 @@ pub fn parse_birdc(text: &str) -> Option<Bgp> {
     session.map(|session| Bgp { session, prefixes })
 }
 
+/// What a command did: whether it exited with success, its standard output and the end of
+/// its standard error (each at most 1 MiB read).
+#[derive(Debug, Clone)]
+pub struct Ran {
+    /// Exited with status 0.
+    pub success: bool,
+    /// What it printed.
+    pub stdout: String,
+    /// The last line of what it printed on its standard error.
+    pub stderr_tail: String,
+}
+
+/// Runs `cmd` (program and arguments) for at most `timeout`, killing it then; blocking.
+pub fn run_command(cmd: &[String], timeout: Duration) -> Result<Ran, String> {
+    use std::io::Read;
+    let (program, args) = cmd.split_first().ok_or("no command")?;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    // Read both pipes while it runs, so a chatty command cannot fill one and stall.
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let read_out = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.take(1 << 20).read_to_string(&mut text);
+        }
+        text
+    });
+    let read_err = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.take(1 << 20).read_to_string(&mut text);
+        }
+        text
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{program} did not finish within {}",
+                    fill_core::duration::human_secs(timeout.as_secs() as i64)
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let stdout = read_out.join().unwrap_or_default();
+    let stderr = read_err.join().unwrap_or_default();
+    Ok(Ran {
+        success: status.success(),
+        stdout,
+        stderr_tail: stderr.lines().last().unwrap_or("").trim().to_owned(),
+    })
+}
+
 /// Runs the BGP command (at most 5 s) and reads what it prints.
 pub async fn bgp_status(cmd: &[String]) -> Result<Bgp, String> {
     let cmd = cmd.to_vec();
-    let out = tokio::task::spawn_blocking(move || -> Result<String, String> {
-        let (program, args) = cmd.split_first().ok_or("no BGP command")?;
-        let mut child = std::process::Command::new(program)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        let started = std::time::Instant::now();
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if started.elapsed() > Duration::from_secs(5) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!("{program} did not answer within 5 s"));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => return Err(e.to_string()),
+    let ran = tokio::task::spawn_blocking(move || run_command(&cmd, Duration::from_secs(5)))
+        .await
+        .map_err(|e| e.to_string())??;
+    parse_birdc(&ran.stdout)
+        .ok_or_else(|| "the BGP command printed no `BGP state:` line".to_owned())
+}
+
+/// The installed version as `cmd` prints it (its first line; at most 5 s).
+pub async fn installed_version(cmd: &[String]) -> Result<String, String> {
+    let cmd = cmd.to_vec();
+    let ran = tokio::task::spawn_blocking(move || run_command(&cmd, Duration::from_secs(5)))
+        .await
+        .map_err(|e| e.to_string())??;
+    let v = ran.stdout.lines().next().unwrap_or("").trim();
+    if !ran.success || v.is_empty() || v.len() > 100 || v.chars().any(char::is_control) {
+        return Err(format!(
+            "the version command printed no version (exit {}): {}",
+            if ran.success { "0" } else { "non-zero" },
+            ran.stderr_tail
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// Runs the upgrade command with `version` as its last argument (at most `timeout`).
+pub async fn run_upgrade(cmd: &[String], version: &str, timeout: Duration) -> Result<(), String> {
+    let mut cmd = cmd.to_vec();
+    cmd.push(version.to_owned());
+    let ran = tokio::task::spawn_blocking(move || run_command(&cmd, timeout))
+        .await
+        .map_err(|e| e.to_string())??;
+    if ran.success {
+        Ok(())
+    } else {
+        Err(format!(
+            "the upgrade command failed: {}",
+            if ran.stderr_tail.is_empty() {
+                "no message"
+            } else {
+                &ran.stderr_tail
             }
-        }
-        let mut text = String::new();
-        if let Some(mut o) = child.stdout.take() {
-            use std::io::Read;
-            let _ = o.by_ref().take(1 << 20).read_to_string(&mut text);
-        }
-        Ok(text)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    parse_birdc(&out).ok_or_else(|| "the BGP command printed no `BGP state:` line".to_owned())
+        ))
+    }
 }
 
 /// What the control plane answered a report.
@@ -210,6 +318,9 @@ pub struct Answer {
     /// Drain (and stay drained while it says so).
     #[serde(default)]
     pub drain: bool,
+    /// Install this software version (the maintenance action), then report it.
+    #[serde(default)]
+    pub upgrade: Option<String>,
 }
 
 /// Posts a report (JSON) to `{url}/api/appliances/{serial}/report`; the answer.
@@ -276,6 +387,37 @@ mod tests {
     }
 
     #[test]
+    fn commands_report_what_went_wrong() {
+        let sh = |script: &str| vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert_eq!(
+                installed_version(&sh("echo 2.1.0; echo more")).await,
+                Ok("2.1.0".to_owned())
+            );
+            assert!(installed_version(&sh("true")).await.is_err());
+            // The version is the command's last argument.
+            let t = Duration::from_secs(5);
+            assert_eq!(run_upgrade(&sh("test \"$0\" = 3.0"), "3.0", t).await, Ok(()));
+            let e = run_upgrade(&sh("echo disk full >&2; exit 3"), "3.0", t)
+                .await
+                .unwrap_err();
+            assert!(e.contains("disk full"), "{e}");
+            let e = run_upgrade(&sh("sleep 5"), "3.0", Duration::from_millis(200))
+                .await
+                .unwrap_err();
+            assert!(e.contains("did not finish"), "{e}");
+            let e = run_upgrade(&["/nonexistent/upgrade".to_owned()], "3.0", t)
+                .await
+                .unwrap_err();
+            assert!(e.contains("cannot run"), "{e}");
+        });
+    }
+
+    #[test]
     fn the_section_is_checked() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t"), "fct_abc123\n").unwrap();
@@ -287,6 +429,9 @@ mod tests {
             interval: None,
             bgp_command: None,
             on_burn_in: None,
+            upgrade_command: None,
+            version_command: None,
+            upgrade_timeout: None,
         };
         let ok = f("http://127.0.0.1:8080/", "FRA-3-oca-0", "t")
             .resolve(dir.path())

@@ -79,8 +79,10 @@ pub(crate) fn deploy_survey(
     out
 }
 
+/// A report: with `checked_at`, from an appliance in burn-in with its checks run then.
 pub(crate) fn report(bgp: &str, checked_at: Option<i64>, pass: bool) -> Value {
-    let mut r = json!({"version": "1.2.0", "bgp": {"session": bgp, "prefixes": 12}});
+    let mut r = json!({"version": "1.2.0", "bgp": {"session": bgp, "prefixes": 12},
+                       "state": if checked_at.is_some() { "burn_in" } else { "installed" }});
     if let Some(at) = checked_at {
         r["checked_at"] = json!(at);
         r["checks"] = json!([

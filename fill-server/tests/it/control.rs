@@ -72,6 +72,12 @@ fn control_plane(dir: &std::path::Path) -> (SocketAddr, tokio::runtime::Runtime,
         (db, api::bind("127.0.0.1:0").await.unwrap())
     });
     let addr = listener.local_addr().unwrap();
+    let watch = fill_control::watch::Settings {
+        every: Duration::from_millis(100),
+        silence: 900,
+        upgrade_timeout: 60,
+    };
+    rt.spawn(fill_control::watch::run(db.clone(), watch, api::wall_clock));
     rt.spawn(api::serve(
         listener,
         Arc::new(api::App {
@@ -249,4 +255,165 @@ fn burn_in_starts_from_the_report_of_an_installed_appliance_with_bgp_up() {
     wait_for("undrained on the appliance", &|| {
         local() == Some(State::BurnIn)
     });
+}
+
+/// Polls `ok` every 50 ms for at most 20 s.
+fn wait_for(what: &str, ok: &dyn Fn() -> bool) {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < Duration::from_secs(20), "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A rolling upgrade of a real fill-server: the control plane drains it, it enters
+/// maintenance and runs its upgrade command with the version, reports the version its
+/// version command then prints, runs its checks again at once (its check interval is an
+/// hour) and goes live; the rollout is done.
+#[test]
+fn a_rollout_upgrades_a_live_fill_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cp, _rt, ops, partner) = control_plane(tmp.path());
+    let h = (fill_control::api::wall_clock() / 3600) % 24;
+    let (s, d) = call(
+        cp,
+        "POST",
+        "/api/surveys",
+        Some(&partner),
+        &serde_json::json!({
+        "site": "OSL-1", "shipping_address": ["x"],
+        "contacts": [{"name": "E", "email": "eng@isp.test", "role": "engineering"}],
+        "network": {"asn": 64500, "ipv4": ["192.0.2.0/24"], "bgp_neighbors": ["192.0.2.1"]},
+        "tz": "UTC", "offpeak": format!("{h:02}:00-{:02}:00", (h + 2) % 24)}),
+    );
+    assert_eq!(s, 201, "{d}");
+    let (s, a) = call(
+        cp,
+        "POST",
+        &format!(
+            "/api/deployments/{}/appliances",
+            d["deployment"].as_str().unwrap()
+        ),
+        Some(&ops),
+        &serde_json::json!({"serial": "oca-u", "hardware": "flash", "capacity": "1TB", "catalog": "eu"}),
+    );
+    assert_eq!(s, 201, "{a}");
+    for (who, body) in [
+        (&ops, serde_json::json!({"to": "prefilling"})),
+        (
+            &ops,
+            serde_json::json!({"to": "in_transit", "carrier": "UPS", "tracking": "1Z1"}),
+        ),
+        (&partner, serde_json::json!({"to": "delivered"})),
+        (&partner, serde_json::json!({"to": "installed"})),
+    ] {
+        let (s, r) = call(
+            cp,
+            "POST",
+            "/api/appliances/oca-u/transitions",
+            Some(who),
+            &body,
+        );
+        assert_eq!(s, 200, "{r}");
+    }
+    // An appliance holding its whole target (its checks pass), installed.
+    let (_, store, _) = crate::lifecycle::appliance(tmp.path(), 3);
+    for to in [
+        State::Allocated,
+        State::Prefilling,
+        State::InTransit,
+        State::Delivered,
+        State::Installed,
+    ] {
+        store.transition(to, 1, "test").unwrap();
+    }
+    std::fs::write(tmp.path().join("token"), a["token"].as_str().unwrap()).unwrap();
+    let bgp = tmp.path().join("birdc.sh");
+    std::fs::write(
+        &bgp,
+        "printf 'isp BGP --- up 12:00 x\\n  BGP state:          Established\\n'\n",
+    )
+    .unwrap();
+    // What is installed, and the maintenance action that installs a version.
+    let installed = tmp.path().join("installed-version");
+    std::fs::write(&installed, "1.0.0\n").unwrap();
+    let upgrade = tmp.path().join("upgrade.sh");
+    std::fs::write(
+        &upgrade,
+        format!("printf '%s\\n' \"$1\" > {}\n", installed.display()),
+    )
+    .unwrap();
+    let toml = format!(
+        "[control]\nurl = \"http://{cp}\"\nserial = \"oca-u\"\ntoken_file = \"{}\"\ninterval = \"200ms\"\n\
+         bgp_command = [\"sh\", \"{}\"]\nversion_command = [\"cat\", \"{}\"]\n\
+         upgrade_command = [\"sh\", \"{}\"]\n",
+        tmp.path().join("token").display(),
+        bgp.display(),
+        installed.display(),
+        upgrade.display(),
+    );
+    let file: fill_store::config::ConfigFile = toml::from_str(&toml).unwrap();
+    let mut cfg = config(store.root());
+    cfg.control = file.control.map(|c| c.resolve(tmp.path()).unwrap());
+    cfg.lifecycle = fill_store::config::Settings {
+        check_interval: Duration::from_secs(3600),
+        ..crate::lifecycle::every_block()
+    };
+    let _server = start(cfg);
+    let view = || -> serde_json::Value {
+        let (s, v) = call(
+            cp,
+            "GET",
+            "/api/appliances/oca-u",
+            Some(&ops),
+            &serde_json::json!(null),
+        );
+        assert_eq!(s, 200, "{v}");
+        v
+    };
+    // Burn-in from its report, its checks run at once, live.
+    wait_for("live on the control plane", &|| view()["state"] == "live");
+    assert_eq!(view()["version"], "1.0.0");
+    let (s, r) = call(
+        cp,
+        "POST",
+        "/api/rollouts",
+        Some(&ops),
+        &serde_json::json!({"version": "1.1.0", "appliances": ["oca-u"]}),
+    );
+    assert_eq!(s, 201, "{r}");
+    let id = r["rollout"].as_str().unwrap().to_owned();
+    let phase = || {
+        let (_, v) = call(
+            cp,
+            "GET",
+            &format!("/api/rollouts/{id}"),
+            Some(&ops),
+            &serde_json::json!(null),
+        );
+        v["upgrades"][0]["phase"].as_str().unwrap().to_owned()
+    };
+    wait_for("the upgrade done", &|| phase() == "done");
+    let v = view();
+    assert_eq!(v["version"], "1.1.0", "{v}");
+    assert_eq!(v["state"], "live");
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), "1.1.0\n");
+    // The appliance's own record of it.
+    let local: Vec<State> = store
+        .lifecycle_events()
+        .unwrap()
+        .iter()
+        .map(|e| e.to)
+        .collect();
+    assert_eq!(
+        local[local.len() - 5..],
+        [
+            State::Draining,
+            State::Drained,
+            State::Maintenance,
+            State::BurnIn,
+            State::Live
+        ],
+        "{local:?}"
+    );
 }

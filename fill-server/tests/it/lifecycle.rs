@@ -20,7 +20,7 @@ const TOKEN: &str = "0123456789abcdef-test";
 
 /// A target of three files in `dir/target` (a store), and the appliance store `dir/app`
 /// holding the first `held` of them, with the target recorded as a fill would.
-fn appliance(dir: &Path, held: usize) -> (Store, Store, Vec<(String, Vec<u8>)>) {
+pub(crate) fn appliance(dir: &Path, held: usize) -> (Store, Store, Vec<(String, Vec<u8>)>) {
     let files = store_with_files(&dir.join("t"), &[3 << 20, 2 << 20, 1 << 20]);
     let target = Store::new(dir.join("t/store")).unwrap();
     let app = Store::new(dir.join("app")).unwrap();
@@ -52,7 +52,7 @@ fn to_burn_in(app: &Store, time: i64, reason: &str) {
     }
 }
 
-fn every_block() -> Settings {
+pub(crate) fn every_block() -> Settings {
     Settings {
         sample_blocks: 1_000_000,
         min_free: 0,
