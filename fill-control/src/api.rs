@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use crate::auth::{self, AuthError, AuthErrorOr, Caller};
 use crate::db::Db;
 use crate::ledger::Refusal;
-use crate::{upgrade, views, workflow};
+use crate::{invite, upgrade, views, workflow};
 
 /// The most a request body may weigh.
 pub const MAX_BODY: usize = 1 << 20;
@@ -39,6 +39,8 @@ pub struct App {
     /// How long an installed appliance may go without reporting before it is flagged
     /// `silent`, seconds.
     pub silence: i64,
+    /// The control plane's public base URL, for links in emails (invitations).
+    pub public_url: String,
 }
 
 /// The wall clock, unix seconds.
@@ -136,6 +138,13 @@ async fn caller(app: &App, req: &Request<Incoming>) -> Result<Caller, Answer> {
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Accept {
+    code: String,
+    password: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Login {
     email: String,
     password: String,
@@ -172,6 +181,36 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Answer {
                 Ok(false) => error(StatusCode::UNAUTHORIZED, "the token is unknown or revoked"),
                 Err(e) => refusal(Refusal::Failed(e)),
             }
+        }
+        (Method::POST, ["api", "invitations", "accept"]) => {
+            let a: Accept = match body(req).await {
+                Ok(a) => a,
+                Err(a) => return a,
+            };
+            invite::accept(&app.db, &a.code, &a.password, now)
+                .await
+                .map_or_else(refusal, |ok| json(StatusCode::OK, &ok))
+        }
+        (Method::GET, ["invite", _code]) => {
+            let mut r = Response::new(Full::new(Bytes::from_static(invite::PAGE.as_bytes())));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            // The code is in the path: keep it out of any other site's logs.
+            h.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'",
+                ),
+            );
+            r
         }
         (_, ["api", ..]) => api(&app, req, &method, &parts[1..], now).await,
         _ => error(
@@ -212,7 +251,7 @@ async fn api(
                 .map(|v| json(StatusCode::OK, &v))
         }
         (Method::POST, ["surveys"]) => match body::<workflow::Survey>(req).await {
-            Ok(s) => workflow::submit_survey(db, &who, &s, now)
+            Ok(s) => workflow::submit_survey(db, &who, &s, (&app.public_url, now))
                 .await
                 .map(|id| json(StatusCode::CREATED, &serde_json::json!({"deployment": id}))),
             Err(a) => return a,

@@ -179,6 +179,11 @@ pub async fn login(db: &Db, email: &str, password: &str, now: i64) -> Result<Opt
         return Ok(None);
     };
     let hash: String = row.try_get("password_hash")?;
+    if hash.is_empty() {
+        // Invited, no password chosen yet: as slow a no as any other.
+        let _ = password_matches(DUMMY_HASH, password);
+        return Ok(None);
+    }
     if !password_matches(&hash, password) {
         return Ok(None);
     }

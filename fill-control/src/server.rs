@@ -23,6 +23,9 @@ pub struct Config {
     /// How long an installed appliance may go without reporting before it is flagged
     /// `silent` and ops are alerted (default `15m`).
     pub silence: Option<String>,
+    /// The control plane's public base URL, for links in emails (default: `http://` and
+    /// the address it listens on).
+    pub public_url: Option<String>,
     /// How often the control plane looks at rollouts and silences (default `10s`).
     pub tick: Option<String>,
     /// How long one phase of an upgrade (drain, install, burn-in) may last before the
@@ -88,11 +91,22 @@ impl Config {
 pub async fn run(db: Db, listener: tokio::net::TcpListener, config: Config) -> Result<()> {
     let watch = config.watch()?;
     let silence = watch.silence;
+    let public_url = match &config.public_url {
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+            u.trim_end_matches('/').to_owned()
+        }
+        Some(u) => anyhow::bail!("config: public_url {u:?} is not an http(s) URL"),
+        None => format!(
+            "http://{}",
+            listener.local_addr().context("no local address")?
+        ),
+    };
     tokio::spawn(watch::run(db.clone(), watch, api::wall_clock));
     let app = Arc::new(App {
         db: db.clone(),
         clock: api::wall_clock,
         silence,
+        public_url,
     });
     if let Some(smtp) = &config.smtp {
         let sender = mail::Sender::new(smtp)?;

@@ -153,12 +153,11 @@ impl Survey {
                 .map_err(|_| invalid(format!("BGP neighbour {a:?} is not an IP address")))?;
         }
         printable("tz", &self.tz, 64)?;
-        if !self
-            .tz
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
-        {
-            return Err(invalid(format!("tz {:?}: an IANA zone name", self.tz)));
+        if jiff::tz::TimeZone::get(&self.tz).is_err() {
+            return Err(invalid(format!(
+                "tz {:?}: not an IANA time zone (as Europe/Paris or UTC)",
+                self.tz
+            )));
         }
         if let Some(w) = &self.offpeak {
             check_window(w)?;
@@ -168,12 +167,13 @@ impl Survey {
 }
 
 /// `POST /api/surveys`: a partner's survey opens a deployment; its contacts hear it was
-/// received. Returns the deployment's id.
+/// received, and those without an account are invited (links on `base`, the control
+/// plane's public URL). Returns the deployment's id.
 pub async fn submit_survey(
     db: &Db,
     caller: &Caller,
     s: &Survey,
-    now: i64,
+    (base, now): (&str, i64),
 ) -> Result<String, Refusal> {
     let Caller::Partner { partner, .. } = caller else {
         return Err(Refusal::Forbidden(
@@ -228,6 +228,11 @@ pub async fn submit_survey(
         now,
     )
     .await?;
+    let mut emails: Vec<&str> = s.contacts.iter().map(|c| c.email.as_str()).collect();
+    emails.sort_unstable();
+    emails.dedup();
+    let about = (id.as_str(), s.site.as_str(), partner.as_str());
+    crate::invite::invite_contacts(&mut tx, about, &emails, base, now).await?;
     tx.commit().await?;
     Ok(id)
 }

@@ -401,7 +401,10 @@ mod tests {
             assert!(installed_version(&sh("true")).await.is_err());
             // The version is the command's last argument.
             let t = Duration::from_secs(5);
-            assert_eq!(run_upgrade(&sh("test \"$0\" = 3.0"), "3.0", t).await, Ok(()));
+            assert_eq!(
+                run_upgrade(&sh("test \"$0\" = 3.0"), "3.0", t).await,
+                Ok(())
+            );
             let e = run_upgrade(&sh("echo disk full >&2; exit 3"), "3.0", t)
                 .await
                 .unwrap_err();

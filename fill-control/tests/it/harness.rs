@@ -41,6 +41,7 @@ impl Control {
             db: db.clone(),
             clock: api::wall_clock,
             silence: SILENCE,
+            public_url: format!("http://{addr}"),
         });
         rt.spawn(api::serve(listener, app));
         let watch = fill_control::watch::Settings {

@@ -3,6 +3,7 @@
 //! (aiosmtpd, from PyPI) receiving the emails.
 
 mod harness;
+mod invite;
 mod security;
 mod upgrade;
 mod workflow;

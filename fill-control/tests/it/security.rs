@@ -172,6 +172,7 @@ fn hostile_bodies_get_a_clear_4xx() {
     for (spoil, why) in [
         (json!({"site": "../etc"}), "site"),
         (json!({"tz": "Europe/Paris\n"}), "tz"),
+        (json!({"tz": "Mars/Olympus_Mons"}), "IANA time zone"),
         (
             json!({"contacts": [{"name": "x", "email": "not-an-email", "role": "noc"}]}),
             "email",

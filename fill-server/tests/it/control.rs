@@ -84,6 +84,7 @@ fn control_plane(dir: &std::path::Path) -> (SocketAddr, tokio::runtime::Runtime,
             db,
             clock: api::wall_clock,
             silence: 900,
+            public_url: "http://portal.test".into(),
         }),
     ));
     let login = |email: &str| {
