@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use crate::auth::{self, AuthError, AuthErrorOr, Caller};
 use crate::db::Db;
 use crate::ledger::Refusal;
-use crate::{invite, upgrade, views, workflow};
+use crate::{invite, upgrade, views, waiting, workflow};
 
 /// The most a request body may weigh.
 pub const MAX_BODY: usize = 1 << 20;
@@ -41,6 +41,8 @@ pub struct App {
     pub silence: i64,
     /// The control plane's public base URL, for links in emails (invitations).
     pub public_url: String,
+    /// How waiting is priced.
+    pub pricing: crate::waiting::Pricing,
 }
 
 /// The wall clock, unix seconds.
@@ -110,6 +112,28 @@ async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Answer> 
     };
     serde_json::from_slice(&bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("bad JSON body: {e}")))
+}
+
+/// Reads a body of any type within `limit` bytes.
+async fn raw_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Answer> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is over {limit} bytes"),
+        ));
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is over {limit} bytes, or was cut"),
+        )),
+    }
 }
 
 fn bearer(req: &Request<Incoming>) -> Option<String> {
@@ -246,7 +270,7 @@ async fn api(
                 .map(|v| json(StatusCode::OK, &v))
         }
         (Method::GET, ["appliances", serial]) => {
-            views::appliance(db, &who, (now, app.silence), serial)
+            views::appliance(db, &who, (now, app.silence, &app.pricing), serial)
                 .await
                 .map(|v| json(StatusCode::OK, &v))
         }
@@ -274,6 +298,38 @@ async fn api(
             let serial = serial.to_string();
             match body::<workflow::TransitionAsk>(req).await {
                 Ok(t) => workflow::transition(db, &who, &serial, &t, now)
+                    .await
+                    .map(|s| json(StatusCode::OK, &serde_json::json!({"state": s.name()}))),
+                Err(a) => return a,
+            }
+        }
+        (Method::PUT, ["catalogs", id]) => {
+            let id = id.to_string();
+            match raw_body(req, waiting::MAX_UPLOAD).await {
+                Ok(b) => waiting::put_catalog(db, &who, &id, b, now)
+                    .await
+                    .map(|c| json(StatusCode::OK, &c)),
+                Err(a) => return a,
+            }
+        }
+        (Method::PUT, ["regions", name]) => {
+            let name = name.to_string();
+            match body::<waiting::RegionTarget>(req).await {
+                Ok(t) => waiting::set_region(db, &who, &name, &t, now)
+                    .await
+                    .map(|()| {
+                        json(
+                            StatusCode::OK,
+                            &serde_json::json!({"region": name, "catalog": t.catalog}),
+                        )
+                    }),
+                Err(a) => return a,
+            }
+        }
+        (Method::POST, ["appliances", serial, "prefill"]) => {
+            let serial = serial.to_string();
+            match body::<waiting::PrefillReport>(req).await {
+                Ok(r) => waiting::prefill(db, &who, &serial, &r, now)
                     .await
                     .map(|s| json(StatusCode::OK, &serde_json::json!({"state": s.name()}))),
                 Err(a) => return a,

@@ -13,6 +13,8 @@ use crate::db::Db;
 pub const USER_TOKEN_SECS: i64 = 12 * 3600;
 /// How long an appliance's token lives (it is replaced at re-allocation).
 pub const APPLIANCE_TOKEN_SECS: i64 = 10 * 365 * 86400;
+/// How long a station's token lives.
+pub const STATION_TOKEN_SECS: i64 = 365 * 86400;
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,11 @@ pub enum Caller {
         /// Its serial.
         serial: String,
     },
+    /// A pre-fill station: reports the pre-fill of allocated appliances, uploads catalogs.
+    Station {
+        /// Its name.
+        name: String,
+    },
 }
 
 impl Caller {
@@ -43,6 +50,7 @@ impl Caller {
             Self::Ops { email } => format!("ops:{email}"),
             Self::Partner { email, .. } => format!("partner:{email}"),
             Self::Appliance { serial } => format!("appliance:{serial}"),
+            Self::Station { name } => format!("station:{name}"),
         }
     }
 }
@@ -228,6 +236,7 @@ pub async fn authenticate(db: &Db, token: Option<&str>, now: i64) -> Result<Call
     let subject = get("subject")?.unwrap_or_default();
     match (kind.as_str(), get("role")?.as_deref()) {
         ("appliance", _) => Ok(Caller::Appliance { serial: subject }),
+        ("station", _) => Ok(Caller::Station { name: subject }),
         ("user", Some("ops")) => Ok(Caller::Ops {
             email: get("email")?.unwrap_or_default(),
         }),

@@ -18,8 +18,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "fleet", include_str!("../migrations/0001_fleet.sql")),
     (
         2,
-        "upgrades invitations",
-        include_str!("../migrations/0002_upgrades_invitations.sql"),
+        "rollouts invitations catalogs",
+        include_str!("../migrations/0002_rollouts_invitations_catalogs.sql"),
     ),
 ];
 

@@ -251,6 +251,8 @@ pub fn may_see(caller: &Caller, partner: &str, serial: &str) -> bool {
         Caller::Ops { .. } => true,
         Caller::Partner { partner: own, .. } => own == partner,
         Caller::Appliance { serial: own } => own == serial,
+        // A station acts on appliances being pre-filled, and reads nothing.
+        Caller::Station { .. } => false,
     }
 }
 

@@ -20,5 +20,6 @@ pub mod server;
 pub mod text;
 pub mod upgrade;
 pub mod views;
+pub mod waiting;
 pub mod watch;
 pub mod workflow;

@@ -37,6 +37,23 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage pre-fill stations.
+    #[command(subcommand)]
+    Station(StationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StationCommand {
+    /// Make a station's token (printed once, on standard output): `fill prefill
+    /// --report-to URL --station-token FILE` reports each pre-fill with it.
+    Add {
+        /// The database.
+        #[arg(long)]
+        db: String,
+        /// The station's name (as events and emails name it).
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -111,6 +128,25 @@ fn run(cli: Cli) -> Result<()> {
                     _ = tokio::signal::ctrl_c() => Ok(()),
                 }
             })
+        }
+        Command::Station(StationCommand::Add { db, name }) => {
+            if !fill_control::text::is_name(&name) {
+                anyhow::bail!("--name {name:?}: 1 to 64 letters, digits, '-', '_' or '.'");
+            }
+            let token = rt.block_on(async {
+                let db = Db::open(&db).await?;
+                auth::issue(
+                    &db.pool,
+                    "station",
+                    &name,
+                    api::wall_clock(),
+                    auth::STATION_TOKEN_SECS,
+                )
+                .await
+            })?;
+            println!("{token}");
+            eprintln!("fill-control: station {name}: its token (valid a year) is above; keep it");
+            Ok(())
         }
         Command::User(UserCommand::Add {
             db,

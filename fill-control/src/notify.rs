@@ -36,6 +36,8 @@ pub enum Step {
     UpgradeFinished,
     /// A contact's account was made: the one-time link that sets its password.
     Invitation,
+    /// Once a day while a delivered appliance waits uninstalled: what waiting costs.
+    WaitingReminder,
     /// To ops: an upgrade failed; the rollout stopped for the site.
     AlertUpgradeFailed,
     /// To ops: an appliance stopped reporting.
@@ -73,6 +75,7 @@ impl Step {
             Self::UpgradeStarted => "upgrade_started",
             Self::UpgradeFinished => "upgrade_finished",
             Self::Invitation => "invitation",
+            Self::WaitingReminder => "waiting_reminder",
             Self::AlertUpgradeFailed => "alert_upgrade_failed",
             Self::AlertSilent => "alert_silent",
             Self::AlertCheckFailed => "alert_check_failed",
@@ -90,6 +93,7 @@ impl Step {
                 &["engineering", "noc"]
             }
             Self::Drained | Self::UpgradeStarted | Self::UpgradeFinished => &["noc", "engineering"],
+            Self::WaitingReminder => &["engineering"],
             Self::Invitation
             | Self::AlertUpgradeFailed
             | Self::AlertSilent
@@ -214,6 +218,12 @@ pub fn render(step: Step, ctx: &Context) -> (String, String) {
             "You were named a contact of this site in its survey: an account was made for you \
              on the fleet's portal. Open the link below within 7 days to choose your password \
              (it works once).",
+        ),
+        Step::WaitingReminder => (
+            format!("Waiting to be installed: {what}"),
+            "The appliance was delivered and is not installed yet. Its content ages while it \
+             waits: the region's catalog changes every day, and what the appliance lacks is \
+             fetched at burn-in, at a cost. Please install it and bring up its BGP session.",
         ),
         Step::AlertUpgradeFailed => (
             format!("ALERT upgrade failed: {what}"),

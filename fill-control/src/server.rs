@@ -31,25 +31,81 @@ pub struct Config {
     /// How long one phase of an upgrade (drain, install, burn-in) may last before the
     /// upgrade fails (default `6h`).
     pub upgrade_timeout: Option<String>,
+    /// How waiting is priced.
+    #[serde(default)]
+    pub waiting: WaitingConfig,
+}
+
+/// `[waiting]`: the price of waiting.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingConfig {
+    /// Money per GiB a burn-in fetches (default 0.02, the simulator's origin).
+    pub cost_per_gib: Option<f64>,
+    /// The money's unit (default `USD`).
+    pub currency: Option<String>,
+    /// Bytes a day of waiting adds, as a share of what an appliance holds; default: the
+    /// simulator's churn model (`simulation`) says.
+    pub churn_per_day: Option<f64>,
+    /// The simulator's model (`fill simulate --config`'s TOML); default its defaults.
+    pub simulation: Option<std::path::PathBuf>,
+}
+
+impl WaitingConfig {
+    /// The pricing; runs the churn model when no `churn_per_day` is given (blocking).
+    pub fn pricing(&self) -> Result<crate::waiting::Pricing> {
+        let cost_per_gib = self.cost_per_gib.unwrap_or(0.02);
+        if !(cost_per_gib.is_finite() && cost_per_gib >= 0.0) {
+            anyhow::bail!("config: waiting.cost_per_gib must be a number ≥ 0");
+        }
+        let currency = self.currency.clone().unwrap_or_else(|| "USD".into());
+        if currency.is_empty() || currency.len() > 8 || currency.chars().any(char::is_control) {
+            anyhow::bail!("config: waiting.currency: 1 to 8 characters, as USD or EUR");
+        }
+        let churn_per_day = match self.churn_per_day {
+            Some(c) if c.is_finite() && (0.0..=1.0).contains(&c) => c,
+            Some(_) => anyhow::bail!("config: waiting.churn_per_day must be between 0 and 1"),
+            None => {
+                let sim: fill_core::sim::SimConfig = match &self.simulation {
+                    None => Default::default(),
+                    Some(p) => toml::from_str(&read_bounded(p)?)
+                        .with_context(|| format!("bad simulation config {}", p.display()))?,
+                };
+                let model = sim.validate().context("config: waiting.simulation")?;
+                fill_core::sim::churn_per_day(&model, 7).context("the churn model")?
+            }
+        };
+        Ok(crate::waiting::Pricing {
+            cost_per_gib,
+            currency,
+            churn_per_day,
+        })
+    }
 }
 
 /// The most a config file may weigh.
 const MAX_CONFIG: u64 = 1 << 20;
 
+/// A text file of at most 1 MiB.
+fn read_bounded(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .take(MAX_CONFIG + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if text.len() as u64 > MAX_CONFIG {
+        anyhow::bail!("{} is larger than the limit of 1 MiB", path.display());
+    }
+    Ok(text)
+}
+
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        use std::io::Read;
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?
-            .take(MAX_CONFIG + 1)
-            .read_to_string(&mut text)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if text.len() as u64 > MAX_CONFIG {
-            anyhow::bail!("{} is larger than the limit of 1 MiB", path.display());
-        }
-        toml::from_str(&text).with_context(|| format!("bad config {}", path.display()))
+        toml::from_str(&read_bounded(path)?)
+            .with_context(|| format!("bad config {}", path.display()))
     }
 }
 
@@ -66,9 +122,11 @@ fn duration(name: &str, value: Option<&str>, default: Duration) -> Result<Durati
 }
 
 impl Config {
-    /// How the watch runs, from the config.
+    /// How the watch runs, from the config (with the pricing, which may run the churn
+    /// model: blocking).
     pub fn watch(&self) -> Result<watch::Settings> {
         Ok(watch::Settings {
+            pricing: self.waiting.pricing()?,
             every: duration("tick", self.tick.as_deref(), Duration::from_secs(10))?,
             silence: duration(
                 "silence",
@@ -89,8 +147,20 @@ impl Config {
 /// Serves the API on `listener`, sends the outbox and runs the watch, until the future is
 /// dropped.
 pub async fn run(db: Db, listener: tokio::net::TcpListener, config: Config) -> Result<()> {
-    let watch = config.watch()?;
+    let watch = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || config.watch()
+    })
+    .await
+    .context("the config")??;
+    tracing::info!(
+        "waiting priced at {} {} per GiB, churn {:.3}% of what an appliance holds a day",
+        watch.pricing.cost_per_gib,
+        watch.pricing.currency,
+        watch.pricing.churn_per_day * 100.0
+    );
     let silence = watch.silence;
+    let pricing = watch.pricing.clone();
     let public_url = match &config.public_url {
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
             u.trim_end_matches('/').to_owned()
@@ -107,6 +177,7 @@ pub async fn run(db: Db, listener: tokio::net::TcpListener, config: Config) -> R
         clock: api::wall_clock,
         silence,
         public_url,
+        pricing,
     });
     if let Some(smtp) = &config.smtp {
         let sender = mail::Sender::new(smtp)?;

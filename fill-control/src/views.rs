@@ -1,5 +1,6 @@
 //! What callers read: an appliance's page (its tracking states with times, checks, emails,
-//! upgrades) and the list of what a caller may see, with the `silent` flag.
+//! pre-fill, upgrades, and while it waits uninstalled the price of waiting) and the list of
+//! what a caller may see, with the `silent` flag.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -7,6 +8,7 @@ use sqlx::Row;
 use crate::auth::Caller;
 use crate::db::Db;
 use crate::ledger::{Refusal, may_see};
+use crate::waiting::{self, Price, Pricing};
 
 /// An appliance's page (`GET /api/appliances/{serial}`).
 #[derive(Debug, Serialize)]
@@ -45,6 +47,29 @@ pub struct ApplianceView {
     pub checks: Vec<CheckView>,
     /// The emails sent or queued about it.
     pub emails: Vec<EmailView>,
+    /// Its pre-fill, as the station last reported it.
+    pub prefill: Option<serde_json::Value>,
+    /// Delivered and not installed: what its burn-in needs now and what each day adds.
+    pub waiting: Option<Price>,
+    /// Its upgrades, oldest first.
+    pub upgrades: Vec<UpgradeLine>,
+}
+
+/// One of an appliance's upgrades.
+#[derive(Debug, Serialize)]
+pub struct UpgradeLine {
+    /// The rollout.
+    pub rollout: String,
+    /// The version.
+    pub version: String,
+    /// The phase.
+    pub phase: String,
+    /// Taken out (unix seconds).
+    pub started: Option<i64>,
+    /// Ended.
+    pub finished: Option<i64>,
+    /// Why it failed or stopped, or what it ended on.
+    pub detail: String,
 }
 
 /// An event.
@@ -98,11 +123,11 @@ pub struct EmailView {
 pub async fn appliance(
     db: &Db,
     caller: &Caller,
-    (now, silence): (i64, i64),
+    (now, silence, pricing): (i64, i64, &Pricing),
     serial: &str,
 ) -> Result<ApplianceView, Refusal> {
     let r = sqlx::query(
-        "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp \
+        "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp, a.prefill \
          FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE a.serial = $1",
     )
     .bind(serial)
@@ -162,6 +187,34 @@ pub async fn appliance(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let upgrades = sqlx::query(
+        "SELECT u.rollout, r.version, u.phase, u.started, u.finished, u.detail FROM upgrades u \
+         JOIN rollouts r ON r.id = u.rollout WHERE u.appliance = $1 ORDER BY r.created, u.rollout",
+    )
+    .bind(serial)
+    .fetch_all(&db.pool)
+    .await?
+    .into_iter()
+    .map(|u| {
+        Ok(UpgradeLine {
+            rollout: u.try_get("rollout")?,
+            version: u.try_get("version")?,
+            phase: u.try_get("phase")?,
+            started: u.try_get("started")?,
+            finished: u.try_get("finished")?,
+            detail: u.try_get("detail")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let state: String = r.try_get("state")?;
+    let waiting = if state == "delivered" {
+        waiting::price(db, serial, pricing).await?
+    } else {
+        None
+    };
+    let prefill = r
+        .try_get::<Option<String>, _>("prefill")?
+        .and_then(|p| serde_json::from_str(&p).ok());
     Ok(ApplianceView {
         serial: r.try_get("serial")?,
         deployment: r.try_get("deployment")?,
@@ -185,6 +238,9 @@ pub async fn appliance(
         events,
         checks,
         emails,
+        prefill,
+        waiting,
+        upgrades,
     })
 }
 
@@ -254,6 +310,7 @@ pub async fn appliances(
             .fetch_all(&db.pool)
             .await?
         }
+        Caller::Station { .. } => Vec::new(),
     };
     rows.into_iter()
         .map(|r| {

@@ -1,7 +1,9 @@
 //! What the control plane does on its own, every tick, whichever instance ticks: rolling
-//! upgrades move on (`upgrade::tick`), and ops are alerted of each appliance that stopped
-//! reporting (once per silence: the alert's id carries the last report's time). Every
-//! instance may tick; what each does is recorded once (see `ledger`).
+//! upgrades move on (`upgrade::tick`), ops are alerted of each appliance that stopped
+//! reporting (once per silence: the alert's id carries the last report's time), and each
+//! appliance waiting uninstalled gets its daily reminder with the price of waiting
+//! (`waiting::remind`). Every instance may tick; what each does is recorded once (see
+//! `ledger`).
 
 use std::time::Duration;
 
@@ -10,10 +12,10 @@ use sqlx::Row;
 use crate::db::Db;
 use crate::ledger::{self, Refusal};
 use crate::notify::{self, Step};
-use crate::upgrade;
+use crate::{upgrade, waiting};
 
 /// How the watch runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Between ticks.
     pub every: Duration,
@@ -21,6 +23,8 @@ pub struct Settings {
     pub silence: i64,
     /// How long an upgrade's phase may last, seconds.
     pub upgrade_timeout: i64,
+    /// How waiting is priced.
+    pub pricing: waiting::Pricing,
 }
 
 /// What one tick did.
@@ -30,6 +34,8 @@ pub struct Tick {
     pub upgrades: upgrade::Ticked,
     /// Appliances newly found silent (alerted).
     pub silent: usize,
+    /// Reminders queued for appliances waiting to be installed.
+    pub reminders: usize,
 }
 
 /// One tick at `now`.
@@ -37,6 +43,7 @@ pub async fn tick(db: &Db, s: &Settings, now: i64) -> Result<Tick, Refusal> {
     Ok(Tick {
         upgrades: upgrade::tick(db, now, s.upgrade_timeout).await?,
         silent: alert_silent(db, now, s.silence).await?,
+        reminders: waiting::remind(db, &s.pricing, now).await?,
     })
 }
 

@@ -339,7 +339,7 @@ fn may_ask(caller: &Caller, from: State, to: State) -> bool {
             matches!(to, State::Delivered | State::Installed | State::Draining)
                 || matches!(from, State::Draining | State::Drained)
         }
-        Caller::Appliance { .. } => false,
+        Caller::Appliance { .. } | Caller::Station { .. } => false,
     }
 }
 

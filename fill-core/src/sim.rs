@@ -1056,6 +1056,25 @@ fn file_id(seed: u64, file: u64, version: u32) -> [u8; 32] {
     out
 }
 
+/// The model's churn: the bytes an appliance pre-filled on day 0 lacks of the target of
+/// day `days`, per day, as a share of what it holds (its day-0 target, up to its capacity).
+/// What each further day an appliance waits uninstalled adds, by the model, for an
+/// appliance holding `h` bytes: `h` times this.
+pub fn churn_per_day(m: &Model, days: u32) -> Result<f64, SimError> {
+    let days = days.max(1);
+    let u = m.universe(days as i32);
+    let held = Day::new(m, &u, 0)?;
+    let target = Day::new(m, &u, days as i32)?;
+    let inv = Inventory {
+        complete: held.catalog()?,
+        partial: &[],
+    };
+    let d = delta::compute(&target.catalog()?, &inv, m.capacity)
+        .map_err(|e| SimError::Run(e.to_string()))?;
+    let holds = held.catalog()?.total_size().min(m.capacity).max(1);
+    Ok(d.bytes_to_fetch as f64 / f64::from(days) / holds as f64)
+}
+
 /// One row per delay: one appliance shipped on day 0, installed `delay` days later.
 pub fn sweep(
     m: &Model,

@@ -198,3 +198,32 @@ fn bad_configs_name_the_field() {
         "catalog.rendition_bytes: 1 to 32 shares, as many as catalog.rendition_plays"
     );
 }
+
+/// The churn per day is the week's delta of a day-0 appliance over what it holds: zero
+/// without churn, more with more new titles, and what the week's sweep fetched.
+#[test]
+fn churn_per_day_follows_the_model() {
+    let mut still = small(3);
+    still.catalog.new_titles_per_day = 0.0;
+    still.catalog.reencode_per_day = 0.0;
+    still.catalog.retire_per_day = 0.0;
+    assert_eq!(
+        sim::churn_per_day(&still.validate().unwrap(), 7).unwrap(),
+        0.0
+    );
+    let base = small(3);
+    let m = base.clone().validate().unwrap();
+    let churn = sim::churn_per_day(&m, 7).unwrap();
+    assert!(churn > 0.0 && churn < 0.2, "{churn}");
+    let week = sweep(base.clone(), &[7])[0].bytes_fetched as f64;
+    let u = m.universe(0);
+    let held = sim::Day::new(&m, &u, 0).unwrap();
+    let holds = held.catalog().unwrap().total_size().min(m.capacity) as f64;
+    assert!(
+        (churn * 7.0 * holds - week).abs() / week < 1e-9,
+        "{churn} vs {week}"
+    );
+    let mut busier = base;
+    busier.catalog.new_titles_per_day *= 4.0;
+    assert!(sim::churn_per_day(&busier.validate().unwrap(), 7).unwrap() > churn);
+}

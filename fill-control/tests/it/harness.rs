@@ -17,6 +17,15 @@ pub const SILENCE: i64 = 2;
 /// How long the tests' control planes let one phase of an upgrade last.
 pub const UPGRADE_TIMEOUT: i64 = 60;
 
+/// The tests' price of waiting: 1.00 EUR a GiB, 1% of what an appliance holds a day.
+pub fn pricing() -> fill_control::waiting::Pricing {
+    fill_control::waiting::Pricing {
+        cost_per_gib: 1.0,
+        currency: "EUR".into(),
+        churn_per_day: 0.01,
+    }
+}
+
 /// A control-plane instance serving on a loopback port; stopped when dropped.
 pub struct Control {
     pub addr: SocketAddr,
@@ -42,12 +51,14 @@ impl Control {
             clock: api::wall_clock,
             silence: SILENCE,
             public_url: format!("http://{addr}"),
+            pricing: pricing(),
         });
         rt.spawn(api::serve(listener, app));
         let watch = fill_control::watch::Settings {
             every: Duration::from_millis(100),
             silence: SILENCE,
             upgrade_timeout: UPGRADE_TIMEOUT,
+            pricing: pricing(),
         };
         rt.spawn(fill_control::watch::run(db.clone(), watch, api::wall_clock));
         Self { addr, db, rt }

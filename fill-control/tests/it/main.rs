@@ -6,6 +6,7 @@ mod harness;
 mod invite;
 mod security;
 mod upgrade;
+mod waiting;
 mod workflow;
 
 use harness::{Control, Http};

@@ -72,10 +72,16 @@ fn control_plane(dir: &std::path::Path) -> (SocketAddr, tokio::runtime::Runtime,
         (db, api::bind("127.0.0.1:0").await.unwrap())
     });
     let addr = listener.local_addr().unwrap();
+    let pricing = fill_control::waiting::Pricing {
+        cost_per_gib: 0.02,
+        currency: "USD".into(),
+        churn_per_day: 0.01,
+    };
     let watch = fill_control::watch::Settings {
         every: Duration::from_millis(100),
         silence: 900,
         upgrade_timeout: 60,
+        pricing: pricing.clone(),
     };
     rt.spawn(fill_control::watch::run(db.clone(), watch, api::wall_clock));
     rt.spawn(api::serve(
@@ -85,6 +91,7 @@ fn control_plane(dir: &std::path::Path) -> (SocketAddr, tokio::runtime::Runtime,
             clock: api::wall_clock,
             silence: 900,
             public_url: "http://portal.test".into(),
+            pricing,
         }),
     ));
     let login = |email: &str| {

@@ -1,5 +1,5 @@
--- The fleet's schema, version 2: rolling upgrades, invitations, stations. Portable SQL, as
--- version 1 (docs/control-db.md).
+-- The fleet's schema, version 2: rolling upgrades, invitations, stations, catalogs and the
+-- price of waiting. Portable SQL, as version 1 (docs/control-db.md).
 
 -- Tokens gain the kind `station` (a pre-fill station reporting progress). SQLite cannot
 -- change a CHECK in place: the table is made again.
@@ -57,3 +57,25 @@ CREATE TABLE invitations (
     expires BIGINT NOT NULL,
     used BIGINT
 );
+
+-- Catalogs the control plane was given (fill's binary format, zstd-compressed here), by
+-- id: the BLAKE3 of the uncompressed catalog (what `b3sum` prints for the file).
+CREATE TABLE catalogs (
+    id TEXT PRIMARY KEY,
+    data BYTEA NOT NULL,
+    entries BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    created BIGINT NOT NULL
+);
+
+-- Each region's current target catalog (an appliance's `catalog` names its region).
+CREATE TABLE regions (
+    name TEXT PRIMARY KEY,
+    catalog TEXT NOT NULL REFERENCES catalogs (id),
+    updated BIGINT NOT NULL
+);
+
+-- The pre-fill as the station reports it: its last progress (JSON) and, once done, the
+-- catalog of what the appliance holds.
+ALTER TABLE appliances ADD COLUMN prefill TEXT;
+ALTER TABLE appliances ADD COLUMN prefill_catalog TEXT REFERENCES catalogs (id);
