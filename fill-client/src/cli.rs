@@ -324,6 +324,17 @@ pub struct PrefillArgs {
     /// How blocks are written (see `fill run --help`).
     #[arg(long, value_enum, default_value_t = WriterChoice::Auto)]
     pub writer: WriterChoice,
+    /// Report each appliance's pre-fill to the fleet's control plane at this URL (its
+    /// start, progress every 5 s, and the catalog each ends up holding); needs
+    /// --station-token and one --serial per --store.
+    #[arg(long, value_name = "URL", requires = "station_token")]
+    pub report_to: Option<String>,
+    /// A file holding the station's token (`fill-control station add` makes one).
+    #[arg(long, value_name = "FILE", requires = "report_to")]
+    pub station_token: Option<PathBuf>,
+    /// With --report-to: the serial of the appliance each --store is, in the same order.
+    #[arg(long = "serial", value_name = "SERIAL")]
+    pub serials: Vec<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

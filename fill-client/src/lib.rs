@@ -7,7 +7,8 @@
 //! - `catalog_io`: CSV and JSON import and export of catalogs;
 //! - `fill`: the fill engine (fetch, verify, write, fail over, resume);
 //! - `net`: the HTTP client side of the protocol ([`response`]: its reading of an answer's
-//!   head, pure); `sources`: the sources file and holdings;
+//!   head, pure); `sources`: the sources file and holdings; `station`: a pre-fill
+//!   station's reports to the fleet's control plane;
 //! - `write`: block writers (io_uring O_DIRECT, positioned writes), the only `unsafe`.
 
 use std::io::IsTerminal;
@@ -47,6 +48,7 @@ mod server_process;
 mod site;
 mod site_plan;
 mod sources;
+mod station;
 mod write;
 
 /// The site file's reading, for the fuzz targets (`fuzz/`).

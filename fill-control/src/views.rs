@@ -49,6 +49,8 @@ pub struct ApplianceView {
     pub emails: Vec<EmailView>,
     /// Its pre-fill, as the station last reported it.
     pub prefill: Option<serde_json::Value>,
+    /// The catalog of what its pre-fill left it holding (its id).
+    pub prefill_catalog: Option<String>,
     /// Delivered and not installed: what its burn-in needs now and what each day adds.
     pub waiting: Option<Price>,
     /// Its upgrades, oldest first.
@@ -127,7 +129,7 @@ pub async fn appliance(
     serial: &str,
 ) -> Result<ApplianceView, Refusal> {
     let r = sqlx::query(
-        "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp, a.prefill \
+        "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp, a.prefill, a.prefill_catalog \
          FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE a.serial = $1",
     )
     .bind(serial)
@@ -239,6 +241,7 @@ pub async fn appliance(
         checks,
         emails,
         prefill,
+        prefill_catalog: r.try_get("prefill_catalog")?,
         waiting,
         upgrades,
     })

@@ -325,15 +325,42 @@ pub struct Answer {
 
 /// Posts a report (JSON) to `{url}/api/appliances/{serial}/report`; the answer.
 pub async fn post_report(c: &ControlSettings, body: Bytes) -> Result<Answer, String> {
-    use http_body_util::BodyExt;
-    let timeout = Duration::from_secs(10);
-    let client = crate::lifecycle::client(timeout);
     let url = format!("{}/api/appliances/{}/report", c.url, c.serial);
-    let req = hyper::Request::post(&url)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {}", c.token))
+    let answer = call(
+        hyper::Method::POST,
+        &url,
+        &c.token,
+        "application/json",
+        body,
+    )
+    .await?;
+    serde_json::from_slice::<Answer>(&answer).map_err(|e| format!("{url}: not an answer: {e}"))
+}
+
+/// One request to the control plane with a bearer token (at most 10 s, or a minute for a
+/// body over 1 MiB); the answer's body (at most 64 KiB), or what went wrong (a refusal
+/// with the control plane's words).
+pub async fn call(
+    method: hyper::Method,
+    url: &str,
+    token: &str,
+    content_type: &str,
+    body: Bytes,
+) -> Result<Bytes, String> {
+    use http_body_util::BodyExt;
+    let timeout = if body.len() > 1 << 20 {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(10)
+    };
+    let client = crate::lifecycle::client(timeout);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
         .body(http_body_util::Full::new(body))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{url}: {e}"))?;
     let answer = async {
         let resp = client
             .request(req)
@@ -351,7 +378,7 @@ pub async fn post_report(c: &ControlSettings, body: Bytes) -> Result<Answer, Str
                 String::from_utf8_lossy(&body[..body.len().min(300)])
             ));
         }
-        serde_json::from_slice::<Answer>(&body).map_err(|e| format!("not an answer: {e}"))
+        Ok(body)
     };
     match tokio::time::timeout(timeout, answer).await {
         Err(_) => Err(format!("{url}: no answer within {timeout:?}")),

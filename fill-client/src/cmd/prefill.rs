@@ -43,6 +43,16 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
             args.connections
         );
     }
+    let station = match (&args.report_to, &args.station_token) {
+        (Some(url), Some(token)) => Some(crate::station::Station::new(
+            url,
+            token,
+            &args.serials,
+            args.stores.len(),
+        )?),
+        _ if !args.serials.is_empty() => bail!("--serial goes with --report-to"),
+        _ => None,
+    };
     let mut seen = HashSet::new();
     for dir in &args.stores {
         let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
@@ -78,6 +88,13 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         .collect::<Result<_>>()?;
     let spec = crate::sources::single(&args.source, args.connections)?;
     let rt = runtime(true)?;
+    let totals: Vec<u64> = deltas.iter().map(|d| d.delta.bytes_to_fetch).collect();
+    if let Some(st) = &station {
+        // Before any byte: the control plane must know each appliance and agree it is
+        // being pre-filled.
+        rt.block_on(st.progress(0, &totals))
+            .map_err(|e| anyhow::anyhow!("the control plane refused the pre-fill: {e}"))?;
+    }
     let (remotes, holdings) = crate::sources::reach(std::slice::from_ref(&spec), &rt)?;
     let writer = rt.block_on(crate::write::Writer::start(
         backend(args.writer),
@@ -105,8 +122,52 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         .max()
         .unwrap_or(0);
     let bar = crate::fill::Progress::new(most, "pre-filling", &sources);
-    let report = rt.block_on(crate::fill::run(job, &writer, &bar))?;
+    let report = rt.block_on(async {
+        let fill = crate::fill::run(job, &writer, &bar);
+        let Some(st) = &station else {
+            return fill.await;
+        };
+        // Progress while it runs, each report on its own task (a slow control plane never
+        // holds the fill up; one out of reach does not stop it).
+        tokio::pin!(fill);
+        let mut sending: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
+        let mut said: Option<String> = None;
+        loop {
+            tokio::select! {
+                r = &mut fill => break r,
+                () = tokio::time::sleep(crate::station::EVERY) => {
+                    if let Some(h) = sending.take_if(|h| h.is_finished()) {
+                        match h.await {
+                            Ok(Err(e)) if said.as_ref() != Some(&e) => {
+                                tracing::warn!("cannot report progress: {e}");
+                                said = Some(e);
+                            }
+                            Ok(Err(_)) => {}
+                            _ => said = None,
+                        }
+                    }
+                    if sending.is_none() {
+                        let done = bar.counted().iter().sum::<u64>();
+                        let (st, totals) = (st.clone(), totals.clone());
+                        sending = Some(tokio::spawn(async move { st.progress(done, &totals).await }));
+                    }
+                }
+            }
+        }
+    })?;
     bar.finish_and_clear();
+    if let Some(st) = &station {
+        let catalogs: Vec<Vec<u8>> = stores
+            .iter()
+            .map(|s| Ok(s.catalog()?.bytes().to_vec()))
+            .collect::<Result<_>>()?;
+        rt.block_on(st.finish(&catalogs, &totals)).map_err(|e| {
+            anyhow::anyhow!(
+                "the pre-fill is done but the control plane did not take its last report: {e} \
+                 (run the same command again: it finds nothing to fetch and reports again)"
+            )
+        })?;
+    }
     let per_store: Vec<PrefillStore> = stores
         .iter()
         .zip(&deltas)

@@ -4,6 +4,7 @@ mod fill_e2e;
 mod hostile;
 mod s3;
 mod site_fill;
+mod station;
 
 use std::fs;
 use std::net::SocketAddr;
