@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod demo;
 pub mod invite;
 pub mod ledger;
 pub mod mail;

@@ -40,6 +40,15 @@ enum Command {
     /// Manage pre-fill stations.
     #[command(subcommand)]
     Station(StationCommand),
+    /// A fleet on loopback, from site survey to live in under a minute: the control plane
+    /// on SQLite with an SMTP sink, an origin and three appliances as real fill-servers,
+    /// the station's pre-fill and the burn-in fills as real `fill` runs. Prints each step
+    /// and the emails sent. Needs `fill` and `fill-server` beside `fill-control`.
+    Demo {
+        /// Work in this directory (created; kept afterwards) instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +137,25 @@ fn run(cli: Cli) -> Result<()> {
                     _ = tokio::signal::ctrl_c() => Ok(()),
                 }
             })
+        }
+        Command::Demo { dir } => {
+            drop(rt);
+            match dir {
+                Some(d) => {
+                    std::fs::create_dir_all(&d)
+                        .with_context(|| format!("cannot create {}", d.display()))?;
+                    fill_control::demo::run(&d)
+                }
+                None => {
+                    let tmp = std::env::temp_dir()
+                        .join(format!("fill-control-demo-{}", std::process::id()));
+                    std::fs::create_dir_all(&tmp)
+                        .with_context(|| format!("cannot create {}", tmp.display()))?;
+                    let r = fill_control::demo::run(&tmp);
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    r
+                }
+            }
         }
         Command::Station(StationCommand::Add { db, name }) => {
             if !fill_control::text::is_name(&name) {
