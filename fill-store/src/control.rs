@@ -5,7 +5,7 @@
 //!
 //! ```toml
 //! [control]
-//! url = "https://control.fleet.example"  # the control plane
+//! url = "http://127.0.0.1:8443"         # the control plane (plain HTTP: a local TLS proxy)
 //! serial = "FRA-3-oca-0"                 # this appliance's serial
 //! token_file = "/etc/fill/control.token" # the token allocation gave it (fct_…)
 //! interval = "60s"                       # how often it reports (default 60s)
@@ -90,12 +90,18 @@ impl ControlFile {
     pub fn resolve(self, base: &Path) -> Result<ControlSettings, Invalid> {
         let invalid = |field, reason: String| Invalid { field, reason };
         let url = self.url.trim_end_matches('/').to_owned();
-        if !(url.starts_with("http://") || url.starts_with("https://"))
-            || url.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if url.starts_with("https://") {
             return Err(invalid(
                 "control.url",
-                format!("{url:?} is not an http(s) URL"),
+                format!(
+                    "{url:?}: the appliance speaks plain http:// (reach a TLS control plane through a local TLS proxy)"
+                ),
+            ));
+        }
+        if !url.starts_with("http://") || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "control.url",
+                format!("{url:?} is not an http:// URL"),
             ));
         }
         if self.serial.is_empty()
@@ -472,6 +478,7 @@ mod tests {
         );
         for (c, why) in [
             (f("ftp://x", "s", "t"), "control.url"),
+            (f("https://x", "s", "t"), "TLS proxy"),
             (f("http://x", "a/b", "t"), "control.serial"),
             (f("http://x", "s", "bad"), "control.token_file"),
             (f("http://x", "s", "missing"), "control.token_file"),
