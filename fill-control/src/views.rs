@@ -49,6 +49,8 @@ pub struct ApplianceView {
     pub emails: Vec<EmailView>,
     /// Its pre-fill, as the station last reported it.
     pub prefill: Option<serde_json::Value>,
+    /// Prefixes its BGP session received, as it last reported.
+    pub bgp_prefixes: Option<u64>,
     /// The catalog of what its pre-fill left it holding (its id).
     pub prefill_catalog: Option<String>,
     /// Delivered and not installed: what its burn-in needs now and what each day adds.
@@ -129,7 +131,7 @@ pub async fn appliance(
     serial: &str,
 ) -> Result<ApplianceView, Refusal> {
     let r = sqlx::query(
-        "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp, a.prefill, a.prefill_catalog \
+        "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp, a.prefill, a.prefill_catalog, a.report \
          FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE a.serial = $1",
     )
     .bind(serial)
@@ -242,6 +244,10 @@ pub async fn appliance(
         emails,
         prefill,
         prefill_catalog: r.try_get("prefill_catalog")?,
+        bgp_prefixes: r
+            .try_get::<Option<String>, _>("report")?
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["bgp"]["prefixes"].as_u64()),
         waiting,
         upgrades,
     })

@@ -42,6 +42,85 @@ fn call(
     (status, json)
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A BIRD 2 daemon on loopback with one BGP session (`isp` on the appliance's side,
+/// `partner` on the router's), multihop over `lo`; the router announces two prefixes.
+/// Stopped when dropped. Debian's `bird2` (.ci/run installs it).
+struct Bird {
+    pid_file: std::path::PathBuf,
+    socket: std::path::PathBuf,
+}
+
+impl Bird {
+    fn start(
+        dir: &std::path::Path,
+        name: &str,
+        (ip, port): (&str, u16),
+        (peer, peer_port): (&str, u16),
+        announces: bool,
+    ) -> Self {
+        let (asn, peer_asn, proto) = if announces {
+            (64501, 64500, "partner")
+        } else {
+            (64500, 64501, "isp")
+        };
+        let statics = if announces {
+            "protocol static { ipv4; route 198.51.100.0/24 blackhole; route 203.0.113.0/24 blackhole; }\n"
+        } else {
+            ""
+        };
+        let (import, export) = if announces {
+            ("none", "all")
+        } else {
+            ("all", "none")
+        };
+        let conf = dir.join(format!("{name}.bird.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "router id {ip};\nprotocol device {{}}\nprotocol direct {{ ipv4; interface \"lo\"; }}\n{statics}\
+                 protocol bgp {proto} {{\n  local {ip} port {port} as {asn};\n  neighbor {peer} port {peer_port} as {peer_asn};\n\
+                 multihop;\n  ipv4 {{ import {import}; export {export}; }};\n}}\n"
+            ),
+        )
+        .unwrap();
+        let (socket, pid_file) = (
+            dir.join(format!("{name}.ctl")),
+            dir.join(format!("{name}.pid")),
+        );
+        let status = std::process::Command::new("bird")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-s")
+            .arg(&socket)
+            .arg("-P")
+            .arg(&pid_file)
+            .status()
+            .expect("the BGP test needs BIRD 2: apt-get install bird2 (.ci/run does)");
+        assert!(
+            status.success(),
+            "bird did not start with {}",
+            conf.display()
+        );
+        Self { pid_file, socket }
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
 /// A control plane on SQLite in `dir`, with an ops user and a partner user; its address, the
 /// runtime serving it, and both tokens.
 fn control_plane(dir: &std::path::Path) -> (SocketAddr, tokio::runtime::Runtime, String, String) {
@@ -167,24 +246,22 @@ fn burn_in_starts_from_the_report_of_an_installed_appliance_with_bgp_up() {
         store.transition(to, 1, "test").unwrap();
     }
     std::fs::write(tmp.path().join("token"), a["token"].as_str().unwrap()).unwrap();
-    // Its BGP speaker, first down, then up: a birdc stand-in printing what BIRD prints.
-    let bgp = tmp.path().join("birdc.sh");
-    let state = tmp.path().join("bgp-state");
-    std::fs::write(&state, "Active").unwrap();
-    std::fs::write(
-        &bgp,
-        format!(
-            "printf 'BIRD 2.0.12 ready.\\nisp BGP --- up 12:00 x\\n  BGP state:          %s\\n  Channel ipv4\\n    Routes:         7 imported, 0 exported, 7 preferred\\n' \"$(cat {})\"\n",
-            state.display()
-        ),
-    )
-    .unwrap();
+    // Its BGP speaker, a real BIRD 2 on loopback, whose neighbour (the partner's router,
+    // another BIRD) is not up yet.
+    let ports = (free_port(), free_port());
+    let speaker = Bird::start(
+        tmp.path(),
+        "appliance",
+        ("127.0.0.1", ports.0),
+        ("127.0.0.2", ports.1),
+        false,
+    );
     let started = tmp.path().join("burn-in-started");
     let toml = format!(
         "[control]\nurl = \"http://{cp}\"\nserial = \"oca-1\"\ntoken_file = \"{}\"\ninterval = \"200ms\"\n\
-         bgp_command = [\"sh\", \"{}\"]\non_burn_in = [\"touch\", \"{}\"]\n",
+         bgp_command = [\"birdc\", \"-s\", \"{}\", \"show\", \"protocols\", \"all\", \"isp\"]\non_burn_in = [\"touch\", \"{}\"]\n",
         tmp.path().join("token").display(),
-        bgp.display(),
+        speaker.socket.display(),
         started.display()
     );
     let file: fill_store::config::ConfigFile = toml::from_str(&toml).unwrap();
@@ -210,13 +287,24 @@ fn burn_in_starts_from_the_report_of_an_installed_appliance_with_bgp_up() {
         }
     };
     // It reports: its version and BGP state arrive; with BGP down nothing starts.
-    wait_for("a report", &|| view("bgp") == "active");
+    wait_for("a report", &|| {
+        view("bgp")
+            .as_str()
+            .is_some_and(|s| ["active", "connect", "idle"].contains(&s))
+    });
     assert_eq!(view("version"), env!("CARGO_PKG_VERSION"));
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(view("state"), "installed");
     assert!(!started.exists());
-    // BGP up: the control plane starts burn-in, and the appliance follows.
-    std::fs::write(&state, "Established").unwrap();
+    // The partner's router comes up: the session is established, the control plane starts
+    // burn-in, and the appliance follows.
+    let _router = Bird::start(
+        tmp.path(),
+        "router",
+        ("127.0.0.2", ports.1),
+        ("127.0.0.1", ports.0),
+        true,
+    );
     wait_for("burn-in on the control plane", &|| {
         view("state") == "burn_in"
     });
@@ -224,6 +312,8 @@ fn burn_in_starts_from_the_report_of_an_installed_appliance_with_bgp_up() {
         store.lifecycle_events().unwrap().last().map(|e| e.to) == Some(State::BurnIn)
     });
     wait_for("the burn-in command", &|| started.exists());
+    // What BIRD received from the router: its two prefixes.
+    wait_for("two prefixes", &|| view("bgp_prefixes") == 2);
     let events = view("events");
     let last = &events.as_array().unwrap()[5];
     assert_eq!(
