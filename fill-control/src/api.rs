@@ -43,6 +43,10 @@ pub struct App {
     pub public_url: String,
     /// How waiting is priced.
     pub pricing: crate::waiting::Pricing,
+    /// The metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// The bearer token `GET /metrics` needs; without one `/metrics` is off.
+    pub metrics_token: Option<String>,
 }
 
 /// The wall clock, unix seconds.
@@ -174,14 +178,69 @@ struct Login {
     password: String,
 }
 
-/// Answers one request.
+/// Answers one request, counted in the metrics.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Answer {
+    let started = std::time::Instant::now();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let route = crate::metrics::route(&method, &parts);
+    let answer = route_request(&app, req, &method, &parts).await;
+    let m = &app.metrics;
+    m.requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            route,
+            status: answer.status().as_u16(),
+        })
+        .inc();
+    m.latency
+        .get_or_create(&crate::metrics::RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    answer
+}
+
+/// `GET /metrics`, for the holder of the metrics token.
+async fn metrics(app: &App, req: &Request<Incoming>, now: i64) -> Answer {
+    let Some(want) = &app.metrics_token else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "metrics are off: set metrics_token in the config",
+        );
+    };
+    let given = bearer(req).unwrap_or_default();
+    // BLAKE3 hashes compare in constant time.
+    if blake3::hash(given.as_bytes()) != blake3::hash(want.as_bytes()) {
+        let mut r = error(StatusCode::UNAUTHORIZED, "the metrics token is wrong");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    match app.metrics.render(&app.db, now, app.silence).await {
+        Ok(text) => {
+            let mut r = Response::new(Full::new(Bytes::from(text)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        Err(e) => refusal(e),
+    }
+}
+
+async fn route_request(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    method: &Method,
+    parts: &[&str],
+) -> Answer {
+    let app = app.clone();
     let now = (app.clock)();
-    match (method.clone(), parts.as_slice()) {
+    match (method.clone(), parts) {
         (Method::GET, ["healthz"]) => json(StatusCode::OK, &serde_json::json!({"ok": true})),
+        (Method::GET, ["metrics"]) => metrics(&app, &req, now).await,
         (Method::POST, ["api", "login"]) => {
             let l: Login = match body(req).await {
                 Ok(l) => l,
@@ -236,7 +295,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Answer {
             );
             r
         }
-        (_, ["api", ..]) => api(&app, req, &method, &parts[1..], now).await,
+        (_, ["api", ..]) => api(&app, req, method, &parts[1..], now).await,
         _ => error(
             StatusCode::NOT_FOUND,
             "no such path (see docs/control-api.md)",

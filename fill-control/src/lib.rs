@@ -16,6 +16,7 @@ pub mod demo;
 pub mod invite;
 pub mod ledger;
 pub mod mail;
+pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod text;

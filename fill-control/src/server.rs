@@ -26,6 +26,9 @@ pub struct Config {
     /// The control plane's public base URL, for links in emails (default: `http://` and
     /// the address it listens on).
     pub public_url: Option<String>,
+    /// The bearer token `GET /metrics` needs (at least 16 characters); without one
+    /// `/metrics` is off.
+    pub metrics_token: Option<String>,
     /// How often the control plane looks at rollouts and silences (default `10s`).
     pub tick: Option<String>,
     /// How long one phase of an upgrade (drain, install, burn-in) may last before the
@@ -161,6 +164,13 @@ pub async fn run(db: Db, listener: tokio::net::TcpListener, config: Config) -> R
     );
     let silence = watch.silence;
     let pricing = watch.pricing.clone();
+    if config
+        .metrics_token
+        .as_ref()
+        .is_some_and(|t| t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        anyhow::bail!("config: metrics_token: at least 16 characters, no spaces");
+    }
     let public_url = match &config.public_url {
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
             u.trim_end_matches('/').to_owned()
@@ -178,6 +188,8 @@ pub async fn run(db: Db, listener: tokio::net::TcpListener, config: Config) -> R
         silence,
         public_url,
         pricing,
+        metrics: crate::metrics::Metrics::new(),
+        metrics_token: config.metrics_token.clone(),
     });
     if let Some(smtp) = &config.smtp {
         let sender = mail::Sender::new(smtp)?;

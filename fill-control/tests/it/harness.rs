@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use fill_control::api::{self, App};
 use fill_control::db::Db;
 
-/// How long the tests' control planes let an installed appliance go without reporting.
+/// How long the silence test's control plane lets an installed appliance go without
+/// reporting (the others: 10 minutes, so no alert comes between a test's steps).
 pub const SILENCE: i64 = 2;
+/// The tests' control planes' metrics token.
+pub const METRICS_TOKEN: &str = "metrics-token-for-tests";
 /// How long the tests' control planes let one phase of an upgrade last.
 pub const UPGRADE_TIMEOUT: i64 = 60;
 
@@ -36,6 +39,11 @@ pub struct Control {
 impl Control {
     /// Opens `db_url` (applying the migrations) and serves the API.
     pub fn start(db_url: &str) -> Self {
+        Self::start_with_silence(db_url, 600)
+    }
+
+    /// [`Control::start`], flagging appliances silent after `silence` seconds.
+    pub fn start_with_silence(db_url: &str, silence: i64) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -49,14 +57,16 @@ impl Control {
         let app = Arc::new(App {
             db: db.clone(),
             clock: api::wall_clock,
-            silence: SILENCE,
+            silence,
             public_url: format!("http://{addr}"),
             pricing: pricing(),
+            metrics: fill_control::metrics::Metrics::new(),
+            metrics_token: Some(METRICS_TOKEN.into()),
         });
         rt.spawn(api::serve(listener, app));
         let watch = fill_control::watch::Settings {
             every: Duration::from_millis(100),
-            silence: SILENCE,
+            silence,
             upgrade_timeout: UPGRADE_TIMEOUT,
             pricing: pricing(),
         };

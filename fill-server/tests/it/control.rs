@@ -171,6 +171,8 @@ fn control_plane(dir: &std::path::Path) -> (SocketAddr, tokio::runtime::Runtime,
             silence: 900,
             public_url: "http://portal.test".into(),
             pricing,
+            metrics: fill_control::metrics::Metrics::new(),
+            metrics_token: None,
         }),
     ));
     let login = |email: &str| {
