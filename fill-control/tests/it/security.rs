@@ -254,7 +254,7 @@ fn every_documented_route_is_served() {
         "no such path or method (see docs/control-api.md)",
     ];
     let paths = doc["paths"].as_object().unwrap();
-    assert!(paths.len() >= 16);
+    assert!(paths.len() >= 17);
     for (path, methods) in paths {
         let concrete = path
             .split('/')
@@ -268,6 +268,7 @@ fn every_documented_route_is_served() {
             let token = match (public, path.as_str()) {
                 (true, _) => None,
                 (false, "/api/logout") => Some(own.as_str()),
+                (false, "/metrics") => Some(crate::harness::METRICS_TOKEN),
                 (false, _) => Some(ops.as_str()),
             };
             let method = method.to_uppercase();
