@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bytes::Bytes;
 use fill_store::control::call;
 use hyper::Method;
@@ -40,30 +40,12 @@ impl Station {
                 stores
             );
         }
-        for s in serials {
-            if s.is_empty()
-                || s.len() > 64
-                || !s
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            {
-                bail!("--serial {s:?}: 1 to 64 letters, digits, '-', '_' or '.'");
-            }
+        if let Some(s) = serials.iter().find(|s| !fill_core::text::is_name(s)) {
+            bail!("--serial {s:?}: 1 to 64 letters, digits, '-', '_' or '.'");
         }
-        let token = fill_store::bounded::read_text(token_file, 4096)
-            .with_context(|| format!("--station-token {}", token_file.display()))?
-            .trim()
-            .to_owned();
-        if !token.starts_with("fct_")
-            || token
-                .bytes()
-                .any(|b| !b.is_ascii_alphanumeric() && b != b'_')
-        {
-            bail!(
-                "--station-token {}: not a control-plane token (fct_…; `fill-control station add` makes one)",
-                token_file.display()
-            );
-        }
+        let token = fill_store::control::read_token(token_file).map_err(|e| {
+            anyhow::anyhow!("--station-token {e} (`fill-control station add` makes one)")
+        })?;
         Ok(Self {
             url: url.to_owned(),
             token,

@@ -116,6 +116,17 @@ pub async fn queue_ops(
     mail.put(tx, &to, now).await
 }
 
+/// Whether an email caused by `key` is in the outbox already (to anyone).
+pub async fn queued(db: &Db, key: &str) -> Result<bool, Refusal> {
+    Ok(
+        sqlx::query("SELECT id FROM emails WHERE id LIKE $1 LIMIT 1")
+            .bind(format!("{key}/%"))
+            .fetch_optional(&db.pool)
+            .await?
+            .is_some(),
+    )
+}
+
 /// An email to queue: what it is about and what caused it (`key`, which makes its id).
 #[derive(Debug)]
 pub struct Outgoing<'a> {

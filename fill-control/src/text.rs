@@ -2,12 +2,7 @@
 
 use anyhow::{Result, bail};
 
-/// A partner, site, serial or hardware name: 1 to 64 of letters, digits, `-`, `_`, `.`.
-pub fn is_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
+pub use fill_core::text::is_name;
 
 /// Checks an email address enough to send to it: one `@`, something on each side, a dot in
 /// the domain, no spaces, commas or control characters, at most 254 bytes.

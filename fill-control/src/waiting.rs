@@ -372,12 +372,7 @@ pub async fn remind(db: &Db, p: &Pricing, now: i64) -> Result<usize, Refusal> {
             continue;
         }
         let key = format!("{serial}/waiting/{days}");
-        let sent = sqlx::query("SELECT id FROM emails WHERE id LIKE $1 LIMIT 1")
-            .bind(format!("{key}/%"))
-            .fetch_optional(&db.pool)
-            .await?
-            .is_some();
-        if sent {
+        if ledger::queued(db, &key).await? {
             continue;
         }
         let detail = match price(db, &serial, p).await? {

@@ -68,12 +68,7 @@ async fn alert_silent(db: &Db, now: i64, silence: i64) -> Result<usize, Refusal>
             r.try_get("site")?,
         );
         let key = format!("{serial}/silent/{last}");
-        let known = sqlx::query("SELECT id FROM emails WHERE id LIKE $1 LIMIT 1")
-            .bind(format!("{key}/%"))
-            .fetch_optional(&db.pool)
-            .await?
-            .is_some();
-        if known {
+        if ledger::queued(db, &key).await? {
             continue;
         }
         let ctx = notify::Context {

@@ -4,6 +4,14 @@
 
 use std::fmt;
 
+/// A name in the fleet (a partner, site, serial, region, station): 1 to 64 of ASCII
+/// letters, digits, `-`, `_`, `.`.
+pub fn is_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Whether `c` reorders text when displayed (Unicode's bidirectional controls).
 pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')

@@ -104,36 +104,14 @@ impl ControlFile {
                 format!("{url:?} is not an http:// URL"),
             ));
         }
-        if self.serial.is_empty()
-            || self.serial.len() > 64
-            || !self
-                .serial
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        if !fill_core::text::is_name(&self.serial) {
             return Err(invalid(
                 "control.serial",
                 "1 to 64 letters, digits, '-', '_' or '.'".into(),
             ));
         }
         let path = base.join(&self.token_file);
-        let token = crate::bounded::read_text(&path, 4096)
-            .map_err(|e| invalid("control.token_file", format!("{}: {e}", path.display())))?
-            .trim()
-            .to_owned();
-        if !token.starts_with("fct_")
-            || token
-                .bytes()
-                .any(|b| !b.is_ascii_alphanumeric() && b != b'_')
-        {
-            return Err(invalid(
-                "control.token_file",
-                format!(
-                    "{} does not hold a control-plane token (fct_…)",
-                    path.display()
-                ),
-            ));
-        }
+        let token = read_token(&path).map_err(|e| invalid("control.token_file", e))?;
         let duration = |field, v: Option<String>, default| match v {
             None => Ok(default),
             Some(v) => match fill_core::duration::parse_duration(&v) {
@@ -170,6 +148,25 @@ impl ControlFile {
             upgrade_timeout,
         })
     }
+}
+
+/// Reads a control-plane token (`fct_…`, at most 4 KiB) from a file.
+pub fn read_token(path: &Path) -> Result<String, String> {
+    let token = crate::bounded::read_text(path, 4096)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .trim()
+        .to_owned();
+    if !token.starts_with("fct_")
+        || token
+            .bytes()
+            .any(|b| !b.is_ascii_alphanumeric() && b != b'_')
+    {
+        return Err(format!(
+            "{} does not hold a control-plane token (fct_…)",
+            path.display()
+        ));
+    }
+    Ok(token)
 }
 
 /// The BGP session as the speaker says.

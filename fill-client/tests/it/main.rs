@@ -31,36 +31,10 @@ impl ServerProcess {
 
     /// On a given address (a restarted appliance keeps its URL).
     pub(crate) fn start_at(store: &Path, listen: &str, args: &[&str]) -> Self {
-        use std::io::BufRead;
         let bin = Path::new(env!("CARGO_BIN_EXE_fill")).with_file_name("fill-server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `cargo test --workspace`, or `cargo build -p fill-server` first",
-            bin.display()
-        );
-        let mut child = Command::new(&bin)
-            .args(["--store", p(store), "--listen", listen])
-            .args(args)
-            .env("FILL_LOG", "warn")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        lines.read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("fill-server did not say where it listens: {line:?}"));
-        // Its later warnings are drained, so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
-                sink.clear();
-            }
-        });
+        let mut all = vec!["--store", p(store), "--listen", listen];
+        all.extend(args);
+        let (child, addr) = spawn_listening(&bin, &all);
         Self { child, addr }
     }
 
@@ -74,6 +48,40 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `bin` (a workspace binary beside `fill`: `cargo test --workspace` builds them all)
+/// with `args`, reads where it listens from the first line of its stderr (`… http://ADDR`),
+/// and drains the rest so it never blocks on a full pipe.
+pub(crate) fn spawn_listening(bin: &Path, args: &[&str]) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace`, or `cargo build --workspace` first",
+        bin.display()
+    );
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("FILL_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{} did not say where it listens: {line:?}", bin.display()));
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    (child, addr)
 }
 
 pub(crate) struct Run {

@@ -1,7 +1,7 @@
 //! A pre-fill station reporting to the control plane (`fill prefill --report-to`): the real
 //! `fill-control` binary on SQLite, its station token from `fill-control station add`.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,16 +10,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::fill_e2e::{assert_filled, region};
-use crate::{ServerProcess, fill, p};
+use crate::{ServerProcess, fill, p, spawn_listening};
 
 fn control_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_fill")).with_file_name("fill-control");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace`, or `cargo build -p fill-control` first",
-        bin.display()
-    );
-    bin
+    Path::new(env!("CARGO_BIN_EXE_fill")).with_file_name("fill-control")
 }
 
 /// `fill-control serve` on a free loopback port; killed on drop.
@@ -30,27 +24,10 @@ struct ControlProcess {
 
 impl ControlProcess {
     fn start(db: &str) -> Self {
-        let mut child = Command::new(control_bin())
-            .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-            .env("FILL_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        lines.read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("fill-control did not say where it listens: {line:?}"));
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
-                sink.clear();
-            }
-        });
+        let (child, addr) = spawn_listening(
+            &control_bin(),
+            &["serve", "--db", db, "--listen", "127.0.0.1:0"],
+        );
         Self { child, addr }
     }
 

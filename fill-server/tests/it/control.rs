@@ -190,22 +190,25 @@ fn control_plane(dir: &std::path::Path) -> (SocketAddr, tokio::runtime::Runtime,
     (addr, rt, ops, partner)
 }
 
-#[test]
-fn burn_in_starts_from_the_report_of_an_installed_appliance_with_bgp_up() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (cp, _rt, ops, partner) = control_plane(tmp.path());
-    // A deployment, an appliance allocated, shipped, delivered and installed.
-    let (s, d) = call(
-        cp,
-        "POST",
-        "/api/surveys",
-        Some(&partner),
-        &serde_json::json!({
-        "site": "FRA-3", "shipping_address": ["x"],
+/// A site (`survey`: its site, zone and window) with one appliance allocated, shipped,
+/// delivered and installed on the control plane, and `store` recording the same; the
+/// appliance's token.
+fn installed(
+    (cp, ops, partner): (SocketAddr, &str, &str),
+    mut survey: serde_json::Value,
+    serial: &str,
+    store: &Store,
+) -> String {
+    for (k, v) in serde_json::json!({
+        "shipping_address": ["x"],
         "contacts": [{"name": "E", "email": "eng@isp.test", "role": "engineering"}],
-        "network": {"asn": 64500, "ipv4": ["192.0.2.0/24"], "bgp_neighbors": ["192.0.2.1"]},
-        "tz": "Europe/Berlin"}),
-    );
+        "network": {"asn": 64500, "ipv4": ["192.0.2.0/24"], "bgp_neighbors": ["192.0.2.1"]}})
+    .as_object()
+    .unwrap()
+    {
+        survey[k] = v.clone();
+    }
+    let (s, d) = call(cp, "POST", "/api/surveys", Some(partner), &survey);
     assert_eq!(s, 201, "{d}");
     let (s, a) = call(
         cp,
@@ -214,30 +217,23 @@ fn burn_in_starts_from_the_report_of_an_installed_appliance_with_bgp_up() {
             "/api/deployments/{}/appliances",
             d["deployment"].as_str().unwrap()
         ),
-        Some(&ops),
-        &serde_json::json!({"serial": "oca-1", "hardware": "storage", "capacity": "1TB", "catalog": "eu"}),
+        Some(ops),
+        &serde_json::json!({"serial": serial, "hardware": "storage", "capacity": "1TB", "catalog": "eu"}),
     );
     assert_eq!(s, 201, "{a}");
     for (who, body) in [
-        (&ops, serde_json::json!({"to": "prefilling"})),
+        (ops, serde_json::json!({"to": "prefilling"})),
         (
-            &ops,
+            ops,
             serde_json::json!({"to": "in_transit", "carrier": "UPS", "tracking": "1Z999"}),
         ),
-        (&partner, serde_json::json!({"to": "delivered"})),
-        (&partner, serde_json::json!({"to": "installed"})),
+        (partner, serde_json::json!({"to": "delivered"})),
+        (partner, serde_json::json!({"to": "installed"})),
     ] {
-        let (s, r) = call(
-            cp,
-            "POST",
-            "/api/appliances/oca-1/transitions",
-            Some(who),
-            &body,
-        );
+        let path = format!("/api/appliances/{serial}/transitions");
+        let (s, r) = call(cp, "POST", &path, Some(who), &body);
         assert_eq!(s, 200, "{r}");
     }
-    // The appliance's store, installed, as its own lifecycle says.
-    let store = Store::new(tmp.path().join("app")).unwrap();
     for to in [
         State::Allocated,
         State::Prefilling,
@@ -247,7 +243,23 @@ fn burn_in_starts_from_the_report_of_an_installed_appliance_with_bgp_up() {
     ] {
         store.transition(to, 1, "test").unwrap();
     }
-    std::fs::write(tmp.path().join("token"), a["token"].as_str().unwrap()).unwrap();
+    a["token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn burn_in_starts_from_the_report_of_an_installed_appliance_with_bgp_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cp, _rt, ops, partner) = control_plane(tmp.path());
+    // A deployment, an appliance allocated, shipped, delivered and installed, as the
+    // appliance's store says too.
+    let store = Store::new(tmp.path().join("app")).unwrap();
+    let token = installed(
+        (cp, &ops, &partner),
+        serde_json::json!({"site": "FRA-3", "tz": "Europe/Berlin"}),
+        "oca-1",
+        &store,
+    );
+    std::fs::write(tmp.path().join("token"), token).unwrap();
     // Its BGP speaker, a real BIRD 2 on loopback, whose neighbour (the partner's router,
     // another BIRD) is not up yet.
     let ports = (free_port(), free_port());
@@ -375,59 +387,16 @@ fn a_rollout_upgrades_a_live_fill_server() {
     let tmp = tempfile::tempdir().unwrap();
     let (cp, _rt, ops, partner) = control_plane(tmp.path());
     let h = (fill_control::api::wall_clock() / 3600) % 24;
-    let (s, d) = call(
-        cp,
-        "POST",
-        "/api/surveys",
-        Some(&partner),
-        &serde_json::json!({
-        "site": "OSL-1", "shipping_address": ["x"],
-        "contacts": [{"name": "E", "email": "eng@isp.test", "role": "engineering"}],
-        "network": {"asn": 64500, "ipv4": ["192.0.2.0/24"], "bgp_neighbors": ["192.0.2.1"]},
-        "tz": "UTC", "offpeak": format!("{h:02}:00-{:02}:00", (h + 2) % 24)}),
-    );
-    assert_eq!(s, 201, "{d}");
-    let (s, a) = call(
-        cp,
-        "POST",
-        &format!(
-            "/api/deployments/{}/appliances",
-            d["deployment"].as_str().unwrap()
-        ),
-        Some(&ops),
-        &serde_json::json!({"serial": "oca-u", "hardware": "flash", "capacity": "1TB", "catalog": "eu"}),
-    );
-    assert_eq!(s, 201, "{a}");
-    for (who, body) in [
-        (&ops, serde_json::json!({"to": "prefilling"})),
-        (
-            &ops,
-            serde_json::json!({"to": "in_transit", "carrier": "UPS", "tracking": "1Z1"}),
-        ),
-        (&partner, serde_json::json!({"to": "delivered"})),
-        (&partner, serde_json::json!({"to": "installed"})),
-    ] {
-        let (s, r) = call(
-            cp,
-            "POST",
-            "/api/appliances/oca-u/transitions",
-            Some(who),
-            &body,
-        );
-        assert_eq!(s, 200, "{r}");
-    }
     // An appliance holding its whole target (its checks pass), installed.
     let (_, store, _) = crate::lifecycle::appliance(tmp.path(), 3);
-    for to in [
-        State::Allocated,
-        State::Prefilling,
-        State::InTransit,
-        State::Delivered,
-        State::Installed,
-    ] {
-        store.transition(to, 1, "test").unwrap();
-    }
-    std::fs::write(tmp.path().join("token"), a["token"].as_str().unwrap()).unwrap();
+    let token = installed(
+        (cp, &ops, &partner),
+        serde_json::json!({"site": "OSL-1", "tz": "UTC",
+                           "offpeak": format!("{h:02}:00-{:02}:00", (h + 2) % 24)}),
+        "oca-u",
+        &store,
+    );
+    std::fs::write(tmp.path().join("token"), token).unwrap();
     let bgp = tmp.path().join("birdc.sh");
     std::fs::write(
         &bgp,
