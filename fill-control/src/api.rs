@@ -20,7 +20,6 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
 use crate::auth::{self, AuthError, AuthErrorOr, Caller};
-use crate::db::Db;
 use crate::ledger::Refusal;
 use crate::{invite, upgrade, views, waiting, workflow};
 
@@ -29,32 +28,7 @@ pub const MAX_BODY: usize = 1 << 20;
 /// How long a request head may take to arrive.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What every request handler shares.
-#[derive(Debug)]
-pub struct App {
-    /// The database.
-    pub db: Db,
-    /// The clock (unix seconds): the wall clock, or a test's.
-    pub clock: fn() -> i64,
-    /// How long an installed appliance may go without reporting before it is flagged
-    /// `silent`, seconds.
-    pub silence: i64,
-    /// The control plane's public base URL, for links in emails (invitations).
-    pub public_url: String,
-    /// How waiting is priced.
-    pub pricing: crate::waiting::Pricing,
-    /// The metrics.
-    pub metrics: crate::metrics::Metrics,
-    /// The bearer token `GET /metrics` needs; without one `/metrics` is off.
-    pub metrics_token: Option<String>,
-}
-
-/// The wall clock, unix seconds.
-pub fn wall_clock() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use crate::app::{App, wall_clock};
 
 type Answer = Response<Full<Bytes>>;
 
@@ -247,11 +221,27 @@ async fn route_request(
                 Err(a) => return a,
             };
             match auth::login(&app.db, &l.email, &l.password, now).await {
-                Ok(Some(token)) => json(
+                Ok(auth::Login::Token(token)) => json(
                     StatusCode::OK,
                     &serde_json::json!({"token": token, "expires": now + auth::USER_TOKEN_SECS}),
                 ),
-                Ok(None) => error(StatusCode::UNAUTHORIZED, "wrong email or password"),
+                Ok(auth::Login::Wrong) => {
+                    error(StatusCode::UNAUTHORIZED, "wrong email or password")
+                }
+                Ok(auth::Login::Throttled { retry_after }) => {
+                    let mut r = error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        &format!(
+                            "too many failed sign-ins for this email: try again in {}",
+                            fill_core::duration::human_secs(retry_after)
+                        ),
+                    );
+                    r.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(retry_after.max(1) as u64),
+                    );
+                    r
+                }
                 Err(e) => refusal(Refusal::Failed(e)),
             }
         }
@@ -296,6 +286,9 @@ async fn route_request(
             r
         }
         (_, ["api", ..]) => api(&app, req, method, &parts[1..], now).await,
+        _ if crate::portal::is_portal(parts) => {
+            crate::portal::handle(&app, req, method, parts, now).await
+        }
         _ => error(
             StatusCode::NOT_FOUND,
             "no such path (see docs/control-api.md)",

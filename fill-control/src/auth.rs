@@ -174,29 +174,84 @@ where
     Ok(token)
 }
 
-/// `POST /api/login`: a token for the user, when the password matches (`None` otherwise:
-/// an unknown email and a wrong password look the same).
-pub async fn login(db: &Db, email: &str, password: &str, now: i64) -> Result<Option<String>> {
+/// Failed sign-ins an email may have in a window before its sign-ins are refused.
+pub const MAX_FAILURES: i64 = 5;
+/// The window, seconds.
+pub const FAILURE_WINDOW: i64 = 15 * 60;
+
+/// How a sign-in went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// A token for the user.
+    Token(String),
+    /// Wrong email or password (an unknown email looks the same).
+    Wrong,
+    /// Too many failures for this email lately: refused without looking, for this long.
+    Throttled {
+        /// Seconds until sign-ins are taken again.
+        retry_after: i64,
+    },
+}
+
+/// `POST /api/login` and the portal's sign-in: a token for the user when the password
+/// matches. After [`MAX_FAILURES`] failures for an email within [`FAILURE_WINDOW`], its
+/// sign-ins are refused until the window ends (kept in the database: every instance
+/// counts the same).
+pub async fn login(db: &Db, email: &str, password: &str, now: i64) -> Result<Login> {
+    let key = email.trim().to_lowercase();
+    let failed = sqlx::query("SELECT failures, since FROM login_failures WHERE email = $1")
+        .bind(&key)
+        .fetch_optional(&db.pool)
+        .await?;
+    if let Some(f) = &failed {
+        let (failures, since): (i64, i64) = (f.try_get("failures")?, f.try_get("since")?);
+        if failures >= MAX_FAILURES && now < since + FAILURE_WINDOW {
+            return Ok(Login::Throttled {
+                retry_after: since + FAILURE_WINDOW - now,
+            });
+        }
+    }
     let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
         .bind(email)
         .fetch_optional(&db.pool)
         .await?;
-    let Some(row) = row else {
-        // Spend the same time as a real check, so absent accounts cannot be told apart.
-        let _ = password_matches(DUMMY_HASH, password);
-        return Ok(None);
+    // Without an account, or without a password yet (invited), spend the same time as a
+    // real check, so such accounts cannot be told apart.
+    let (id, hash) = match row {
+        Some(r) => (
+            r.try_get::<String, _>("id")?,
+            r.try_get::<String, _>("password_hash")?,
+        ),
+        None => (String::new(), String::new()),
     };
-    let hash: String = row.try_get("password_hash")?;
-    if hash.is_empty() {
-        // Invited, no password chosen yet: as slow a no as any other.
+    let ok = if hash.is_empty() {
         let _ = password_matches(DUMMY_HASH, password);
-        return Ok(None);
+        false
+    } else {
+        password_matches(&hash, password)
+    };
+    if !ok {
+        sqlx::query(
+            "INSERT INTO login_failures (email, failures, since) VALUES ($1, 1, $2) \
+             ON CONFLICT (email) DO UPDATE SET \
+             failures = CASE WHEN login_failures.since + $3 <= excluded.since THEN 1 ELSE login_failures.failures + 1 END, \
+             since = CASE WHEN login_failures.since + $4 <= excluded.since THEN excluded.since ELSE login_failures.since END",
+        )
+        .bind(&key)
+        .bind(now)
+        .bind(FAILURE_WINDOW)
+        .bind(FAILURE_WINDOW)
+        .execute(&db.pool)
+        .await?;
+        return Ok(Login::Wrong);
     }
-    if !password_matches(&hash, password) {
-        return Ok(None);
+    if failed.is_some() {
+        sqlx::query("DELETE FROM login_failures WHERE email = $1")
+            .bind(&key)
+            .execute(&db.pool)
+            .await?;
     }
-    let id: String = row.try_get("id")?;
-    Ok(Some(
+    Ok(Login::Token(
         issue(&db.pool, "user", &id, now, USER_TOKEN_SECS).await?,
     ))
 }

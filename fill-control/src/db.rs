@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rollouts invitations catalogs",
         include_str!("../migrations/0002_rollouts_invitations_catalogs.sql"),
     ),
+    (3, "portal", include_str!("../migrations/0003_portal.sql")),
 ];
 
 /// Which engine a database runs on.

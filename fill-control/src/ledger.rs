@@ -304,11 +304,12 @@ pub async fn step(
         });
     }
     let moved = sqlx::query(
-        "UPDATE appliances SET state = $1, seq = $2, before_drain = $3 WHERE serial = $4 AND seq = $5",
+        "UPDATE appliances SET state = $1, seq = $2, before_drain = $3, state_since = $4 WHERE serial = $5 AND seq = $6",
     )
     .bind(to.name())
     .bind(seq)
     .bind(life.before_drain().map(State::name))
+    .bind(now)
     .bind(&a.serial)
     .bind(a.seq)
     .execute(&mut **tx)

@@ -10,6 +10,7 @@
 //! ties the API and the sender together.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod db;
 pub mod demo;
@@ -18,6 +19,7 @@ pub mod ledger;
 pub mod mail;
 pub mod metrics;
 pub mod notify;
+pub mod portal;
 pub mod server;
 pub mod text;
 pub mod upgrade;

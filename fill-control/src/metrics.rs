@@ -225,6 +225,7 @@ pub fn route(method: &hyper::Method, parts: &[&str]) -> &'static str {
         (_, ["api", "catalogs", _]) => "catalogs",
         (_, ["api", "regions", _]) => "regions",
         (_, ["api", "rollouts", ..]) => "rollouts",
+        (_, p) if crate::portal::is_portal(p) => "portal",
         _ => "other",
     }
 }

@@ -51,6 +51,10 @@ pub struct ApplianceView {
     pub prefill: Option<serde_json::Value>,
     /// Prefixes its BGP session received, as it last reported.
     pub bgp_prefixes: Option<u64>,
+    /// Its fill's progress, as it last reported (its status page's).
+    pub progress: Option<serde_json::Value>,
+    /// While draining or drained: the state a drain returns to.
+    pub before_drain: Option<String>,
     /// The catalog of what its pre-fill left it holding (its id).
     pub prefill_catalog: Option<String>,
     /// Delivered and not installed: what its burn-in needs now and what each day adds.
@@ -131,7 +135,7 @@ pub async fn appliance(
     serial: &str,
 ) -> Result<ApplianceView, Refusal> {
     let r = sqlx::query(
-        "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp, a.prefill, a.prefill_catalog, a.report \
+        "SELECT a.serial, a.deployment, d.partner, d.site, a.hardware, a.capacity, a.catalog, a.state, a.carrier, a.tracking, a.last_report, a.version, a.bgp, a.prefill, a.prefill_catalog, a.report, a.before_drain \
          FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE a.serial = $1",
     )
     .bind(serial)
@@ -216,6 +220,9 @@ pub async fn appliance(
     } else {
         None
     };
+    let report = r
+        .try_get::<Option<String>, _>("report")?
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
     let prefill = r
         .try_get::<Option<String>, _>("prefill")?
         .and_then(|p| serde_json::from_str(&p).ok());
@@ -244,10 +251,12 @@ pub async fn appliance(
         emails,
         prefill,
         prefill_catalog: r.try_get("prefill_catalog")?,
-        bgp_prefixes: r
-            .try_get::<Option<String>, _>("report")?
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["bgp"]["prefixes"].as_u64()),
+        bgp_prefixes: report.as_ref().and_then(|v| v["bgp"]["prefixes"].as_u64()),
+        progress: report
+            .as_ref()
+            .map(|v| v["progress"].clone())
+            .filter(|p| !p.is_null()),
+        before_drain: r.try_get("before_drain")?,
         waiting,
         upgrades,
     })
@@ -336,4 +345,113 @@ pub async fn appliances(
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(Into::into)
+}
+
+/// A line of the portal's fleet page: an appliance and why it needs attention, if it does.
+#[derive(Debug, Serialize)]
+pub struct FleetLine {
+    /// Serial.
+    pub serial: String,
+    /// Partner.
+    pub partner: String,
+    /// Site.
+    pub site: String,
+    /// State.
+    pub state: String,
+    /// Since when (unix seconds), if known.
+    pub state_since: Option<i64>,
+    /// Last report (unix seconds).
+    pub last_report: Option<i64>,
+    /// Failing checks in its latest run.
+    pub failing: i64,
+    /// Why it needs attention, most pressing first (empty: it does not).
+    pub attention: Vec<&'static str>,
+}
+
+/// A page of the fleet.
+#[derive(Debug, Serialize)]
+pub struct FleetPage {
+    /// The lines, most in need of attention first, then by serial.
+    pub lines: Vec<FleetLine>,
+    /// How many appliances the caller may see in all.
+    pub total: i64,
+}
+
+/// Days a delivered appliance may wait before it needs attention.
+pub const WAITING_DAYS: i64 = 3;
+
+/// A page (`per` lines after `offset`) of what the caller may see, sorted by attention:
+/// failing checks, silent, a failed upgrade, delivered and not installed for
+/// [`WAITING_DAYS`], then the rest.
+pub async fn fleet(
+    db: &Db,
+    caller: &Caller,
+    (now, silence): (i64, i64),
+    offset: i64,
+    per: i64,
+) -> Result<FleetPage, Refusal> {
+    let partner = match caller {
+        Caller::Ops { .. } => None,
+        Caller::Partner { partner, .. } => Some(partner.clone()),
+        Caller::Appliance { .. } | Caller::Station { .. } => {
+            return Ok(FleetPage {
+                lines: Vec::new(),
+                total: 0,
+            });
+        }
+    };
+    // `$1` is the partner, or '' for every partner.
+    let scope = "($1 = '' OR d.partner = $1)";
+    let total: i64 = sqlx::query(&format!(
+        "SELECT COUNT(*) AS n FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE {scope}"
+    ))
+    .bind(partner.as_deref().unwrap_or(""))
+    .fetch_one(&db.pool)
+    .await?
+    .try_get("n")?;
+    let rows = sqlx::query(&format!(
+        "SELECT a.serial, d.partner, d.site, a.state, a.state_since, a.last_report, a.failing, \
+         (CASE WHEN a.failing > 0 AND a.state IN ('burn_in', 'live') THEN 8 ELSE 0 END) \
+         + (CASE WHEN a.state IN ('installed', 'burn_in', 'live', 'draining', 'drained') \
+                 AND (a.last_report IS NULL OR a.last_report < $2) THEN 4 ELSE 0 END) \
+         + (CASE WHEN EXISTS (SELECT 1 FROM upgrades u WHERE u.appliance = a.serial AND u.phase = 'failed') THEN 2 ELSE 0 END) \
+         + (CASE WHEN a.state = 'delivered' AND a.state_since < $3 THEN 1 ELSE 0 END) AS attention \
+         FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE {scope} \
+         ORDER BY attention DESC, a.serial LIMIT $4 OFFSET $5"
+    ))
+    .bind(partner.as_deref().unwrap_or(""))
+    .bind(now - silence)
+    .bind(now - WAITING_DAYS * 86400)
+    .bind(per)
+    .bind(offset)
+    .fetch_all(&db.pool)
+    .await?;
+    let lines = rows
+        .into_iter()
+        .map(|r| {
+            let score: i64 = r.try_get("attention")?;
+            let mut attention = Vec::new();
+            for (bit, why) in [
+                (8, "failing checks"),
+                (4, "silent"),
+                (2, "upgrade failed"),
+                (1, "waiting to be installed"),
+            ] {
+                if score & bit != 0 {
+                    attention.push(why);
+                }
+            }
+            Ok(FleetLine {
+                serial: r.try_get("serial")?,
+                partner: r.try_get("partner")?,
+                site: r.try_get("site")?,
+                state: r.try_get("state")?,
+                state_since: r.try_get("state_since")?,
+                last_report: r.try_get("last_report")?,
+                failing: r.try_get("failing")?,
+                attention,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(FleetPage { lines, total })
 }

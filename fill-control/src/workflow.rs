@@ -275,13 +275,14 @@ pub async fn allocate(
     let mut tx = db.pool.begin().await?;
     let site = deployment_site(&mut tx, deployment).await?;
     let put = sqlx::query(
-        "INSERT INTO appliances (serial, deployment, hardware, capacity, catalog, state, seq, created) VALUES ($1, $2, $3, $4, $5, 'allocated', 1, $6)",
+        "INSERT INTO appliances (serial, deployment, hardware, capacity, catalog, state, seq, created, state_since) VALUES ($1, $2, $3, $4, $5, 'allocated', 1, $6, $7)",
     )
     .bind(&a.serial)
     .bind(deployment)
     .bind(&a.hardware)
     .bind(capacity as i64)
     .bind(&a.catalog)
+    .bind(now)
     .bind(now)
     .execute(&mut *tx)
     .await;
@@ -615,6 +616,12 @@ async fn record_checks(
         .await?;
     }
     let all_pass = r.checks.iter().all(|c| c.passed);
+    let failing = r.checks.iter().filter(|c| !c.passed).count() as i64;
+    sqlx::query("UPDATE appliances SET failing = $1 WHERE serial = $2")
+        .bind(failing)
+        .bind(serial)
+        .execute(&mut **tx)
+        .await?;
     let ctx = notify::Context {
         site: a.site.clone(),
         serial: Some(serial.to_owned()),

@@ -5,6 +5,7 @@
 mod demo;
 mod harness;
 mod invite;
+mod portal;
 mod security;
 mod upgrade;
 mod waiting;
