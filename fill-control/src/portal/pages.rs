@@ -37,7 +37,7 @@ ol.track li.done{border-color:#060}ol.track li.current{border-color:#036;border-
 ol.track li.todo{color:#666;border-style:dashed}
 form.inline{display:inline}
 label{display:block;margin:.6em 0 .2em;font-weight:600}
-input,select,textarea,button{font:inherit;padding:.35em;max-width:100%}
+input,select,textarea,button{font:inherit;padding:.35em;max-width:100%;box-sizing:border-box}
 input[type=text],input[type=email],input[type=password],textarea{width:28em}
 button{cursor:pointer}
 .error{border:2px solid #a00;padding:.5em;margin:1em 0}
@@ -132,7 +132,7 @@ pub fn fleet(v: &Viewer, f: &FleetPage, page_no: i64, per: i64) -> Markup {
         if v.ops { "Fleet" } else { "My appliances" },
         Some(v),
         html! {
-            p { (f.total) " appliances; those needing attention first." }
+            p { (f.total) @if f.total == 1 { " appliance" } @else { " appliances" } "; those needing attention first." }
             div.scroll {
                 table {
                     thead { tr { th { "Appliance" } th { "Site" } @if v.ops { th { "Partner" } } th { "State" } th { "Needs" } th { "Last report" } } }
@@ -199,7 +199,13 @@ pub fn appliance(v: &Viewer, a: &ApplianceView, fixes: &[(String, String, &str)]
                 h2 #track { "Tracking" }
                 ol.track {
                     @for (k, (_, words)) in TRACK.iter().enumerate() {
-                        @let class = match at { Some(i) if k < i => "done", Some(i) if k == i => "current", _ => "todo" };
+                        @let class = match at {
+                            Some(i) if k < i => "done",
+                            Some(i) if k == i => "current",
+                            // Off the way (drained, in maintenance): the steps it went through.
+                            None if reached(k).is_some() => "done",
+                            _ => "todo",
+                        };
                         li.(class) aria-current=[(class == "current").then_some("step")] {
                             @match class { "done" => "✓ ", "current" => "▶ ", _ => "○ " }
                             (words)

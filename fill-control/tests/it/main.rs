@@ -2,6 +2,7 @@
 //! and a real PostgreSQL server the tests start in a temp dir, with a real SMTP server
 //! (aiosmtpd, from PyPI) receiving the emails.
 
+mod browser;
 mod demo;
 mod harness;
 mod invite;
