@@ -455,3 +455,98 @@ pub async fn fleet(
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(FleetPage { lines, total })
 }
+
+/// A deployment (a site), as its page shows it.
+#[derive(Debug, Serialize)]
+pub struct DeploymentView {
+    /// Its id.
+    pub id: String,
+    /// The partner.
+    pub partner: String,
+    /// The site.
+    pub site: String,
+    /// The site's zone.
+    pub tz: String,
+    /// Its off-peak window.
+    pub offpeak: String,
+    /// When the survey came (unix seconds).
+    pub created: i64,
+    /// Its contacts: name, email, role.
+    pub contacts: Vec<(String, String, String)>,
+    /// Its appliances: serial and state.
+    pub appliances: Vec<(String, String)>,
+}
+
+/// The deployments the caller may see (a partner its own; ops every one), newest first,
+/// at most `limit`: id, site, partner, appliances.
+pub async fn deployments(
+    db: &Db,
+    caller: &Caller,
+    limit: i64,
+) -> Result<Vec<(String, String, String, i64)>, Refusal> {
+    let partner = match caller {
+        Caller::Ops { .. } => String::new(),
+        Caller::Partner { partner, .. } => partner.clone(),
+        _ => return Ok(Vec::new()),
+    };
+    sqlx::query(
+        "SELECT d.id, d.site, d.partner, (SELECT COUNT(*) FROM appliances a WHERE a.deployment = d.id) AS n \
+         FROM deployments d WHERE ($1 = '' OR d.partner = $1) ORDER BY d.created DESC, d.id LIMIT $2",
+    )
+    .bind(partner)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?
+    .into_iter()
+    .map(|r| Ok((r.try_get("id")?, r.try_get("site")?, r.try_get("partner")?, r.try_get("n")?)))
+    .collect::<Result<Vec<_>, sqlx::Error>>()
+    .map_err(Into::into)
+}
+
+/// A deployment's page, if the caller may see it (anything else: not found).
+pub async fn deployment(db: &Db, caller: &Caller, id: &str) -> Result<DeploymentView, Refusal> {
+    let hidden = || Refusal::NotFound(format!("no deployment {id}"));
+    let r = sqlx::query(
+        "SELECT id, partner, site, tz, offpeak, created FROM deployments WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(hidden)?;
+    let partner: String = r.try_get("partner")?;
+    let visible = match caller {
+        Caller::Ops { .. } => true,
+        Caller::Partner { partner: own, .. } => *own == partner,
+        _ => false,
+    };
+    if !visible {
+        return Err(hidden());
+    }
+    let contacts = sqlx::query(
+        "SELECT name, email, role FROM contacts WHERE deployment = $1 ORDER BY role, email",
+    )
+    .bind(id)
+    .fetch_all(&db.pool)
+    .await?
+    .into_iter()
+    .map(|c| Ok((c.try_get("name")?, c.try_get("email")?, c.try_get("role")?)))
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let appliances =
+        sqlx::query("SELECT serial, state FROM appliances WHERE deployment = $1 ORDER BY serial")
+            .bind(id)
+            .fetch_all(&db.pool)
+            .await?
+            .into_iter()
+            .map(|a| Ok((a.try_get("serial")?, a.try_get("state")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(DeploymentView {
+        id: r.try_get("id")?,
+        partner,
+        site: r.try_get("site")?,
+        tz: r.try_get("tz")?,
+        offpeak: r.try_get("offpeak")?,
+        created: r.try_get("created")?,
+        contacts,
+        appliances,
+    })
+}

@@ -38,7 +38,10 @@ pub fn is_portal(parts: &[&str]) -> bool {
             | ["survey"]
             | ["static", _]
             | ["appliances", _]
-            | ["appliances", _, "drain" | "undrain"]
+            | ["appliances", _, "drain" | "undrain" | "step"]
+            | ["deployments", _]
+            | ["deployments", _, "allocate"]
+            | ["rollouts", _]
     )
 }
 
@@ -310,8 +313,16 @@ async fn get(
                 .unwrap_or(1)
                 .clamp(1, 1_000_000);
             let offset = (page_no - 1) * PER_PAGE;
-            match views::fleet(&app.db, caller, (now, app.silence), offset, PER_PAGE).await {
-                Ok(f) => html(StatusCode::OK, pages::fleet(v, &f, page_no, PER_PAGE)),
+            let listed = async {
+                let f = views::fleet(&app.db, caller, (now, app.silence), offset, PER_PAGE).await?;
+                let s = views::deployments(&app.db, caller, 50).await?;
+                Ok::<_, Refusal>((f, s))
+            };
+            match listed.await {
+                Ok((f, s)) => html(
+                    StatusCode::OK,
+                    pages::fleet(v, &f, page_no, PER_PAGE, pages::sites(&s, v.ops)),
+                ),
                 Err(e) => failed(Some(v), e),
             }
         }
@@ -338,6 +349,14 @@ async fn get(
                 Err(e) => failed(Some(v), e),
             }
         }
+        ["deployments", id] => match views::deployment(&app.db, caller, id).await {
+            Ok(d) => html(StatusCode::OK, pages::deployment(v, &d, None)),
+            Err(e) => failed(Some(v), e),
+        },
+        ["rollouts", id] => match crate::upgrade::rollout(&app.db, caller, id).await {
+            Ok(r) => html(StatusCode::OK, pages::rollout(v, &r)),
+            Err(e) => failed(Some(v), e),
+        },
         ["appliances", serial, "drain"] => {
             match crate::ledger::visible(&app.db.pool, caller, serial).await {
                 Ok(a) => html(StatusCode::OK, pages::confirm_drain(v, &a.serial, &a.site)),
@@ -406,6 +425,40 @@ async fn post(
             };
             match workflow::transition(&app.db, caller, serial, &ask, now).await {
                 Ok(_) => redirect(&format!("/appliances/{serial}")),
+                Err(e) => failed(Some(v), e),
+            }
+        }
+        ["appliances", serial, "step"] => {
+            let text = |k: &str| Some(field(fields, k).trim().to_owned()).filter(|s| !s.is_empty());
+            let ask = workflow::TransitionAsk {
+                to: field(fields, "to").to_owned(),
+                reason: field(fields, "reason").trim().to_owned(),
+                carrier: text("carrier"),
+                tracking: text("tracking"),
+            };
+            match workflow::transition(&app.db, caller, serial, &ask, now).await {
+                Ok(_) => redirect(&format!("/appliances/{serial}")),
+                Err(e) => failed(Some(v), e),
+            }
+        }
+        ["deployments", id, "allocate"] => {
+            let a = workflow::Allocation {
+                serial: field(fields, "serial").trim().to_owned(),
+                hardware: field(fields, "hardware").to_owned(),
+                capacity: field(fields, "capacity").trim().to_owned(),
+                catalog: field(fields, "catalog").trim().to_owned(),
+            };
+            match workflow::allocate(&app.db, caller, id, &a, now).await {
+                Ok(token) => html(StatusCode::CREATED, pages::allocated(v, &a.serial, &token)),
+                Err(e @ (Refusal::Invalid(_) | Refusal::Conflict(_))) => {
+                    match views::deployment(&app.db, caller, id).await {
+                        Ok(d) => html(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            pages::deployment(v, &d, Some(&e.to_string())),
+                        ),
+                        Err(e) => failed(Some(v), e),
+                    }
+                }
                 Err(e) => failed(Some(v), e),
             }
         }

@@ -126,12 +126,14 @@ pub fn login(error: Option<&str>, email: &str) -> Markup {
 }
 
 /// The fleet (ops) or the partner's appliances, most in need of attention first.
-pub fn fleet(v: &Viewer, f: &FleetPage, page_no: i64, per: i64) -> Markup {
+pub fn fleet(v: &Viewer, f: &FleetPage, page_no: i64, per: i64, sites_list: Markup) -> Markup {
     let pages = (f.total + per - 1) / per;
     page(
         if v.ops { "Fleet" } else { "My appliances" },
         Some(v),
         html! {
+            (sites_list)
+            h2 { @if v.ops { "Appliances" } @else { "My appliances" } }
             p { (f.total) @if f.total == 1 { " appliance" } @else { " appliances" } "; those needing attention first." }
             div.scroll {
                 table {
@@ -193,7 +195,7 @@ pub fn appliance(v: &Viewer, a: &ApplianceView, fixes: &[(String, String, &str)]
         &format!("Appliance {}", a.serial),
         Some(v),
         html! {
-            p { "Site " strong { (a.site) } @if v.ops { ", partner " (a.partner) } ". State: " (state_badge(&a.state)) }
+            p { "Site " a href={ "/deployments/" (a.deployment) } { strong { (a.site) } } @if v.ops { ", partner " (a.partner) } ". State: " (state_badge(&a.state)) }
             @if a.silent { p.error role="alert" { "▲ Silent: no report since " (when(a.last_report)) "." } }
             section aria-labelledby="track" {
                 h2 #track { "Tracking" }
@@ -250,6 +252,16 @@ pub fn appliance(v: &Viewer, a: &ApplianceView, fixes: &[(String, String, &str)]
                 @if !a.checks.is_empty() {
                     h3 { "Latest turn-up checks" }
                     ul { @for c in &a.checks { li { @if c.passed { span.ok { "✓ passed" } } @else { span.bad { "✗ FAILED" } } " " (c.name) @if !c.detail.is_empty() { ": " (c.detail) } } } }
+                }
+            }
+            (steps(v, &a.serial, &a.state))
+            @if !a.upgrades.is_empty() {
+                section aria-labelledby="upgrades" {
+                    h2 #upgrades { "Upgrades" }
+                    ul { @for u in &a.upgrades { li {
+                        @if v.ops { a href={ "/rollouts/" (u.rollout) } { (u.version) } } @else { (u.version) }
+                        ": " (u.phase) @if !u.detail.is_empty() { " — " (u.detail) }
+                    } } }
                 }
             }
             @if drainable || undrainable {
@@ -406,6 +418,123 @@ pub fn message(v: Option<&Viewer>, title: &str, text: &str, ok: bool) -> Markup 
         html! {
             p.(if ok { "notice" } else { "error" }) role=(if ok { "status" } else { "alert" }) { (text) }
             p { a href="/" { "Back" } }
+        },
+    )
+}
+
+/// The partner's sites (or, for ops, the newest), above the appliances.
+pub fn sites(list: &[(String, String, String, i64)], ops: bool) -> Markup {
+    html! {
+        section aria-labelledby="sites" {
+            h2 #sites { @if ops { "Newest sites" } @else { "My sites" } }
+            @if list.is_empty() { p { "None yet." } }
+            @else {
+                ul { @for (id, site, partner, n) in list {
+                    li { a href={ "/deployments/" (id) } { (site) } @if ops { " (" (partner) ")" } ": " (n) @if *n == 1 { " appliance" } @else { " appliances" } }
+                } }
+            }
+        }
+    }
+}
+
+/// A deployment's page: the survey's facts, contacts, appliances; ops allocate here.
+pub fn deployment(v: &Viewer, d: &crate::views::DeploymentView, error: Option<&str>) -> Markup {
+    page(
+        &format!("Site {}", d.site),
+        Some(v),
+        html! {
+            p { "Deployment " code { (d.id) } ", partner " (d.partner) ", surveyed " (when(Some(d.created))) ". Zone " (d.tz) ", upgrades off-peak " (d.offpeak) " local time." }
+            h2 { "Contacts" }
+            ul { @for (name, email, role) in &d.contacts { li { (name) " <" (email) "> — " (role) } } }
+            h2 { "Appliances" }
+            @if d.appliances.is_empty() { p { "None allocated yet." } }
+            ul { @for (serial, state) in &d.appliances { li { a href={ "/appliances/" (serial) } { (serial) } " " (state_badge(state)) } } }
+            @if v.ops {
+                h2 { "Allocate an appliance" }
+                @if let Some(e) = error { p.error role="alert" { "Not allocated: " (e) } }
+                form method="post" action={ "/deployments/" (d.id) "/allocate" } {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    label for="serial" { "Serial" }
+                    input #serial type="text" name="serial" required maxlength="64";
+                    label for="hardware" { "Hardware" }
+                    select #hardware name="hardware" { option { "storage" } option { "global" } option { "flash" } }
+                    label for="capacity" { "Capacity (with a unit: 40TB)" }
+                    input #capacity type="text" name="capacity" required;
+                    label for="catalog" { "Region catalog" }
+                    input #catalog type="text" name="catalog" required;
+                    p { button type="submit" { "Allocate" } }
+                }
+            }
+        },
+    )
+}
+
+/// The steps a viewer may ask of an appliance in `state`, as a form (ops: any next step
+/// the lifecycle allows but a drain, which has its own; a partner: delivered, installed).
+pub fn steps(v: &Viewer, serial: &str, state: &str) -> Markup {
+    let next: Vec<&'static str> = state
+        .parse::<fill_core::lifecycle::State>()
+        .map(|s| {
+            fill_core::lifecycle::next_states(s)
+                .into_iter()
+                .map(|n| n.name())
+                .filter(|n| *n != "draining")
+                .filter(|n| v.ops || matches!(*n, "delivered" | "installed"))
+                .collect()
+        })
+        .unwrap_or_default();
+    html! {
+        @if !next.is_empty() {
+            section aria-labelledby="steps" {
+                h2 #steps { "Next step" }
+                form method="post" action={ "/appliances/" (serial) "/step" } {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    label for="to" { "Move it to" }
+                    select #to name="to" { @for n in &next { option value=(n) { (n.replace('_', " ")) } } }
+                    @if next.contains(&"in_transit") {
+                        label for="carrier" { "Carrier (when shipping)" }
+                        input #carrier type="text" name="carrier" maxlength="100";
+                        label for="tracking" { "Tracking number (when shipping)" }
+                        input #tracking type="text" name="tracking" maxlength="100";
+                    }
+                    label for="why" { "Why (kept with the event)" }
+                    input #why type="text" name="reason" maxlength="500";
+                    p { button type="submit" { "Record the step" } }
+                }
+            }
+        }
+    }
+}
+
+/// A rollout, phase by phase (ops).
+pub fn rollout(v: &Viewer, r: &crate::upgrade::RolloutView) -> Markup {
+    page(
+        &format!("Rollout {}", r.id),
+        Some(v),
+        html! {
+            p { "Version " strong { (r.version) } ", at most " (r.max_out) " appliance" @if r.max_out != 1 { "s" } " of a site out at once; scheduled by " (r.actor) " " (when(Some(r.created))) "." }
+            p { @for (phase, n) in &r.phases { (phase) ": " (n) ". " } }
+            div.scroll { table {
+                thead { tr { th { "Site" } th { "Appliance" } th { "Phase" } th { "Taken out" } th { "Ended" } th { "Detail" } } }
+                tbody { @for u in &r.upgrades { tr {
+                    td { (u.site) } td { a href={ "/appliances/" (u.serial) } { (u.serial) } }
+                    td { @if u.phase == "failed" { span.bad { "✗ failed" } } @else if u.phase == "done" { span.ok { "✓ done" } } @else { (u.phase) } }
+                    td { (when(u.started)) } td { (when(u.finished)) } td { (u.detail) }
+                } } }
+            } }
+        },
+    )
+}
+
+/// The token of an appliance just allocated, shown once.
+pub fn allocated(v: &Viewer, serial: &str, token: &str) -> Markup {
+    page(
+        &format!("Appliance {serial} allocated"),
+        Some(v),
+        html! {
+            p.notice role="status" { "Allocated. Its token (it reports with it; shown only now): " }
+            pre { code { (token) } }
+            p { a href={ "/appliances/" (serial) } { "Its page" } }
         },
     )
 }

@@ -338,3 +338,156 @@ fn a_partner_submits_a_survey_through_the_form() {
     let (o, _) = sign_in(&c, "ops@fleet.test", "a long test password").unwrap();
     assert_eq!(send(&c, "GET", "/survey", Some(&o), None).status, 403);
 }
+
+#[test]
+fn ops_allocate_and_ship_and_the_partner_marks_delivery_through_the_portal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Control::start(&format!("sqlite:{}", tmp.path().join("c.db").display()));
+    c.user("ops@fleet.test", "ops", None);
+    c.user("eng@isp.test", "partner", Some("isp-a"));
+    c.user("eng@other.test", "partner", Some("isp-b"));
+    let partner = c.login("eng@isp.test");
+    let (s, d) = Http(c.addr).post(
+        "/api/surveys",
+        Some(&partner),
+        &crate::workflow::survey("OSL-4"),
+    );
+    assert_eq!(s, 201, "{d}");
+    let dep = d["deployment"].as_str().unwrap().to_owned();
+    let (o, _) = sign_in(&c, "ops@fleet.test", "a long test password").unwrap();
+    let (a, _) = sign_in(&c, "eng@isp.test", "a long test password").unwrap();
+    let (b, _) = sign_in(&c, "eng@other.test", "a long test password").unwrap();
+    // The site's page: its partner and ops see it; the other partner does not.
+    let site = send(&c, "GET", &format!("/deployments/{dep}"), Some(&o), None);
+    assert_eq!(site.status, 200);
+    assert!(site.body.contains("Allocate an appliance"));
+    let mine = send(&c, "GET", &format!("/deployments/{dep}"), Some(&a), None);
+    assert_eq!(mine.status, 200);
+    assert!(
+        !mine.body.contains("Allocate an appliance"),
+        "partners do not allocate"
+    );
+    assert!(
+        send(&c, "GET", "/", Some(&a), None).body.contains("OSL-4"),
+        "listed among its sites"
+    );
+    assert_eq!(
+        send(&c, "GET", &format!("/deployments/{dep}"), Some(&b), None).status,
+        404
+    );
+    // Allocation through the form: the token shown once.
+    let o_csrf = csrf(&site.body);
+    let form = format!("csrf={o_csrf}&serial=osl-4-a&hardware=flash&capacity=2TB&catalog=eu");
+    let done = send(
+        &c,
+        "POST",
+        &format!("/deployments/{dep}/allocate"),
+        Some(&o),
+        Some(&form),
+    );
+    assert_eq!(done.status, 201, "{}", done.body);
+    assert!(done.body.contains("fct_"), "{}", done.body);
+    // A capacity without a unit is refused, saying so, on the site's page.
+    let form = format!("csrf={o_csrf}&serial=osl-4-b&hardware=flash&capacity=2&catalog=eu");
+    let bad = send(
+        &c,
+        "POST",
+        &format!("/deployments/{dep}/allocate"),
+        Some(&o),
+        Some(&form),
+    );
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("no unit"), "{}", bad.body);
+    // Partners cannot allocate, on their own site (403) or another's (404).
+    let a_csrf = csrf(&mine.body);
+    let form = format!("csrf={a_csrf}&serial=x1&hardware=flash&capacity=2TB&catalog=eu");
+    assert_eq!(
+        send(
+            &c,
+            "POST",
+            &format!("/deployments/{dep}/allocate"),
+            Some(&a),
+            Some(&form)
+        )
+        .status,
+        403
+    );
+    let b_csrf = csrf(&send(&c, "GET", "/", Some(&b), None).body);
+    let form = format!("csrf={b_csrf}&serial=x2&hardware=flash&capacity=2TB&catalog=eu");
+    assert_eq!(
+        send(
+            &c,
+            "POST",
+            &format!("/deployments/{dep}/allocate"),
+            Some(&b),
+            Some(&form)
+        )
+        .status,
+        404
+    );
+    // Steps: ops pre-fill and ship (with the tracking number), the partner may not ship,
+    // and marks the delivery.
+    let step = |who: &str, token: &str, body: &str| {
+        send(
+            &c,
+            "POST",
+            "/appliances/osl-4-a/step",
+            Some(who),
+            Some(&format!("csrf={token}&{body}")),
+        )
+        .status
+    };
+    assert_eq!(step(&o, &o_csrf, "to=prefilling"), 303);
+    assert_eq!(
+        step(&a, &a_csrf, "to=in_transit&carrier=UPS&tracking=1Z9"),
+        403
+    );
+    assert_eq!(
+        step(&o, &o_csrf, "to=in_transit&carrier=&tracking="),
+        422,
+        "shipping needs a tracking number"
+    );
+    assert_eq!(
+        step(
+            &o,
+            &o_csrf,
+            "to=in_transit&carrier=UPS&tracking=1Z999AA10123456784"
+        ),
+        303
+    );
+    let page = send(&c, "GET", "/appliances/osl-4-a", Some(&a), None);
+    assert!(
+        page.body.contains("UPS 1Z999AA10123456784"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<option value=\"delivered\">"),
+        "{}",
+        page.body
+    );
+    assert_eq!(step(&b, &b_csrf, "to=delivered"), 404);
+    assert_eq!(step(&a, &a_csrf, "to=delivered"), 303);
+    let (_, v) = Http(c.addr).get("/api/appliances/osl-4-a", Some(&partner));
+    assert_eq!(v["state"], "delivered");
+    // A rollout's page is for ops.
+    let ops = c.login("ops@fleet.test");
+    let (s, r) = Http(c.addr).post(
+        "/api/rollouts",
+        Some(&ops),
+        &json!({"version": "9.9.9", "appliances": ["osl-4-a"]}),
+    );
+    assert_eq!(s, 201, "{r}");
+    let id = r["rollout"].as_str().unwrap();
+    let view = send(&c, "GET", &format!("/rollouts/{id}"), Some(&o), None);
+    assert_eq!(view.status, 200);
+    assert!(
+        view.body.contains("osl-4-a") && view.body.contains("pending"),
+        "{}",
+        view.body
+    );
+    assert_eq!(
+        send(&c, "GET", &format!("/rollouts/{id}"), Some(&a), None).status,
+        404
+    );
+}
