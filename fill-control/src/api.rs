@@ -264,27 +264,6 @@ async fn route_request(
                 .await
                 .map_or_else(refusal, |ok| json(StatusCode::OK, &ok))
         }
-        (Method::GET, ["invite", _code]) => {
-            let mut r = Response::new(Full::new(Bytes::from_static(invite::PAGE.as_bytes())));
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            // The code is in the path: keep it out of any other site's logs.
-            h.insert(
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            );
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'",
-                ),
-            );
-            r
-        }
         (_, ["api", ..]) => api(&app, req, method, &parts[1..], now).await,
         _ if crate::portal::is_portal(parts) => {
             crate::portal::handle(&app, req, method, parts, now).await

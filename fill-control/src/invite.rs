@@ -2,8 +2,8 @@
 //! partner user of the survey's partner, with no password yet) and an email with a one-time
 //! link. The link's code is 16 random bytes (32 hex digits, so the link fits an email's
 //! line), kept as its BLAKE3 hash, valid 7 days, used
-//! once: opening the link (`GET /invite/{code}`, a small page) and choosing a password
-//! (`POST /api/invitations/accept`) sets the account's password and logs in.
+//! once: opening the link (`GET /invite/{code}`, the portal's page) and choosing a password
+//! there (or `POST /api/invitations/accept`) sets the account's password and signs in.
 //!
 //! The code itself is in the invitation email's body in the outbox until it is sent (the
 //! outbox keeps bodies); the database's users cannot use a hash to log in, but whoever can
@@ -137,31 +137,3 @@ pub async fn accept(db: &Db, code: &str, password: &str, now: i64) -> Result<Acc
         expires: now + auth::USER_TOKEN_SECS,
     })
 }
-
-/// The page an invitation link opens: a password form that posts to the API. The code is
-/// read from the page's own path by the script, never written into the page.
-pub const PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Choose your password</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font:16px system-ui,sans-serif;max-width:28em;margin:3em auto;padding:0 1em}
-input,button{font:inherit;padding:.4em;width:100%;box-sizing:border-box;margin:.3em 0}
-#msg{margin-top:1em}</style></head>
-<body><h1>Choose your password</h1>
-<p>At least 12 characters. This link works once.</p>
-<form id="f"><label>Password <input id="p" type="password" minlength="12" required autocomplete="new-password"></label>
-<label>Again <input id="q" type="password" minlength="12" required autocomplete="new-password"></label>
-<button>Set my password</button></form><p id="msg" role="status"></p>
-<script>
-const code = location.pathname.split('/').pop();
-const msg = document.getElementById('msg');
-document.getElementById('f').addEventListener('submit', async (e) => {
-  e.preventDefault();
-  const p = document.getElementById('p').value;
-  if (p !== document.getElementById('q').value) { msg.textContent = 'The two passwords differ.'; return; }
-  const r = await fetch('/api/invitations/accept', {method: 'POST',
-    headers: {'Content-Type': 'application/json'}, body: JSON.stringify({code, password: p})});
-  const b = await r.json().catch(() => ({}));
-  msg.textContent = r.ok ? 'Done: log in as ' + b.email + '.' : (b.error || 'Failed.');
-});
-</script></body></html>
-"#;

@@ -377,12 +377,15 @@ pub struct FleetPage {
     pub total: i64,
 }
 
+/// How long an upgrade's phase may last before the fleet page calls it stuck.
+pub const STUCK_SECS: i64 = 3600;
+
 /// Days a delivered appliance may wait before it needs attention.
 pub const WAITING_DAYS: i64 = 3;
 
 /// A page (`per` lines after `offset`) of what the caller may see, sorted by attention:
-/// failing checks, silent, a failed upgrade, delivered and not installed for
-/// [`WAITING_DAYS`], then the rest.
+/// failing checks, silent, an upgrade failed or in one phase for over [`STUCK_SECS`],
+/// delivered and not installed for [`WAITING_DAYS`], then the rest.
 pub async fn fleet(
     db: &Db,
     caller: &Caller,
@@ -414,7 +417,8 @@ pub async fn fleet(
          (CASE WHEN a.failing > 0 AND a.state IN ('burn_in', 'live') THEN 8 ELSE 0 END) \
          + (CASE WHEN a.state IN ('installed', 'burn_in', 'live', 'draining', 'drained') \
                  AND (a.last_report IS NULL OR a.last_report < $2) THEN 4 ELSE 0 END) \
-         + (CASE WHEN EXISTS (SELECT 1 FROM upgrades u WHERE u.appliance = a.serial AND u.phase = 'failed') THEN 2 ELSE 0 END) \
+         + (CASE WHEN EXISTS (SELECT 1 FROM upgrades u WHERE u.appliance = a.serial AND (u.phase = 'failed' \
+                 OR (u.phase IN ('draining', 'upgrading', 'burn_in') AND u.since < $6))) THEN 2 ELSE 0 END) \
          + (CASE WHEN a.state = 'delivered' AND a.state_since < $3 THEN 1 ELSE 0 END) AS attention \
          FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE {scope} \
          ORDER BY attention DESC, a.serial LIMIT $4 OFFSET $5"
@@ -424,6 +428,7 @@ pub async fn fleet(
     .bind(now - WAITING_DAYS * 86400)
     .bind(per)
     .bind(offset)
+    .bind(now - STUCK_SECS)
     .fetch_all(&db.pool)
     .await?;
     let lines = rows
@@ -434,7 +439,7 @@ pub async fn fleet(
             for (bit, why) in [
                 (8, "failing checks"),
                 (4, "silent"),
-                (2, "upgrade failed"),
+                (2, "upgrade failed or stuck"),
                 (1, "waiting to be installed"),
             ] {
                 if score & bit != 0 {

@@ -42,6 +42,7 @@ pub fn is_portal(parts: &[&str]) -> bool {
             | ["deployments", _]
             | ["deployments", _, "allocate"]
             | ["rollouts", _]
+            | ["invite", _]
     )
 }
 
@@ -181,6 +182,8 @@ pub async fn handle(
             return stat(pages::LOCAL_TIMES, "text/javascript; charset=utf-8");
         }
         (&Method::GET, ["login"]) => return html(StatusCode::OK, pages::login(None, "")),
+        (&Method::GET, ["invite", code]) => return invitation(code, None),
+        (&Method::POST, ["invite", code]) => return accept(app, req, code, now).await,
         (&Method::POST, ["login"]) => return sign_in(app, req, now).await,
         _ => {}
     }
@@ -230,6 +233,57 @@ pub async fn handle(
         );
     }
     get(app, &caller, &viewer, &req, parts, now).await
+}
+
+/// The invitation's page: choose a password (a code that cannot be one is not found).
+fn invitation(code: &str, error: Option<&str>) -> Answer {
+    if code.len() != 32 || !code.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return html(
+            StatusCode::NOT_FOUND,
+            pages::message(
+                None,
+                "Not found",
+                "This invitation is unknown, used or expired.",
+                false,
+            ),
+        );
+    }
+    let mut r = html(
+        if error.is_some() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        },
+        pages::invitation(code, error),
+    );
+    // The code is in the path: keep it out of any other site's logs.
+    r.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// Sets the invited account's password (twice the same) and signs in.
+async fn accept(app: &App, req: Request<Incoming>, code: &str, now: i64) -> Answer {
+    let fields = match form(req).await {
+        Ok(f) => f,
+        Err(a) => return a,
+    };
+    let password = field(&fields, "password");
+    if password != field(&fields, "again") {
+        return invitation(code, Some("The two passwords differ."));
+    }
+    match crate::invite::accept(&app.db, code, password, now).await {
+        Ok(ok) => {
+            let mut r = redirect("/");
+            r.headers_mut()
+                .insert(header::SET_COOKIE, cookie(app, &ok.token));
+            r
+        }
+        Err(Refusal::Invalid(why)) => invitation(code, Some(&why)),
+        Err(e) => failed(None, e),
+    }
 }
 
 async fn sign_in(app: &App, req: Request<Incoming>, now: i64) -> Answer {

@@ -538,3 +538,22 @@ pub fn allocated(v: &Viewer, serial: &str, token: &str) -> Markup {
         },
     )
 }
+
+/// An invitation's page: the first password.
+pub fn invitation(code: &str, error: Option<&str>) -> Markup {
+    page(
+        "Choose your password",
+        None,
+        html! {
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            p { "At least 12 characters. This link works once, within 7 days of the invitation." }
+            form method="post" action={ "/invite/" (code) } {
+                label for="password" { "Password" }
+                input #password type="password" name="password" minlength="12" required autocomplete="new-password";
+                label for="again" { "Again" }
+                input #again type="password" name="again" minlength="12" required autocomplete="new-password";
+                p { button type="submit" { "Set my password and sign in" } }
+            }
+        },
+    )
+}

@@ -491,3 +491,98 @@ fn ops_allocate_and_ship_and_the_partner_marks_delivery_through_the_portal() {
         404
     );
 }
+
+#[test]
+fn an_invitation_sets_the_first_password_and_signs_in() {
+    use sqlx::Row;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Control::start(&format!("sqlite:{}", tmp.path().join("c.db").display()));
+    c.user("eng@isp.test", "partner", Some("isp-a"));
+    let partner = c.login("eng@isp.test");
+    let mut s = crate::workflow::survey("BRU-1");
+    s["contacts"][1]["name"] = json!("<script>alert('noc')</script>");
+    let (st, d) = Http(c.addr).post("/api/surveys", Some(&partner), &s);
+    assert_eq!(st, 201, "{d}");
+    let body: String =
+        c.rt.block_on(
+            sqlx::query(
+                "SELECT body FROM emails WHERE kind = 'invitation' AND recipient = 'noc@isp.test'",
+            )
+            .fetch_one(&c.db.pool),
+        )
+        .unwrap()
+        .get("body");
+    let at = body.find("/invite/").unwrap() + 8;
+    let code = &body[at..at + 32];
+    let path = format!("/invite/{code}");
+    let page = send(&c, "GET", &path, None, None);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Choose your password"));
+    assert!(
+        page.head
+            .to_lowercase()
+            .contains("referrer-policy: no-referrer"),
+        "{}",
+        page.head
+    );
+    assert_eq!(send(&c, "GET", "/invite/nothex", None, None).status, 404);
+    let differ = send(
+        &c,
+        "POST",
+        &path,
+        None,
+        Some("password=a+long+password+one&again=a+long+password+two"),
+    );
+    assert_eq!(differ.status, 422);
+    assert!(differ.body.contains("differ"));
+    let short = send(&c, "POST", &path, None, Some("password=short&again=short"));
+    assert_eq!(short.status, 422);
+    let ok = send(
+        &c,
+        "POST",
+        &path,
+        None,
+        Some("password=the+noc%27s+password&again=the+noc%27s+password"),
+    );
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let cookie = ok
+        .head
+        .lines()
+        .find_map(|l| {
+            l.to_lowercase()
+                .starts_with("set-cookie: fill_session=")
+                .then(|| l[25..].split(';').next().unwrap().to_owned())
+        })
+        .expect("signed in");
+    let home = send(&c, "GET", "/", Some(&cookie), None);
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("BRU-1"), "{}", home.body);
+    // Once only.
+    assert_eq!(
+        send(
+            &c,
+            "POST",
+            &path,
+            None,
+            Some("password=another+long+one&again=another+long+one")
+        )
+        .status,
+        404
+    );
+    // The contact's name is text on the site's page.
+    let dep = d["deployment"].as_str().unwrap();
+    let site = send(
+        &c,
+        "GET",
+        &format!("/deployments/{dep}"),
+        Some(&cookie),
+        None,
+    );
+    assert!(
+        site.body
+            .contains("&lt;script&gt;alert('noc')&lt;/script&gt;"),
+        "{}",
+        site.body
+    );
+    assert!(!site.body.contains("<script>alert"));
+}
