@@ -21,6 +21,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// The bearer token `GET /metrics` needs; without one `/metrics` is off.
     pub metrics_token: Option<String>,
+    /// The fleet page's order by attention, kept a moment.
+    pub fleet_order: crate::views::FleetOrder,
 }
 
 /// The wall clock, unix seconds.

@@ -190,6 +190,7 @@ pub async fn run(db: Db, listener: tokio::net::TcpListener, config: Config) -> R
         pricing,
         metrics: crate::metrics::Metrics::new(),
         metrics_token: config.metrics_token.clone(),
+        fleet_order: Default::default(),
     });
     if let Some(smtp) = &config.smtp {
         let sender = mail::Sender::new(smtp)?;

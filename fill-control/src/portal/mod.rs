@@ -368,7 +368,15 @@ async fn get(
                 .clamp(1, 1_000_000);
             let offset = (page_no - 1) * PER_PAGE;
             let listed = async {
-                let f = views::fleet(&app.db, caller, (now, app.silence), offset, PER_PAGE).await?;
+                let f = views::fleet(
+                    &app.db,
+                    &app.fleet_order,
+                    caller,
+                    (now, app.silence),
+                    offset,
+                    PER_PAGE,
+                )
+                .await?;
                 let s = views::deployments(&app.db, caller, 50).await?;
                 Ok::<_, Refusal>((f, s))
             };

@@ -62,6 +62,7 @@ impl Control {
             pricing: pricing(),
             metrics: fill_control::metrics::Metrics::new(),
             metrics_token: Some(METRICS_TOKEN.into()),
+            fleet_order: Default::default(),
         });
         rt.spawn(api::serve(listener, app));
         let watch = fill_control::watch::Settings {

@@ -586,3 +586,47 @@ fn an_invitation_sets_the_first_password_and_signs_in() {
     );
     assert!(!site.body.contains("<script>alert"));
 }
+
+#[test]
+fn the_fleet_shows_what_needs_attention_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Control::start(&format!("sqlite:{}", tmp.path().join("c.db").display()));
+    c.user("ops@fleet.test", "ops", None);
+    c.user("eng@isp.test", "partner", Some("isp-a"));
+    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let http = Http(c.addr);
+    let apps = deploy(&c, &ops, &partner, "VNO-1", 3);
+    for (k, (serial, token)) in apps.iter().enumerate() {
+        let path = format!("/api/appliances/{serial}/report");
+        http.post(&path, Some(token), &report("established", None, true));
+        http.post(&path, Some(token), &report("established", Some(100), true));
+        if k == 2 {
+            // Live, then a run with failures.
+            let mut r = report("established", Some(200), false);
+            r["state"] = json!("live");
+            http.post(&path, Some(token), &r);
+        }
+    }
+    let (o, _) = sign_in(&c, "ops@fleet.test", "a long test password").unwrap();
+    let home = send(&c, "GET", "/", Some(&o), None).body;
+    let first_row = home
+        .split("<tbody>")
+        .nth(1)
+        .unwrap()
+        .split("</tr>")
+        .next()
+        .unwrap();
+    assert!(first_row.contains(&apps[2].0), "{first_row}");
+    assert!(first_row.contains("failing checks"), "{first_row}");
+    let second_row = home
+        .split("<tbody>")
+        .nth(1)
+        .unwrap()
+        .split("</tr>")
+        .nth(1)
+        .unwrap();
+    assert!(
+        second_row.contains(&apps[0].0) && second_row.contains('—'),
+        "{second_row}"
+    );
+}

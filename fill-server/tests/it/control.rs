@@ -173,6 +173,7 @@ fn control_plane(dir: &std::path::Path) -> (SocketAddr, tokio::runtime::Runtime,
             pricing,
             metrics: fill_control::metrics::Metrics::new(),
             metrics_token: None,
+            fleet_order: Default::default(),
         }),
     ));
     let login = |email: &str| {
