@@ -391,10 +391,11 @@ pub const FLEET_ORDER_SECS: u64 = 2;
 /// 20,000 on SQLite), and a page needs only its 100 (docs/benchmarks.md, "The portal").
 #[derive(Debug, Default)]
 pub struct FleetOrder {
-    kept: tokio::sync::Mutex<
-        std::collections::HashMap<String, (std::time::Instant, std::sync::Arc<Vec<(String, i64)>>)>,
-    >,
+    kept: tokio::sync::Mutex<std::collections::HashMap<String, Kept>>,
 }
+
+/// An order and when it was computed.
+type Kept = (std::time::Instant, std::sync::Arc<Vec<(String, i64)>>);
 
 /// Every appliance of the scope (`partner`, or '' for all) with its attention score, most
 /// pressing first, then by serial.
