@@ -279,7 +279,7 @@ pub async fn authenticate(db: &Db, token: Option<&str>, now: i64) -> Result<Call
     )
     .bind(token_hash(token))
     .bind(now)
-    .fetch_optional(&db.pool)
+    .fetch_optional(&db.read)
     .await
     .map_err(|e| AuthErrorOr::Db(e.into()))?
     .ok_or(AuthErrorOr::Auth(AuthError::Refused))?;

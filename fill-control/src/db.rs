@@ -36,8 +36,12 @@ pub enum Engine {
 /// The control plane's database.
 #[derive(Debug, Clone)]
 pub struct Db {
-    /// The pool.
+    /// The pool every write (and every read-then-write transaction) goes through.
     pub pool: AnyPool,
+    /// The pool pages read through: on SQLite, four more connections that only read (WAL
+    /// lets them read beside the writer, each seeing what was committed when it began);
+    /// on PostgreSQL, the same pool.
+    pub read: AnyPool,
     /// Its engine.
     pub engine: Engine,
 }
@@ -113,13 +117,13 @@ impl Db {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
             }
             Engine::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
             }
         }
@@ -130,7 +134,23 @@ impl Db {
             .run(&pool)
             .await
             .context("cannot apply the migrations")?;
-        Ok(Self { pool, engine })
+        let read = match engine {
+            Engine::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA query_only = ON").await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await
+                .context("cannot open the database for reading")?,
+            Engine::Postgres => pool.clone(),
+        };
+        Ok(Self { pool, read, engine })
     }
 }
 

@@ -139,7 +139,7 @@ pub async fn appliance(
          FROM appliances a JOIN deployments d ON d.id = a.deployment WHERE a.serial = $1",
     )
     .bind(serial)
-    .fetch_optional(&db.pool)
+    .fetch_optional(&db.read)
     .await?
     .filter(|r| {
         r.try_get::<String, _>("partner")
@@ -148,7 +148,7 @@ pub async fn appliance(
     .ok_or_else(|| Refusal::NotFound(format!("no appliance {serial}")))?;
     let events = sqlx::query("SELECT seq, time, from_state, to_state, actor, reason FROM events WHERE appliance = $1 ORDER BY seq")
         .bind(serial)
-        .fetch_all(&db.pool)
+        .fetch_all(&db.read)
         .await?
         .into_iter()
         .map(|e| {
@@ -167,7 +167,7 @@ pub async fn appliance(
     )
     .bind(serial)
     .bind(serial)
-    .fetch_all(&db.pool)
+    .fetch_all(&db.read)
     .await?
     .into_iter()
     .map(|c| {
@@ -181,7 +181,7 @@ pub async fn appliance(
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let emails = sqlx::query("SELECT recipient, kind, subject, created, sent, attempts FROM emails WHERE appliance = $1 ORDER BY created, id")
         .bind(serial)
-        .fetch_all(&db.pool)
+        .fetch_all(&db.read)
         .await?
         .into_iter()
         .map(|m| {
@@ -200,7 +200,7 @@ pub async fn appliance(
          JOIN rollouts r ON r.id = u.rollout WHERE u.appliance = $1 ORDER BY r.created, u.rollout",
     )
     .bind(serial)
-    .fetch_all(&db.pool)
+    .fetch_all(&db.read)
     .await?
     .into_iter()
     .map(|u| {
@@ -305,7 +305,7 @@ pub async fn appliances(
             ))
             .bind(after)
             .bind(limit)
-            .fetch_all(&db.pool)
+            .fetch_all(&db.read)
             .await?
         }
         Caller::Partner { partner, .. } => {
@@ -315,7 +315,7 @@ pub async fn appliances(
             .bind(after)
             .bind(partner)
             .bind(limit)
-            .fetch_all(&db.pool)
+            .fetch_all(&db.read)
             .await?
         }
         Caller::Appliance { serial } => {
@@ -325,7 +325,7 @@ pub async fn appliances(
             .bind(serial)
             .bind(after)
             .bind(limit)
-            .fetch_all(&db.pool)
+            .fetch_all(&db.read)
             .await?
         }
         Caller::Station { .. } => Vec::new(),
@@ -420,7 +420,7 @@ async fn order(
     .bind(now - silence)
     .bind(now - STUCK_SECS)
     .bind(now - WAITING_DAYS * 86400)
-    .fetch_all(&db.pool)
+    .fetch_all(&db.read)
     .await?
     .into_iter()
     .map(|r| Ok((r.try_get("serial")?, r.try_get("attention")?)))
@@ -475,7 +475,7 @@ pub async fn fleet(
         for (serial, _) in slice {
             q = q.bind(serial);
         }
-        let rows = q.fetch_all(&db.pool).await?;
+        let rows = q.fetch_all(&db.read).await?;
         for (serial, score) in slice {
             let Some(r) = rows
                 .iter()
@@ -550,7 +550,7 @@ pub async fn deployments(
     )
     .bind(partner)
     .bind(limit)
-    .fetch_all(&db.pool)
+    .fetch_all(&db.read)
     .await?
     .into_iter()
     .map(|r| Ok((r.try_get("id")?, r.try_get("site")?, r.try_get("partner")?, r.try_get("n")?)))
@@ -565,7 +565,7 @@ pub async fn deployment(db: &Db, caller: &Caller, id: &str) -> Result<Deployment
         "SELECT id, partner, site, tz, offpeak, created FROM deployments WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(&db.pool)
+    .fetch_optional(&db.read)
     .await?
     .ok_or_else(hidden)?;
     let partner: String = r.try_get("partner")?;
@@ -581,7 +581,7 @@ pub async fn deployment(db: &Db, caller: &Caller, id: &str) -> Result<Deployment
         "SELECT name, email, role FROM contacts WHERE deployment = $1 ORDER BY role, email",
     )
     .bind(id)
-    .fetch_all(&db.pool)
+    .fetch_all(&db.read)
     .await?
     .into_iter()
     .map(|c| Ok((c.try_get("name")?, c.try_get("email")?, c.try_get("role")?)))
@@ -589,7 +589,7 @@ pub async fn deployment(db: &Db, caller: &Caller, id: &str) -> Result<Deployment
     let appliances =
         sqlx::query("SELECT serial, state FROM appliances WHERE deployment = $1 ORDER BY serial")
             .bind(id)
-            .fetch_all(&db.pool)
+            .fetch_all(&db.read)
             .await?
             .into_iter()
             .map(|a| Ok((a.try_get("serial")?, a.try_get("state")?)))

@@ -302,7 +302,8 @@ fn a_partner_follows_an_appliance_to_live_and_drains_it_in_chromium() {
         );
         // Followed on its page: burn-in from its report alone, then live.
         let page = format!("{base}/appliances/ams-9-a");
-        b.goto(&format!("{base}/")).await.unwrap();
+        // (The fleet's order is kept 2 s: the new appliance is listed within that.)
+        until(&b, &format!("{base}/"), "ams-9-a").await;
         click(&b, "a[href='/appliances/ams-9-a']").await;
         shows(&b, "Appliance ams-9-a").await;
         until(&b, &page, "▶ Live").await;
