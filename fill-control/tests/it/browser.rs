@@ -14,7 +14,7 @@ use fill_core::lifecycle::State;
 use fill_store::store::Store;
 use serde_json::json;
 
-use crate::harness::Smtp;
+use crate::harness::{Smtp, free_port};
 use crate::{Control, Http};
 
 /// Processes killed when dropped.
@@ -27,14 +27,6 @@ impl Drop for Kill {
             let _ = c.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// chromedriver on a loopback port, and a WebDriver session of headless Chromium.
