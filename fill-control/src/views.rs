@@ -391,7 +391,7 @@ pub const FLEET_ORDER_SECS: u64 = 2;
 /// 20,000 on SQLite), and a page needs only its 100 (docs/benchmarks.md, "The portal").
 #[derive(Debug, Default)]
 pub struct FleetOrder {
-    kept: tokio::sync::Mutex<std::collections::HashMap<String, Kept>>,
+    kept: std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, Kept>>>,
 }
 
 /// An order and when it was computed.
@@ -430,8 +430,9 @@ async fn order(
 
 /// A page (`per` lines after `offset`) of what the caller may see, sorted by attention:
 /// failing checks, silent, an upgrade failed or in one phase for over [`STUCK_SECS`],
-/// delivered and not installed for [`WAITING_DAYS`], then the rest. The order is at most
-/// [`FLEET_ORDER_SECS`] old (`kept`); each line is read as it is now.
+/// delivered and not installed for [`WAITING_DAYS`], then the rest. The order is about
+/// [`FLEET_ORDER_SECS`] old at most (`kept`: an older one is shown once more while the
+/// next is computed); each line is read as it is now.
 pub async fn fleet(
     db: &Db,
     kept: &FleetOrder,
@@ -450,15 +451,43 @@ pub async fn fleet(
             });
         }
     };
-    let ordered = {
-        let mut kept = kept.kept.lock().await;
-        match kept.get(&partner) {
-            Some((at, o)) if at.elapsed().as_secs() < FLEET_ORDER_SECS => o.clone(),
-            _ => {
-                let o = std::sync::Arc::new(order(db, &partner, (now, silence)).await?);
-                kept.insert(partner.clone(), (std::time::Instant::now(), o.clone()));
-                o
+    // A fresh order is used as it is; an old one is used while a task computes the next
+    // (no page waits for it); only a scope never seen waits for its first.
+    let store = kept.kept.clone();
+    let known = {
+        let mut map = store.lock().await;
+        match map.get_mut(&partner) {
+            Some((at, o)) if at.elapsed().as_secs() < FLEET_ORDER_SECS => Some(o.clone()),
+            Some((at, o)) => {
+                // Marked fresh now, so that one task refreshes it.
+                *at = std::time::Instant::now();
+                let (db, store, scope) = (db.clone(), store.clone(), partner.clone());
+                tokio::spawn(async move {
+                    match order(&db, &scope, (now, silence)).await {
+                        Ok(next) => {
+                            let next = std::sync::Arc::new(next);
+                            store
+                                .lock()
+                                .await
+                                .insert(scope, (std::time::Instant::now(), next));
+                        }
+                        Err(e) => tracing::warn!("the fleet's order: {e}"),
+                    }
+                });
+                Some(o.clone())
             }
+            None => None,
+        }
+    };
+    let ordered = match known {
+        Some(o) => o,
+        None => {
+            let o = std::sync::Arc::new(order(db, &partner, (now, silence)).await?);
+            store
+                .lock()
+                .await
+                .insert(partner.clone(), (std::time::Instant::now(), o.clone()));
+            o
         }
     };
     let start = (offset.max(0) as usize).min(ordered.len());
