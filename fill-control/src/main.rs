@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fill_control::{api, auth, db::Db, server};
 
 /// The fleet's control plane: surveys, deployments, appliances from allocation to live,
-/// reports, emails. API: docs/control-api.md. Database: docs/control-db.md.
+/// reports, emails, rolling upgrades, the price of waiting, and the partner portal. API:
+/// docs/control-api.md. Portal: docs/portal.md. Database: docs/control-db.md.
 ///
 /// --db sqlite:PATH (embedded; created on first start) or postgres://USER@HOST/DB (several
 /// instances may share one). Migrations are applied at start.
@@ -22,7 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the API (and send queued emails when the config names an SMTP server).
+    /// Serve the API and the portal (open http://ADDR/ in a browser), run rollouts, alerts
+    /// and reminders, and send queued emails when the config names an SMTP server.
     Serve {
         /// The database: sqlite:PATH or postgres://….
         #[arg(long)]
@@ -30,7 +32,9 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080.
         #[arg(long)]
         listen: String,
-        /// TOML config: [smtp] host, port, from, tls (none|starttls|tls), user.
+        /// TOML config (docs/control-api.md, "Emails"): silence, tick, upgrade_timeout,
+        /// public_url, metrics_token, [smtp] host/port/from/tls/user, [waiting]
+        /// cost_per_gib/currency/churn_per_day/simulation.
         #[arg(long)]
         config: Option<PathBuf>,
     },
