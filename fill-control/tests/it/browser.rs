@@ -214,9 +214,7 @@ fn a_partner_follows_an_appliance_to_live_and_drains_it_in_chromium() {
     std::fs::create_dir_all(&shots).unwrap();
     let smtp = Smtp::start(tmp.path());
     let c = Control::start(&format!("sqlite:{}", tmp.path().join("c.db").display()));
-    c.user("ops@fleet.test", "ops", None);
-    c.user("eng@isp.test", "partner", Some("isp-a"));
-    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let (ops, partner) = c.ops_and_partner();
     let http = Http(c.addr);
     let base = format!("http://{}", c.addr);
     let mut kill = Kill(Vec::new());

@@ -89,6 +89,14 @@ impl Control {
             .unwrap();
     }
 
+    /// The usual two users, ops@fleet.test and eng@isp.test (partner isp-a), logged in:
+    /// their tokens.
+    pub fn ops_and_partner(&self) -> (String, String) {
+        self.user("ops@fleet.test", "ops", None);
+        self.user("eng@isp.test", "partner", Some("isp-a"));
+        (self.login("ops@fleet.test"), self.login("eng@isp.test"))
+    }
+
     /// Logs in; the bearer token.
     pub fn login(&self, email: &str) -> String {
         let (status, body) = Http(self.addr).post(

@@ -591,9 +591,7 @@ fn an_invitation_sets_the_first_password_and_signs_in() {
 fn the_fleet_shows_what_needs_attention_first() {
     let tmp = tempfile::tempdir().unwrap();
     let c = Control::start(&format!("sqlite:{}", tmp.path().join("c.db").display()));
-    c.user("ops@fleet.test", "ops", None);
-    c.user("eng@isp.test", "partner", Some("isp-a"));
-    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let (ops, partner) = c.ops_and_partner();
     let http = Http(c.addr);
     let apps = deploy(&c, &ops, &partner, "VNO-1", 3);
     for (k, (serial, token)) in apps.iter().enumerate() {

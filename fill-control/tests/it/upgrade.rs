@@ -185,9 +185,7 @@ fn events_to(c: &Control, ops: &str, serial: &str) -> Vec<String> {
 /// left alone; each upgrade's events and emails once.
 fn rollout_over_a_site(cs: &[&Control], smtp: &Smtp) {
     let c = cs[0];
-    c.user("ops@fleet.test", "ops", None);
-    c.user("eng@isp.test", "partner", Some("isp-a"));
-    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let (ops, partner) = c.ops_and_partner();
     let site = live_site(c, &ops, &partner, &survey_at("AMS-1", true), 3);
     let asleep = live_site(c, &ops, &partner, &survey_at("AMS-2", false), 2);
     let serials: Vec<&str> = site.iter().chain(&asleep).map(|a| a.0.as_str()).collect();
@@ -287,9 +285,7 @@ fn a_failed_upgrade_stops_its_site_and_alerts_ops() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path());
     let c = Control::start(&format!("sqlite:{}", tmp.path().join("c.db").display()));
-    c.user("ops@fleet.test", "ops", None);
-    c.user("eng@isp.test", "partner", Some("isp-a"));
-    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let (ops, partner) = c.ops_and_partner();
     let site = live_site(&c, &ops, &partner, &survey_at("LIS-1", true), 3);
     let serials: Vec<&str> = site.iter().map(|a| a.0.as_str()).collect();
     let http = Http(c.addr);

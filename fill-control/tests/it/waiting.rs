@@ -47,9 +47,7 @@ fn a_delivered_appliance_shows_and_emails_the_price_of_waiting() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path());
     let c = Control::start(&format!("sqlite:{}", tmp.path().join("c.db").display()));
-    c.user("ops@fleet.test", "ops", None);
-    c.user("eng@isp.test", "partner", Some("isp-a"));
-    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let (ops, partner) = c.ops_and_partner();
     let station =
         c.rt.block_on(fill_control::auth::issue(
             &c.db.pool,

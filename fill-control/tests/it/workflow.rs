@@ -96,9 +96,7 @@ pub(crate) fn report(bgp: &str, checked_at: Option<i64>, pass: bool) -> Value {
 }
 
 fn survey_to_live(c: &Control, smtp: &Smtp) {
-    c.user("ops@fleet.test", "ops", None);
-    c.user("eng@isp.test", "partner", Some("isp-a"));
-    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let (ops, partner) = c.ops_and_partner();
     let http = Http(c.addr);
     let apps = deploy(c, &ops, &partner, "FRA-3", 3);
     for (serial, token) in &apps {
@@ -347,9 +345,7 @@ fn a_drain_asked_by_the_partner_completes_when_the_appliance_reports_it() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path());
     let c = Control::start(&format!("sqlite:{}", tmp.path().join("c.db").display()));
-    c.user("ops@fleet.test", "ops", None);
-    c.user("eng@isp.test", "partner", Some("isp-a"));
-    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let (ops, partner) = c.ops_and_partner();
     let (serial, token) = deploy(&c, &ops, &partner, "MUC-2", 1).remove(0);
     let http = Http(c.addr);
     let path = format!("/api/appliances/{serial}/report");
@@ -406,9 +402,7 @@ fn an_installed_appliance_that_stops_reporting_is_flagged() {
         &format!("sqlite:{}", tmp.path().join("c.db").display()),
         crate::harness::SILENCE,
     );
-    c.user("ops@fleet.test", "ops", None);
-    c.user("eng@isp.test", "partner", Some("isp-a"));
-    let (ops, partner) = (c.login("ops@fleet.test"), c.login("eng@isp.test"));
+    let (ops, partner) = c.ops_and_partner();
     let (serial, token) = deploy(&c, &ops, &partner, "BER-1", 1).remove(0);
     let http = Http(c.addr);
     // Installed and never reported: silent at once.
