@@ -36,4 +36,4 @@ run() { # name, args...
 echo "fill simulate, $(nproc) cores, $ROUNDS rounds"
 run "sweep 0..60" --delays 0..60
 run "fleet 1000, site plans" --appliances 1000 --delays 0..60
-run "fleet 1000, alone only" --appliances 1000 --delays 0..60 --site-planning off
+run "fleet 1000, alone only" --appliances 1000 --delays 0..60 --no-site-planning

@@ -50,7 +50,8 @@ fn bench(c: &mut Criterion) {
     });
     let mut windowed = sources.clone();
     for s in windowed.iter_mut().filter(|s| s.cost_per_gib == 0.0) {
-        s.window = Some(Window::parse("02:00-14:00", 0).expect("window"));
+        s.window =
+            Some(Window::parse("02:00-14:00", fill_core::source::Zone::UTC).expect("window"));
     }
     let problem_w = Problem {
         sources: &windowed,

@@ -18,6 +18,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Logging: -v/-q, --log-file, --log-format.
+    #[command(flatten)]
+    pub log: fill_store::logging::LogArgs,
 }
 
 /// The jobs.
@@ -88,7 +91,7 @@ pub enum Command {
     /// target, installed after each delay in --delays (default 0..60). With --appliances N
     /// (or --delays-csv): a fleet of N appliances in sites, each site with its own ship day
     /// and install delay (uniform over --delays, or drawn from the CSV's real delays), planned
-    /// alone and, with --site-planning on, with its site. Writes results.csv, results.json
+    /// alone and (unless --no-site-planning) with its site. Writes results.csv, results.json
     /// and charts (cost, days, bytes by tier vs delay; SVG and PNG) into --out, and prints a
     /// summary. The model and every default are in examples/simulate/default.toml and
     /// docs/simulation.md; the same seed gives the same files.
@@ -209,24 +212,20 @@ pub struct SimulateArgs {
     /// Fleet mode with real install delays: a CSV with a `delay_days` column.
     #[arg(long)]
     pub delays_csv: Option<PathBuf>,
-    /// Fleet mode: also plan each site's appliances together (on) or not (off).
-    #[arg(long, value_enum, default_value_t = OnOff::On)]
-    pub site_planning: OnOff,
+    /// Fleet mode: plan each appliance alone only, not also with its site (faster; no
+    /// site-vs-alone comparison).
+    #[arg(long)]
+    pub no_site_planning: bool,
+    /// The currency costs are in, for the summary and the charts (overrides the config's
+    /// `currency`; default USD). A label only: the prices in the model are in it.
+    #[arg(long)]
+    pub currency: Option<String>,
     /// Folder for results.csv, results.json and the charts (created if missing).
     #[arg(long)]
     pub out: PathBuf,
     /// Print results.json on standard output instead of the summary.
     #[arg(long)]
     pub json: bool,
-}
-
-/// A switch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnOff {
-    /// On.
-    On,
-    /// Off.
-    Off,
 }
 
 /// `fill plan`.
@@ -351,7 +350,8 @@ The sources file (TOML), one [[source]] per source:
   cost_per_gib = 0.0              # money per 2^30 bytes
   bandwidth = \"10Gbps\"            # cap for this source, all its connections together
   window = \"02:00-14:00\"          # optional daily window; absent = always open
-  tz = \"+01:00\"                   # optional UTC offset of the window (default UTC)
+  tz = \"Europe/Paris\"             # optional zone of the window: an IANA name (follows
+                                  # daylight saving) or a UTC offset like \"+01:00\"; default UTC
   catalog = \"peer-a.catalog\"      # optional: what it holds, without asking it
   max_connections = 4             # optional, default 4
 

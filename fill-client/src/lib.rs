@@ -11,7 +11,6 @@
 //!   station's reports to the fleet's control plane;
 //! - `write`: block writers (io_uring O_DIRECT, positioned writes), the only `unsafe`.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -68,13 +67,23 @@ pub enum Outcome {
 /// Parses the arguments, runs the command, maps the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_logging();
+    if cli.log.quiet > 0 {
+        common::QUIET.store(true, Ordering::Relaxed);
+    }
+    if let Err(e) = cli.log.init("warn", None) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     match cmd::run(cli) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::BadData) => ExitCode::from(3),
         Ok(Outcome::NotReady) => ExitCode::from(4),
         // A closed pipe (`fill ... | head`) is the reader's choice, not an error.
         Err(_) if STDOUT_CLOSED.load(Ordering::Relaxed) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<common::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(5)
+        }
         Err(e) => {
             // Errors quote what came from outside (names, a peer's words): escaped.
             eprintln!("error: {}", fill_core::text::Escaped(&format!("{e:#}")));
@@ -128,14 +137,4 @@ impl std::io::Write for Stdout {
     fn flush(&mut self) -> std::io::Result<()> {
         Self::note(self.0.flush())
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FILL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }

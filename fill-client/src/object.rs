@@ -59,6 +59,48 @@ pub struct ObjectSource {
     etags: Mutex<HashMap<String, String>>,
 }
 
+/// Refuses an `s3://` url when the environment gives no credentials, before any request:
+/// without them `object_store` would ask an instance metadata service (a link-local address
+/// on whatever network this runs on) and fail with an error about that, not about the
+/// missing keys. Credentials: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; a web
+/// identity (`AWS_WEB_IDENTITY_TOKEN_FILE`) or container credentials
+/// (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` / `_FULL_URI`); a public bucket read unsigned
+/// (`AWS_SKIP_SIGNATURE=true`); or, on a cloud instance with a role, the instance's
+/// metadata service when `FILL_S3_INSTANCE_CREDENTIALS=1` says so.
+fn check_credentials(url: &str) -> Result<()> {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+    let yes = |k: &str| std::env::var(k).is_ok_and(|v| matches!(v.trim(), "1" | "true"));
+    let (key, secret) = (set("AWS_ACCESS_KEY_ID"), set("AWS_SECRET_ACCESS_KEY"));
+    if key != secret {
+        bail!(
+            "{url}: {} is set but {} is not",
+            if key {
+                "AWS_ACCESS_KEY_ID"
+            } else {
+                "AWS_SECRET_ACCESS_KEY"
+            },
+            if key {
+                "AWS_SECRET_ACCESS_KEY"
+            } else {
+                "AWS_ACCESS_KEY_ID"
+            }
+        );
+    }
+    let other = set("AWS_WEB_IDENTITY_TOKEN_FILE")
+        || set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        || yes("AWS_SKIP_SIGNATURE")
+        || yes("FILL_S3_INSTANCE_CREDENTIALS");
+    if !(key || other) {
+        bail!(
+            "{url}: no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+             (or AWS_SKIP_SIGNATURE=true for a public bucket, or FILL_S3_INSTANCE_CREDENTIALS=1 \
+             to use a cloud instance's role)"
+        );
+    }
+    Ok(())
+}
+
 /// Whether `url` names object storage rather than an HTTP store.
 pub fn is_object_url(url: &str) -> bool {
     url.starts_with("s3://") || url.starts_with("file://")
@@ -74,6 +116,7 @@ impl ObjectSource {
                 if bucket.is_empty() {
                     bail!("url {url:?}: no bucket (expected s3://bucket/prefix)");
                 }
+                check_credentials(url)?;
                 // Client options first: the environment's (AWS_ALLOW_HTTP...) go on top.
                 let mut b = object_store::aws::AmazonS3Builder::new()
                     .with_client_options(client_options(timeout))

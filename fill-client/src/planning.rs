@@ -288,16 +288,6 @@ fn binding_words(b: &Binding, sources: &[Source]) -> String {
     }
 }
 
-fn duration_words(secs: i64) -> String {
-    let secs = secs.max(0);
-    let (d, h, m) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
-    match (d, h) {
-        (0, 0) => format!("{m} min"),
-        (0, _) => format!("{h} h {m:02} min"),
-        _ => format!("{d} d {h} h"),
-    }
-}
-
 /// `--explain`: the plan in plain words for an operator.
 pub fn explain(input: &PlanInput<'_>, planned: &Planned, escalation: Option<&Plan>) -> String {
     let plan = &planned.plan;
@@ -320,7 +310,7 @@ pub fn explain(input: &PlanInput<'_>, planned: &Planned, escalation: Option<&Pla
         files,
         format_rfc3339(input.start),
         format_rfc3339(input.start + input.deadline),
-        duration_words(input.deadline)
+        fill_core::duration::human_secs(input.deadline)
     );
     match &plan.shortfall {
         None => {
@@ -328,7 +318,7 @@ pub fn explain(input: &PlanInput<'_>, planned: &Planned, escalation: Option<&Pla
                 s,
                 "Expected to finish at {}, {} after the start: the deadline is met.",
                 format_rfc3339(plan.finish),
-                duration_words(plan.finish - input.start)
+                fill_core::duration::human_secs(plan.finish - input.start)
             );
         }
         Some(short) => {
@@ -344,8 +334,8 @@ pub fn explain(input: &PlanInput<'_>, planned: &Planned, escalation: Option<&Pla
                 s,
                 "The cheapest plan that finishes soonest ends at {}, {} after the start ({} late).",
                 format_rfc3339(plan.finish),
-                duration_words(plan.finish - input.start),
-                duration_words(plan.finish - input.start - input.deadline)
+                fill_core::duration::human_secs(plan.finish - input.start),
+                fill_core::duration::human_secs(plan.finish - input.start - input.deadline)
             );
         }
     }
@@ -510,7 +500,7 @@ mod tests {
             url: "http://127.0.0.1:1".into(),
             cost_per_gib: cost,
             bandwidth_bps: parse_bandwidth(bw).unwrap(),
-            window: window.map(|w| Window::parse(w, 0).unwrap()),
+            window: window.map(|w| Window::parse(w, fill_core::source::Zone::UTC).unwrap()),
             max_connections: 4,
         }
     }
@@ -583,19 +573,19 @@ mod tests {
         let holds = [Some(vec![0, 2, 4]), Some(vec![0, 1, 2]), None];
         let text = explain_region(&files, &sources, &holds, 48, Some("1.2Gbps"));
         expect![[r#"
-            Plan (minimum cost): 1.27 TiB in 5 ranges of 5 files, from 2026-11-28T00:00:00Z with a deadline of 2026-11-30T00:00:00Z (2 d 0 h).
-            Expected to finish at 2026-11-29T09:05:20Z, 1 d 9 h after the start: the deadline is met.
+            Plan (minimum cost): 1.40 TB in 5 ranges of 5 files, from 2026-11-28T00:00:00Z with a deadline of 2026-11-30T00:00:00Z (2d).
+            Expected to finish at 2026-11-29T09:05:20Z, 1d 9h 5m after the start: the deadline is met.
 
             Cost by tier:
-              peer      800.00 GiB      0.0000
-              tier      300.00 GiB      1.5000
-              origin    200.00 GiB      4.0000
-              total       1.27 TiB      5.5000
+              peer         800 GiB      0.0000
+              tier         300 GiB      1.5000
+              origin       200 GiB      4.0000
+              total        1.40 TB      5.5000
 
             By source:
-              peer-a         800.00 GiB      0.0000  free, 80% of what it can deliver
-              tier-eu        300.00 GiB      1.5000  0.005/GiB, 7% of what it can deliver
-              origin         200.00 GiB      4.0000  0.02/GiB, under 1% of what it can deliver
+              peer-a            800 GiB      0.0000  free, 80% of what it can deliver
+              tier-eu           300 GiB      1.5000  0.005/GiB, 7% of what it can deliver
+              origin            200 GiB      4.0000  0.02/GiB, under 1% of what it can deliver
 
             What binds:
               - peer-a is used to its bandwidth in 1 of its 2 open slots; bytes it holds beyond that come from costlier sources.
@@ -603,9 +593,9 @@ mod tests {
 
             Escalation (cheapest holder with capacity left, in popularity order) for the same delta:
               cost 5.5000, the same as this plan; finishes at 2026-11-29T09:05:20Z.
-              peer      800.00 GiB      0.0000
-              tier      300.00 GiB      1.5000
-              origin    200.00 GiB      4.0000
+              peer         800 GiB      0.0000
+              tier         300 GiB      1.5000
+              origin       200 GiB      4.0000
         "#]]
         .assert_eq(&text);
     }
@@ -616,21 +606,21 @@ mod tests {
         let files = [(4000, 2.0), (8000, 1.0)];
         let text = explain_region(&files, &sources, &[None], 24, None);
         expect![[r#"
-            Plan (minimum cost): 11.72 TiB in 2 ranges of 2 files, from 2026-11-28T00:00:00Z with a deadline of 2026-11-29T00:00:00Z (1 d 0 h).
-            The deadline cannot be met: 1.90 TiB cannot arrive in time. What stops them:
-              - origin delivers all it can before the deadline: 9.82 TiB over 1 slot
-            The cheapest plan that finishes soonest ends at 2026-11-29T04:38:00Z, 1 d 4 h after the start (4 h 38 min late).
+            Plan (minimum cost): 12.88 TB in 2 ranges of 2 files, from 2026-11-28T00:00:00Z with a deadline of 2026-11-29T00:00:00Z (1d).
+            The deadline cannot be met: 2.08 TB cannot arrive in time. What stops them:
+              - origin delivers all it can before the deadline: 10.80 TB over 1 slot
+            The cheapest plan that finishes soonest ends at 2026-11-29T04:38:00Z, 1d 4h 38m after the start (4h 38m late).
 
             Cost by tier:
-              origin     11.72 TiB    240.0000
-              total      11.72 TiB    240.0000
+              origin      12.88 TB    240.0000
+              total       12.88 TB    240.0000
 
             By source:
-              origin          11.72 TiB    240.0000  0.02/GiB, 60% of what it can deliver
+              origin           12.88 TB    240.0000  0.02/GiB, 60% of what it can deliver
 
             Escalation (cheapest holder with capacity left, in popularity order) for the same delta:
               cost 240.0000, the same as this plan; it misses the deadline, finishing at 2026-11-29T04:38:00Z.
-              origin     11.72 TiB    240.0000
+              origin      12.88 TB    240.0000
         "#]]
         .assert_eq(&text);
     }
@@ -648,18 +638,18 @@ mod tests {
         let holds = [Some(vec![0, 1]), Some(vec![0]), None];
         let text = explain_region(&files, &sources, &holds, 24, None);
         expect![[r#"
-            Plan (minimum cost): 1.56 TiB in 2 ranges of 2 files, from 2026-11-28T00:00:00Z with a deadline of 2026-11-29T00:00:00Z (1 d 0 h).
-            Expected to finish at 2026-11-29T00:00:00Z, 1 d 0 h after the start: the deadline is met.
+            Plan (minimum cost): 1.72 TB in 2 ranges of 2 files, from 2026-11-28T00:00:00Z with a deadline of 2026-11-29T00:00:00Z (1d).
+            Expected to finish at 2026-11-29T00:00:00Z, 1d after the start: the deadline is met.
 
             Cost by tier:
-              peer     1005.83 GiB      0.0000
-              tier      594.17 GiB      2.9709
+              peer         1.08 TB      0.0000
+              tier       637.99 GB      2.9709
               origin           0 B      0.0000
-              total       1.56 TiB      2.9709
+              total        1.72 TB      2.9709
 
             By source:
-              peer-b        1005.83 GiB      0.0000  free, 100% of what it can deliver
-              tier-eu        594.17 GiB      2.9709  0.005/GiB, 6% of what it can deliver
+              peer-b            1.08 TB      0.0000  free, 100% of what it can deliver
+              tier-eu         637.99 GB      2.9709  0.005/GiB, 6% of what it can deliver
               origin                0 B      0.0000  0.02/GiB, unused
 
             What binds:
@@ -667,9 +657,9 @@ mod tests {
 
             Escalation (cheapest holder with capacity left, in popularity order) for the same delta:
               cost 11.8834, 8.9126 more than this plan (75% saved); finishes at 2026-11-29T00:00:00Z.
-              peer     1005.83 GiB      0.0000
+              peer         1.08 TB      0.0000
               tier             0 B      0.0000
-              origin    594.17 GiB     11.8834
+              origin     637.99 GB     11.8834
         "#]]
         .assert_eq(&text);
     }

@@ -602,9 +602,9 @@ pub fn table(p: &Planned, explain: bool) -> String {
         );
         let _ = writeln!(
             s,
-            "Each range crosses a costly link once, lands on one appliance that needs it, and is copied to the others from the next slot ({} min slots), at most {}/s per sender.",
+            "Each range crosses a costly link once, lands on one appliance that needs it, and is copied to the others from the next slot ({} min slots), at most {} per sender.",
             p.step / 60,
-            format_size(p.peer_bps / 8)
+            fill_core::size::format_bps(p.peer_bps as f64)
         );
     }
     s

@@ -46,6 +46,22 @@ pub fn reach(
     Ok((remotes, holdings))
 }
 
+/// Says, once and before the fill, which sources could not be reached: the fill goes on
+/// without them (their holdings count as nothing), and the report notes them again.
+pub fn say_unreachable(specs: &[SourceSpec], holdings: &[Holdings]) {
+    for (spec, h) in specs.iter().zip(holdings) {
+        if let Holdings::Unreachable(why) = h {
+            let line = format!(
+                "{} {:?} is unreachable ({why}): the fill goes on without it",
+                spec.source.kind.name(),
+                spec.source.name
+            );
+            tracing::info!("{line}");
+            crate::common::say(None, &line);
+        }
+    }
+}
+
 /// What each source holds: its configured catalog file, else its `catalog` (HTTP `GET
 /// {url}/catalog` with zstd, or the bucket's `catalog` object), else, for an origin,
 /// everything. A peer or tier whose catalog cannot be had holds nothing for this run, and
@@ -88,7 +104,8 @@ pub async fn holdings(
                     bail!("source {:?}: {why}", s.name);
                 }
                 Err(_) if s.kind == SourceKind::Origin => Holdings::All,
-                Err(e) => Holdings::Unreachable(format!("{url}: {e}")),
+                // The error names the URL already.
+                Err(e) => Holdings::Unreachable(e.to_string()),
             }
         };
         out.push(h);

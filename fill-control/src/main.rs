@@ -19,6 +19,9 @@ use fill_control::{api, auth, db::Db, server};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Logging: -v/-q, --log-file, --log-format.
+    #[command(flatten)]
+    log: fill_store::logging::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,14 +104,10 @@ enum UserCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FILL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = cli.log.init("warn", None) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -166,8 +166,13 @@ pub fn format_rfc3339(unix_secs: i64) -> String {
     )
 }
 
-/// `3h`, `2d 4h`: a duration in words for events.
+/// `45s`, `12m`, `3h 5m`, `2d 4h`: a duration for people (events, plans, progress); the
+/// one formatter every command uses.
 pub fn human_secs(secs: i64) -> String {
+    let secs = secs.max(0);
+    if secs < 60 {
+        return format!("{secs}s");
+    }
     let (d, h, m) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60);
     let mut parts = Vec::new();
     if d > 0 {

@@ -273,10 +273,12 @@ pub fn slots(sources: &[Source], start: i64, horizon: i64) -> Vec<Slot> {
     let last_day = end.div_euclid(86_400) + 1;
     for day in first_day..=last_day {
         cuts.push(day * 86_400);
-        for w in sources.iter().filter_map(|s| s.window) {
-            let base = day * 86_400 - i64::from(w.offset_min) * 60;
-            cuts.push(base + i64::from(w.start_min) * 60);
-            cuts.push(base + i64::from(w.end_min) * 60);
+    }
+    // Window edges on each local day the horizon touches (a zone's day may start before or
+    // after UTC's; a day's margin either side covers every offset).
+    for w in sources.iter().filter_map(|s| s.window.as_ref()) {
+        for day in first_day..=last_day {
+            cuts.extend(w.edges_on(day));
         }
     }
     cuts.retain(|&c| (start..=end).contains(&c));

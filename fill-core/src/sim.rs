@@ -46,6 +46,8 @@ pub const EPOCH: i64 = 1_798_675_200;
 pub struct SimConfig {
     /// Seed of everything random.
     pub seed: u64,
+    /// The currency of every price in the model (`cost_per_gib`), a label for people.
+    pub currency: String,
     /// The region's catalog and its churn.
     pub catalog: CatalogConfig,
     /// The appliance class.
@@ -161,6 +163,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             seed: 42,
+            currency: "USD".into(),
             catalog: CatalogConfig::default(),
             appliance: ApplianceConfig::default(),
             fill: FillConfig::default(),
@@ -292,6 +295,18 @@ pub struct Model {
 impl SimConfig {
     /// Checks every field; errors name the field.
     pub fn validate(self) -> Result<Model, SimError> {
+        if self.currency.is_empty()
+            || self.currency.chars().count() > 8
+            || self
+                .currency
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(invalid(
+                "currency",
+                "1 to 8 characters without spaces, like USD, EUR or $",
+            ));
+        }
         let c = &self.catalog;
         if !(1..=2_000_000).contains(&c.titles) {
             return Err(invalid("catalog.titles", "must be between 1 and 2000000"));
@@ -347,7 +362,7 @@ impl SimConfig {
         let ingress_bps = parse_bandwidth(&self.appliance.ingress)
             .map_err(|e| invalid("appliance.ingress", e.to_string()))?;
         let tz_min = parse_tz(&self.fill.tz).map_err(|e| invalid("fill.tz", e.to_string()))?;
-        let window = Window::parse(&self.fill.window, tz_min)
+        let window = Window::parse(&self.fill.window, crate::source::Zone::Offset(tz_min))
             .map_err(|e| invalid("fill.window", e.to_string()))?;
         let install_secs = parse_hhmm(&self.fill.install_time).ok_or_else(|| {
             invalid(
@@ -386,7 +401,7 @@ impl SimConfig {
                 cost_per_gib: s.cost_per_gib,
                 bandwidth_bps: parse_bandwidth(&s.bandwidth)
                     .map_err(|e| invalid("source.bandwidth", e.to_string()))?,
-                window: Some(window),
+                window: Some(window.clone()),
                 max_connections: 1,
             });
             holds.push(s.holds);

@@ -107,19 +107,62 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
     u64::try_from(bytes).map_err(|_| overflow())
 }
 
-/// Formats a size for people, in IEC units with up to two decimals (`1.19 GiB`).
+/// Formats a size for people, in the unit it was given in: a whole number of a unit prints
+/// as that (`40 TB` for `--capacity 40TB`, `1 GiB` for a reserve of 2^30 bytes, `40 TiB`),
+/// anything else in decimal units with two decimals (`1.19 GB`). Input takes both kinds of
+/// unit; output never mixes them for one value, and rates are decimal too
+/// ([`format_byte_rate`], [`format_bps`]).
 pub fn format_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
+    const SI: [&str; 6] = ["EB", "PB", "TB", "GB", "MB", "kB"];
+    const IEC: [&str; 6] = ["EiB", "PiB", "TiB", "GiB", "MiB", "KiB"];
+    for (i, unit) in SI.iter().enumerate() {
+        let scale = 1000u64.pow(6 - i as u32);
+        if bytes >= scale && bytes.is_multiple_of(scale) && bytes / scale < 1000 {
+            return format!("{} {unit}", bytes / scale);
+        }
     }
-    let mut value = bytes as f64;
+    for (i, unit) in IEC.iter().enumerate() {
+        let scale = 1u64 << (10 * (6 - i as u32));
+        if bytes >= scale && bytes.is_multiple_of(scale) && bytes / scale < 1000 {
+            return format!("{} {unit}", bytes / scale);
+        }
+    }
+    scaled(
+        bytes as f64,
+        "B",
+        &["B", "kB", "MB", "GB", "TB", "PB", "EB"],
+    )
+}
+
+/// A byte rate for people: `120.00 MB/s`.
+pub fn format_byte_rate(bytes_per_sec: f64) -> String {
+    scaled(
+        bytes_per_sec.max(0.0),
+        "B/s",
+        &["B/s", "kB/s", "MB/s", "GB/s", "TB/s", "PB/s", "EB/s"],
+    )
+}
+
+/// A bit rate for people, as bandwidths are given (`10Gbps`): `9.28 Gbps`.
+pub fn format_bps(bits_per_sec: f64) -> String {
+    scaled(
+        bits_per_sec.max(0.0),
+        "bps",
+        &["bps", "kbps", "Mbps", "Gbps", "Tbps", "Pbps", "Ebps"],
+    )
+}
+
+fn scaled(value: f64, one: &str, units: &[&str]) -> String {
+    if value < 1000.0 {
+        return format!("{} {one}", value.round() as u64);
+    }
+    let mut value = value;
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
+    while value >= 999.995 && unit < units.len() - 1 {
+        value /= 1000.0;
         unit += 1;
     }
-    format!("{value:.2} {}", UNITS[unit])
+    format!("{value:.2} {}", units[unit])
 }
 
 #[cfg(test)]
@@ -188,7 +231,22 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(format_size(512), "512 B");
-        assert_eq!(format_size(1536), "1.50 KiB");
-        assert_eq!(format_size(5 << 30), "5.00 GiB");
+        assert_eq!(format_size(1536), "1.54 kB");
+        assert_eq!(format_size(999_999), "1.00 MB");
+        assert_eq!(format_size(5 << 30), "5 GiB");
+        assert_eq!(format_size(5 << 30 | 1), "5.37 GB");
+        assert_eq!(format_size(1 << 20), "1 MiB");
+        assert_eq!(format_size(1_024_000), "1.02 MB");
+        // What a size is given as is what is printed back.
+        for given in ["40T", "40TB", "40TiB", "512GiB", "4MB", "1.5TB"] {
+            let back = format_size(parse_size(given).unwrap());
+            assert_eq!(parse_size(&back), parse_size(given), "{given} -> {back}");
+        }
+        assert_eq!(format_size(parse_size("40T").unwrap()), "40 TB");
+        assert_eq!(format_size(parse_size("1.5TB").unwrap()), "1.50 TB");
+        assert_eq!(format_size(u64::MAX), "18.45 EB");
+        assert_eq!(format_byte_rate(125e6), "125.00 MB/s");
+        assert_eq!(format_bps(10e9), "10.00 Gbps");
+        assert_eq!(format_bps(0.4), "0 bps");
     }
 }

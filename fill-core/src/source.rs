@@ -2,7 +2,8 @@
 //!
 //! A source is a store served over HTTP (`fill-server`, nginx, a bucket): a name, a kind
 //! (peer, tier, origin), a base URL, a cost per GiB (2^30 bytes), a bandwidth cap in bits per
-//! second, an optional daily window in a fixed UTC offset, and what it holds. This module
+//! second, an optional daily window in local time (an IANA zone such as `Europe/Paris`, which
+//! follows daylight saving, or a fixed UTC offset), and what it holds. This module
 //! parses and checks their values; the client reads the TOML and fetches holdings.
 //!
 //! The escalation policy (the baseline the planner must beat): for each range, the sources
@@ -47,6 +48,11 @@ pub enum SourceError {
     /// A UTC offset that does not parse.
     #[error("bad tz {0:?}: expected a UTC offset like +02:00, -05:30 or Z")]
     Tz(String),
+    /// A time zone that is neither an offset nor a known IANA name.
+    #[error(
+        "bad tz {0:?}: expected an IANA time zone like Europe/Paris or America/New_York, or a UTC offset like +02:00"
+    )]
+    Zone(String),
 }
 
 /// Parses a bandwidth in bits per second: `160Mbps`, `1.2Gbps`, `10Gbit/s`, `500kbps`.
@@ -74,15 +80,112 @@ pub fn parse_bandwidth(input: &str) -> Result<u64, SourceError> {
     Ok(bps.round() as u64)
 }
 
-/// A daily window, in a fixed offset from UTC. `start == end` means all day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// The time zone a window's hours are in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Zone {
+    /// A fixed offset: local time minus UTC, in minutes.
+    Offset(i16),
+    /// An IANA zone (from the tz database built into the binary): its offset changes with
+    /// daylight saving, and the window keeps its local hours across the change.
+    Named {
+        /// The IANA name, e.g. `Europe/Paris`.
+        name: String,
+        /// The zone's rules.
+        tz: jiff::tz::TimeZone,
+    },
+}
+
+impl Zone {
+    /// UTC.
+    pub const UTC: Zone = Zone::Offset(0);
+
+    /// Parses a UTC offset (`+02:00`, `Z`) or an IANA name (`Europe/Paris`).
+    pub fn parse(input: &str) -> Result<Self, SourceError> {
+        let s = input.trim();
+        if let Ok(min) = parse_tz(s) {
+            return Ok(Self::Offset(min));
+        }
+        // Names are ASCII letters, digits and `/_-+`; anything else is not one (and is not
+        // looked up).
+        let plausible = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_-+".contains(&b));
+        let tz = plausible
+            .then(|| jiff::tz::TimeZone::get(s).ok())
+            .flatten()
+            .ok_or_else(|| SourceError::Zone(input.to_owned()))?;
+        Ok(Self::Named {
+            name: tz.iana_name().unwrap_or(s).to_owned(),
+            tz,
+        })
+    }
+
+    /// Local time minus UTC at `unix_secs`, in seconds.
+    pub fn offset_secs(&self, unix_secs: i64) -> i64 {
+        match self {
+            Self::Offset(min) => i64::from(*min) * 60,
+            Self::Named { tz, .. } => jiff::Timestamp::from_second(unix_secs)
+                .map_or(0, |t| i64::from(tz.to_offset(t).seconds())),
+        }
+    }
+
+    /// The instant local time `minute` (of the day) falls on `day`, the local calendar day
+    /// `day` days after 1970-01-01. A local time a daylight-saving change skips is the first
+    /// instant after the gap; one it repeats is its first occurrence.
+    pub fn instant(&self, day: i64, minute: u16) -> i64 {
+        let local = day * 86_400 + i64::from(minute) * 60;
+        match self {
+            Self::Offset(min) => local - i64::from(*min) * 60,
+            Self::Named { tz, .. } => {
+                let naive = jiff::Timestamp::from_second(local)
+                    .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).datetime());
+                naive
+                    .and_then(|dt| tz.to_ambiguous_timestamp(dt).compatible())
+                    .map_or(local, |t| t.as_second())
+            }
+        }
+    }
+
+    /// The local calendar day (days after 1970-01-01) at `unix_secs`.
+    pub fn local_day(&self, unix_secs: i64) -> i64 {
+        (unix_secs + self.offset_secs(unix_secs)).div_euclid(86_400)
+    }
+
+    /// `+01:00` or `Europe/Paris`, as written in a sources file.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Offset(min) => {
+                let sign = if *min < 0 { '-' } else { '+' };
+                let m = min.unsigned_abs();
+                format!("{sign}{:02}:{:02}", m / 60, m % 60)
+            }
+            Self::Named { name, .. } => name.clone(),
+        }
+    }
+
+    /// Local time at `unix_secs` for people: `02:00 Europe/Paris` or `02:00 +01:00`.
+    pub fn local_hhmm(&self, unix_secs: i64) -> String {
+        let m = (unix_secs + self.offset_secs(unix_secs)).rem_euclid(86_400) / 60;
+        format!("{:02}:{:02} {}", m / 60, m % 60, self.name())
+    }
+}
+
+impl serde::Serialize for Zone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+/// A daily window in local time. `start == end` means all day.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Window {
     /// Minutes after local midnight when it opens.
     pub start_min: u16,
     /// Minutes after local midnight when it closes (may be before `start_min`: overnight).
     pub end_min: u16,
-    /// Local time minus UTC, in minutes.
-    pub offset_min: i16,
+    /// The zone of its hours.
+    pub zone: Zone,
 }
 
 fn parse_hhmm(s: &str) -> Option<u16> {
@@ -112,8 +215,8 @@ pub fn parse_tz(input: &str) -> Result<i16, SourceError> {
 }
 
 impl Window {
-    /// Parses `HH:MM-HH:MM` with the given UTC offset in minutes.
-    pub fn parse(input: &str, offset_min: i16) -> Result<Self, SourceError> {
+    /// Parses `HH:MM-HH:MM` in the given zone.
+    pub fn parse(input: &str, zone: Zone) -> Result<Self, SourceError> {
         let bad = || SourceError::Window(input.to_owned());
         let (a, b) = input.split_once('-').ok_or_else(bad)?;
         let start_min = parse_hhmm(a).filter(|&m| m < 24 * 60).ok_or_else(bad)?;
@@ -121,13 +224,13 @@ impl Window {
         Ok(Self {
             start_min,
             end_min,
-            offset_min,
+            zone,
         })
     }
 
     /// Local minute of the day at `unix_secs`.
     fn local_minute(&self, unix_secs: i64) -> u16 {
-        let local = unix_secs + i64::from(self.offset_min) * 60;
+        let local = unix_secs + self.zone.offset_secs(unix_secs);
         (local.rem_euclid(86_400) / 60) as u16
     }
 
@@ -146,10 +249,27 @@ impl Window {
         if self.is_open(unix_secs) {
             return 0;
         }
-        let local = unix_secs + i64::from(self.offset_min) * 60;
-        let now = local.rem_euclid(86_400);
-        let start = i64::from(self.start_min) * 60;
-        (start - now).rem_euclid(86_400)
+        if let Zone::Offset(min) = self.zone {
+            let local = unix_secs + i64::from(min) * 60;
+            let start = i64::from(self.start_min) * 60;
+            return (start - local.rem_euclid(86_400)).rem_euclid(86_400);
+        }
+        // The next local start that is an instant after now (a start a change skipped opens
+        // at the end of the gap, still open by local minute).
+        let today = self.zone.local_day(unix_secs);
+        (today..today + 3)
+            .map(|d| self.zone.instant(d, self.start_min))
+            .find(|&t| t > unix_secs && self.is_open(t))
+            .map_or(86_400, |t| t - unix_secs)
+    }
+
+    /// The instants the window opens and closes on local day `day` (days after 1970-01-01),
+    /// for the planner's slot cuts.
+    pub fn edges_on(&self, day: i64) -> [i64; 2] {
+        [
+            self.zone.instant(day, self.start_min),
+            self.zone.instant(day, self.end_min),
+        ]
     }
 }
 
@@ -180,7 +300,7 @@ impl Source {
 
     /// Whether the source may be used at `unix_secs`.
     pub fn is_open(&self, unix_secs: i64) -> bool {
-        self.window.is_none_or(|w| w.is_open(unix_secs))
+        self.window.as_ref().is_none_or(|w| w.is_open(unix_secs))
     }
 }
 
@@ -210,6 +330,7 @@ pub fn choose(
     let wait = |s: usize| {
         sources[s]
             .window
+            .as_ref()
             .map_or(0, |w| w.seconds_until_open(unix_secs))
     };
     let candidates: Vec<usize> = order.iter().copied().filter(|&s| usable(s)).collect();
@@ -226,6 +347,105 @@ pub fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(rfc3339: &str) -> i64 {
+        crate::duration::parse_rfc3339(rfc3339).unwrap()
+    }
+
+    #[test]
+    fn a_named_zone_keeps_local_hours_across_daylight_saving() {
+        let paris = Window::parse("02:00-14:00", Zone::parse("Europe/Paris").unwrap()).unwrap();
+        // Winter (UTC+1): opens 01:00 UTC. Summer from 2027-03-28 (UTC+2): opens 00:00 UTC.
+        assert!(!paris.is_open(at("2027-03-27T00:59:59Z")));
+        assert!(paris.is_open(at("2027-03-27T01:00:00Z")));
+        assert!(paris.is_open(at("2027-03-29T00:00:00Z")));
+        assert!(!paris.is_open(at("2027-03-28T23:59:59Z")));
+        assert!(!paris.is_open(at("2027-03-29T12:00:00Z")));
+        // Waiting across the change: from 2027-03-28T18:00Z (20:00 local summer time),
+        // the next opening is 02:00 local on the 29th = 00:00 UTC, 6 h away.
+        assert_eq!(
+            paris.seconds_until_open(at("2027-03-28T18:00:00Z")),
+            6 * 3600
+        );
+        // The night of the change itself: 02:00 does not exist; the window opens when the
+        // clock jumps to 03:00 (01:00 UTC), 2 h after 23:00 UTC.
+        assert_eq!(
+            paris.seconds_until_open(at("2027-03-27T23:00:00Z")),
+            2 * 3600
+        );
+        // Autumn: back to UTC+1 on 2027-10-31; 02:00 local on November 1st is 01:00 UTC.
+        assert_eq!(
+            paris.seconds_until_open(at("2027-10-31T18:00:00Z")),
+            7 * 3600
+        );
+        assert!(paris.is_open(at("2027-11-01T12:59:59Z")));
+        assert!(!paris.is_open(at("2027-11-01T13:00:00Z")));
+        assert_eq!(
+            paris.zone.local_hhmm(at("2027-11-01T01:00:00Z")),
+            "02:00 Europe/Paris"
+        );
+
+        // A fixed offset drifts an hour against local time: in summer it opens at 03:00.
+        let fixed = Window::parse("02:00-14:00", Zone::parse("+01:00").unwrap()).unwrap();
+        assert!(!fixed.is_open(at("2027-03-29T00:30:00Z")));
+        assert!(paris.is_open(at("2027-03-29T00:30:00Z")));
+    }
+
+    #[test]
+    fn slots_cut_at_a_named_zones_edges_on_both_sides_of_a_change() {
+        let paris = Window::parse("02:00-14:00", Zone::parse("Europe/Paris").unwrap()).unwrap();
+        let source = Source {
+            name: "origin".into(),
+            kind: SourceKind::Origin,
+            url: "http://127.0.0.1:1".into(),
+            cost_per_gib: 0.02,
+            bandwidth_bps: 1_000_000_000,
+            window: Some(paris),
+            max_connections: 4,
+        };
+        let start = at("2027-03-27T00:00:00Z");
+        let cuts: Vec<i64> = crate::plan::slots(std::slice::from_ref(&source), start, 3 * 86_400)
+            .iter()
+            .map(|s| s.start)
+            .collect();
+        for edge in [
+            "2027-03-27T01:00:00Z",
+            "2027-03-27T13:00:00Z",
+            "2027-03-28T01:00:00Z",
+            "2027-03-28T12:00:00Z",
+            "2027-03-29T00:00:00Z",
+            "2027-03-29T12:00:00Z",
+        ] {
+            assert!(cuts.contains(&at(edge)), "no cut at {edge}: {cuts:?}");
+        }
+        // Each slot is wholly open or wholly closed.
+        for s in crate::plan::slots(std::slice::from_ref(&source), start, 3 * 86_400) {
+            assert_eq!(source.is_open(s.start), source.is_open(s.end - 1), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn zones_that_are_not_refused_by_name() {
+        assert_eq!(Zone::parse("Z").unwrap(), Zone::UTC);
+        assert_eq!(Zone::parse("-05:30").unwrap(), Zone::Offset(-330));
+        assert_eq!(
+            Zone::parse("America/New_York").unwrap().name(),
+            "America/New_York"
+        );
+        for bad in [
+            "Europe/Atlantis",
+            "",
+            "../../etc/passwd",
+            "Paris\n",
+            "+25:00",
+        ] {
+            let e = Zone::parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("expected an IANA time zone like Europe/Paris"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn bandwidths() {
@@ -245,7 +465,7 @@ mod tests {
 
     #[test]
     fn windows() {
-        let w = Window::parse("02:00-14:00", 0).unwrap();
+        let w = Window::parse("02:00-14:00", Zone::UTC).unwrap();
         let day = 1_700_006_400; // 2023-11-15 00:00 UTC
         assert!(!w.is_open(day + 3600));
         assert!(w.is_open(day + 2 * 3600));
@@ -254,14 +474,18 @@ mod tests {
         assert_eq!(w.seconds_until_open(day + 3600), 3600);
         assert_eq!(w.seconds_until_open(day + 15 * 3600), 11 * 3600);
         // Overnight, in UTC+2: 22:00-06:00 local is 20:00-04:00 UTC.
-        let n = Window::parse("22:00-06:00", parse_tz("+02:00").unwrap()).unwrap();
+        let n = Window::parse("22:00-06:00", Zone::parse("+02:00").unwrap()).unwrap();
         assert!(n.is_open(day + 21 * 3600));
         assert!(n.is_open(day + 3 * 3600));
         assert!(!n.is_open(day + 5 * 3600));
-        assert!(Window::parse("00:00-24:00", 0).unwrap().is_open(day + 5));
+        assert!(
+            Window::parse("00:00-24:00", Zone::UTC)
+                .unwrap()
+                .is_open(day + 5)
+        );
         for bad in ["2-14", "02:00", "25:00-01:00", "02:00-14:60", "aa:bb-cc:dd"] {
             assert_eq!(
-                Window::parse(bad, 0).unwrap_err().to_string(),
+                Window::parse(bad, Zone::UTC).unwrap_err().to_string(),
                 format!("bad window {bad:?}: expected HH:MM-HH:MM, like 02:00-14:00")
             );
         }
@@ -293,8 +517,8 @@ mod tests {
         // Windows: open ones in order; when all are closed, the one that opens soonest.
         let mut windowed = sources.to_vec();
         let day = 1_700_006_400; // 00:00 UTC
-        windowed[3].window = Some(Window::parse("02:00-03:00", 0).unwrap());
-        windowed[1].window = Some(Window::parse("01:00-02:00", 0).unwrap());
+        windowed[3].window = Some(Window::parse("02:00-03:00", Zone::UTC).unwrap());
+        windowed[1].window = Some(Window::parse("01:00-02:00", Zone::UTC).unwrap());
         let order = escalation(&windowed, |_| true);
         assert_eq!(
             choose(&windowed, &order, |_| true, day),

@@ -51,7 +51,7 @@ fn instance(seed: u64) -> Instance {
                 Window {
                     start_min: a,
                     end_min: b,
-                    offset_min: [0, 120, -300][r.below(3) as usize],
+                    zone: fill_core::source::Zone::Offset([0, 120, -300][r.below(3) as usize]),
                 }
             }),
             max_connections: 4,
@@ -88,7 +88,7 @@ fn instance(seed: u64) -> Instance {
 
 /// Bytes a source can deliver in a slot, worked out here rather than by the planner.
 fn cap(s: &Source, slot: &plan::Slot) -> f64 {
-    let open = s.window.is_none_or(|w| w.is_open(slot.start));
+    let open = s.window.as_ref().is_none_or(|w| w.is_open(slot.start));
     if open {
         (s.bandwidth_bps as f64 * (slot.end - slot.start) as f64 / 8.0).floor()
     } else {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use fill_server::http;
-use fill_store::config::{ConfigFile, LogFormat};
+use fill_store::config::ConfigFile;
 
 /// Serves a fill store to peers and appliances over HTTP/1.1.
 ///
@@ -28,6 +28,9 @@ struct Args {
     /// TOML configuration file (every field documented in docs/protocol.md).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Logging: -v/-q, --log-file, --log-format (over the config's log_format).
+    #[command(flatten)]
+    log: fill_store::logging::LogArgs,
 }
 
 fn main() -> ExitCode {
@@ -48,7 +51,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let env_token = std::env::var("FILL_ADMIN_TOKEN").ok();
     let config = file.resolve(args.listen.as_deref(), args.store.as_deref(), env_token)?;
-    init_logging(config.log_format);
+    args.log.init("info", Some(config.log_format))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,18 +87,4 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("signal received: shutting down");
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FILL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only on a terminal: a redirected log (a file, journald) gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }

@@ -19,6 +19,7 @@ pub mod bounded;
 pub mod config;
 pub mod control;
 pub mod lifecycle;
+pub mod logging;
 pub mod mapped;
 pub mod sources;
 pub mod store;

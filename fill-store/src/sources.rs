@@ -9,7 +9,7 @@
 //! cost_per_gib = 0.0              # money per 2^30 bytes
 //! bandwidth = "10Gbps"            # bits per second, SI units
 //! window = "02:00-14:00"          # optional daily window; absent = always open
-//! tz = "+02:00"                   # optional UTC offset of the window (default UTC)
+//! tz = "Europe/Paris"             # optional zone of the window: IANA name or UTC offset (default UTC)
 //! catalog = "peer-a.catalog"      # optional: what it holds, without asking it
 //! max_connections = 4             # optional, default 4
 //!
@@ -30,7 +30,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use fill_core::source::{Source, SourceKind, Window, parse_bandwidth, parse_tz};
+use fill_core::source::{Source, SourceKind, Window, Zone, parse_bandwidth};
 use serde::Deserialize;
 
 /// The file, as written.
@@ -131,9 +131,9 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<SourceSpec>> {
         }
         let bandwidth_bps =
             parse_bandwidth(&s.bandwidth).with_context(|| format!("{at}: bandwidth"))?;
-        let offset = match &s.tz {
-            Some(tz) => parse_tz(tz).with_context(|| format!("{at}: tz"))?,
-            None => 0,
+        let zone = match &s.tz {
+            Some(tz) => Zone::parse(tz).with_context(|| format!("{at}: tz"))?,
+            None => Zone::UTC,
         };
         if s.tz.is_some() && s.window.is_none() {
             bail!("{at}: tz is set but there is no window");
@@ -141,7 +141,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<SourceSpec>> {
         let window = s
             .window
             .as_deref()
-            .map(|w| Window::parse(w, offset))
+            .map(|w| Window::parse(w, zone))
             .transpose()
             .with_context(|| format!("{at}: window"))?;
         let max_connections = s.max_connections.unwrap_or(4);
@@ -259,8 +259,17 @@ max_connections = 8
         assert_eq!(s[0].source.url, "http://127.0.0.1:7001");
         assert_eq!(s[0].catalog.as_deref(), Some(Path::new("/cfg/peer.cat")));
         assert_eq!(s[1].source.bandwidth_bps, 1_200_000_000);
-        assert_eq!(s[1].source.window.unwrap().offset_min, 60);
+        assert_eq!(s[1].source.window.as_ref().unwrap().zone, Zone::Offset(60));
         assert_eq!(s[1].source.max_connections, 8);
+        // An IANA name: the window keeps its local hours across daylight saving.
+        let named = parse(
+            &GOOD.replace("\"+01:00\"", "\"Europe/Paris\""),
+            Path::new("/"),
+        )
+        .unwrap();
+        let w = named[1].source.window.as_ref().unwrap();
+        assert_eq!(w.zone.name(), "Europe/Paris");
+        assert!(w.is_open(fill_core::duration::parse_rfc3339("2027-07-01T00:30:00Z").unwrap()));
     }
 
     #[test]
@@ -288,6 +297,10 @@ max_connections = 8
         assert!(
             err(&GOOD.replace("kind = \"peer\"", "kind = \"friend\""))
                 .contains("unknown variant `friend`")
+        );
+        assert_eq!(
+            err(&GOOD.replace("\"+01:00\"", "\"Europe/Pariss\"")),
+            "source 2 (\"origin\"): tz: bad tz \"Europe/Pariss\": expected an IANA time zone like Europe/Paris or America/New_York, or a UTC offset like +02:00"
         );
         assert_eq!(err(""), "no [[source]] entries");
     }

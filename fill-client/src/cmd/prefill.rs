@@ -122,7 +122,7 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         .max()
         .unwrap_or(0);
     let bar = crate::fill::Progress::new(most, "pre-filling", &sources);
-    let report = rt.block_on(async {
+    let report = crate::common::until_interrupted(&rt, async {
         let fill = crate::fill::run(job, &writer, &bar);
         let Some(st) = &station else {
             return fill.await;

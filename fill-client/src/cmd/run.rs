@@ -1,5 +1,7 @@
 //! `fill run`: the fill of one store, and its report table.
 
+use std::io::Write as _;
+
 use anyhow::{Context, Result};
 use fill_core::size::format_size;
 use fill_core::text::Escaped;
@@ -48,6 +50,12 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
     let (remotes, holdings) = crate::sources::reach(&specs, &rt)?;
     let sources: Vec<fill_core::source::Source> = specs.iter().map(|s| s.source.clone()).collect();
     let sd = compute_delta(&target, &s, capacity)?;
+    crate::sources::say_unreachable(&specs, &holdings);
+    // What the fill is about to do, before it starts (it may take hours).
+    if !args.json {
+        out!("{}", delta_table(&target, &sd.delta, capacity))?;
+        crate::stdout().flush()?;
+    }
     let planned = match args.strategy {
         Strategy::Escalation => None,
         Strategy::Optimal => {
@@ -98,9 +106,9 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             routes: routes.as_ref(),
             relays: None,
         };
-        let r = rt.block_on(crate::fill::run(job, &writer, &bar))?;
+        let r = crate::common::until_interrupted(&rt, crate::fill::run(job, &writer, &bar));
         bar.finish_and_clear();
-        r
+        r?
     };
     if args.json {
         print_json(&RunJson {
@@ -115,7 +123,6 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             report: &report,
         })?;
     } else {
-        out!("{}", delta_table(&target, &sd.delta, capacity))?;
         out!("{}", run_table(&report, args.dry_run))?;
     }
     Ok(Outcome::Ok)

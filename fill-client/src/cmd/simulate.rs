@@ -9,7 +9,8 @@ use fill_core::sim::{self, FleetRow, Model, Outcome, SimConfig};
 use fill_core::size::format_size;
 use serde::Serialize;
 
-use crate::cli::{OnOff, SimulateArgs};
+use crate::cli::SimulateArgs;
+use crate::common::{Meter, Unit};
 
 /// The default model, as shipped in examples/simulate/default.toml.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../examples/simulate/default.toml");
@@ -67,6 +68,9 @@ fn model(args: &SimulateArgs) -> Result<Model> {
         .map_err(|e| anyhow::anyhow!("{label}: {}", e.to_string().trim_end()))?;
     if let Some(seed) = args.seed {
         cfg.seed = seed;
+    }
+    if let Some(c) = &args.currency {
+        cfg.currency = c.clone();
     }
     if args.appliances.is_some() && args.delays.is_some() {
         let d = args
@@ -218,8 +222,12 @@ pub fn run(args: &SimulateArgs) -> Result<crate::Outcome> {
             .map(read_delays_csv)
             .transpose()?;
         let members = sim::draw_fleet(&m, real.as_deref());
-        let site = args.site_planning == OnOff::On;
-        let bar = crate::common::progress_bar(sim::fleet_cases(&members, site), "simulating");
+        let site = !args.no_site_planning;
+        let bar = Meter::new(
+            sim::fleet_cases(&members, site),
+            "simulating",
+            Unit::Count("plans"),
+        );
         let rows = sim::fleet(&m, &members, site, &|n| bar.inc(n))?;
         bar.finish_and_clear();
         let last = members
@@ -233,7 +241,7 @@ pub fn run(args: &SimulateArgs) -> Result<crate::Outcome> {
             Some(d) => d.0.clone(),
             None => (0..=60).collect(),
         };
-        let bar = crate::common::progress_bar(delays.len() as u64, "simulating");
+        let bar = Meter::new(delays.len() as u64, "simulating", Unit::Count("delays"));
         let rows = sim::sweep(&m, &delays, &|n| bar.inc(n))?;
         bar.finish_and_clear();
         let last = delays.last().copied().unwrap_or(0) as i32;
@@ -251,7 +259,7 @@ pub fn run(args: &SimulateArgs) -> Result<crate::Outcome> {
             format_size(m.capacity)
         );
     }
-    let site_on = args.site_planning == OnOff::On;
+    let site_on = !args.no_site_planning;
     // The outcome each row reports: with site planning when it ran.
     let chosen = |r: &FleetRow| -> Outcome { r.site.clone().unwrap_or_else(|| r.alone.clone()) };
     let results = Results {
@@ -300,42 +308,71 @@ pub fn run(args: &SimulateArgs) -> Result<crate::Outcome> {
     f.flush()?;
     // Charts.
     let by_delay = per_delay_means(&outcomes);
-    charts(&args.out, &by_delay, fleet_mode)?;
+    // With site plans, the same appliances planned alone: the comparison the charts show.
+    let alone_by_delay = fleet_rows
+        .as_ref()
+        .filter(|_| site_on)
+        .map(|rows| per_delay_means(&rows.iter().map(|r| r.alone.clone()).collect::<Vec<_>>()));
+    let currency = &m.config.currency;
+    charts(
+        &args.out,
+        &by_delay,
+        alone_by_delay.as_deref(),
+        fleet_mode,
+        currency,
+    )?;
     // Summary.
     if args.json {
         serde_json::to_writer_pretty(crate::stdout(), &results)?;
         outln!()?;
     } else if let Some(rows) = &sweep_rows {
-        out!("{}", sweep_table(rows))?;
-        outln!("wrote {}", written(&args.out).join(", "))?;
+        out!("{}", sweep_table(rows, currency))?;
+        outln!("wrote {}", written(&args.out, false).join(", "))?;
     } else {
         out!(
             "{}",
             fleet_table(
                 results.fleet_alone.as_ref(),
                 results.fleet_site.as_ref(),
-                m.config.fleet.per_site
+                m.config.fleet.per_site,
+                currency
             )
         )?;
-        outln!("wrote {}", written(&args.out).join(", "))?;
+        outln!("{}", delay_cost_line(&outcomes, currency))?;
+        outln!(
+            "wrote {}",
+            written(&args.out, alone_by_delay.is_some()).join(", ")
+        )?;
     }
     Ok(crate::Outcome::Ok)
 }
 
-fn written(dir: &Path) -> Vec<String> {
-    [
-        "results.csv",
-        "results.json",
-        "cost.svg",
-        "cost.png",
-        "days.svg",
-        "days.png",
-        "bytes.svg",
-        "bytes.png",
-    ]
-    .iter()
-    .map(|f| dir.join(f).display().to_string())
-    .collect()
+fn written(dir: &Path, saving: bool) -> Vec<String> {
+    let mut files = vec!["results.csv".to_owned(), "results.json".to_owned()];
+    for chart in CHARTS.iter().filter(|&&c| c != "saving" || saving) {
+        files.push(format!("{chart}.svg"));
+        files.push(format!("{chart}.png"));
+    }
+    files
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect()
+}
+
+/// The fleet's cost of install delay in one line: what these appliances' burn-in fills cost
+/// (an appliance installed on its ship day fetches next to nothing), each on average, and per
+/// appliance-day of delay. Given a year's real installs (`--delays-csv`), the year's cost.
+fn delay_cost_line(outcomes: &[Outcome], currency: &str) -> String {
+    let total: f64 = outcomes.iter().map(|o| o.cost).sum();
+    let days: u64 = outcomes.iter().map(|o| u64::from(o.delay_days)).sum();
+    let n = outcomes.len().max(1) as f64;
+    format!(
+        "install delay costs {total:.2} {currency} over these {} appliances: {:.2} {currency} each, \
+         {:.2} {currency} per appliance-day of delay ({days} days in all)",
+        outcomes.len(),
+        total / n,
+        if days > 0 { total / days as f64 } else { 0.0 },
+    )
 }
 
 /// Means per delay (one value per delay in a sweep; fleet rows averaged).
@@ -382,10 +419,17 @@ fn per_delay_means(outcomes: &[Outcome]) -> Vec<Point> {
         .collect()
 }
 
-fn sweep_table(rows: &[Outcome]) -> String {
+fn sweep_table(rows: &[Outcome], currency: &str) -> String {
     let mut out = format!(
         "{:>5}  {:>10}  {:>10}  {:>10}  {:>10}  {:>9}  {:>5}  {:>8}\n",
-        "delay", "fetched", "peers", "tiers", "origin", "cost", "live", "complete"
+        "delay",
+        "fetched",
+        "peers",
+        "tiers",
+        "origin",
+        format!("cost {currency}"),
+        "live",
+        "complete"
     );
     let show = [
         0u32, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120, 180, 365,
@@ -413,12 +457,17 @@ fn sweep_table(rows: &[Outcome]) -> String {
     out
 }
 
-fn fleet_table(alone: Option<&FleetSummary>, site: Option<&FleetSummary>, per_site: u32) -> String {
+fn fleet_table(
+    alone: Option<&FleetSummary>,
+    site: Option<&FleetSummary>,
+    per_site: u32,
+    currency: &str,
+) -> String {
     let mut out = String::new();
     let line = |label: &str, s: &FleetSummary| {
         format!(
             "{label:<22} {:>10} fetched ({} peers, {} tiers, {} origin, {} in site)\n\
-             {:<22} cost {:.2} total; per appliance p50 {:.2}, p90 {:.2}, p99 {:.2}\n\
+             {:<22} cost {:.2} {currency} total; per appliance p50 {:.2}, p90 {:.2}, p99 {:.2}\n\
              {:<22} days to live p50/p90/p99 {}/{}/{}; to complete {}/{}/{}\n",
             format_size(s.bytes_fetched),
             format_size(s.bytes_peer),
@@ -447,7 +496,7 @@ fn fleet_table(alone: Option<&FleetSummary>, site: Option<&FleetSummary>, per_si
         out.push_str(&line(&format!("site plans (of {per_site})"), s));
         if a.cost > 0.0 {
             out.push_str(&format!(
-                "site-level planning saves {:.2} ({:.1}% of the cost), {} of costly transfer\n",
+                "site-level planning saves {:.2} {currency} ({:.1}% of the cost), {} of costly transfer\n",
                 a.cost - s.cost,
                 (a.cost - s.cost) / a.cost * 100.0,
                 format_size(
@@ -459,8 +508,18 @@ fn fleet_table(alone: Option<&FleetSummary>, site: Option<&FleetSummary>, per_si
     out
 }
 
-/// Writes cost, days and bytes charts, each as SVG and PNG.
-fn charts(dir: &Path, points: &[Point], fleet: bool) -> Result<()> {
+/// The charts, each written as SVG and PNG; `saving` only for a fleet with site plans.
+const CHARTS: [&str; 4] = ["cost", "days", "bytes", "saving"];
+
+/// Writes the charts: cost (with site plans, beside planning alone), days, bytes by tier,
+/// and what site plans save.
+fn charts(
+    dir: &Path,
+    points: &[Point],
+    alone: Option<&[Point]>,
+    fleet: bool,
+    currency: &str,
+) -> Result<()> {
     use plotters::style::FontStyle;
     // Registering twice (a second run in one process) is harmless.
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
@@ -469,140 +528,206 @@ fn charts(dir: &Path, points: &[Point], fleet: bool) -> Result<()> {
     } else {
         ""
     };
-    let specs: [(&str, String, &str); 3] = [
-        ("cost", format!("Fill cost vs install delay{what}"), "money"),
-        (
-            "days",
-            format!("Days to live and to complete vs install delay{what}"),
-            "days (install day = 1)",
-        ),
-        (
-            "bytes",
-            format!("Bytes fetched by source tier vs install delay{what}"),
-            "TB",
-        ),
-    ];
-    for (name, title, y) in specs {
-        let svg = dir.join(format!("{name}.svg"));
-        let png = dir.join(format!("{name}.png"));
-        {
-            let backend = plotters::backend::SVGBackend::new(&svg, (960, 540));
-            draw(backend, name, &title, y, points)
-                .with_context(|| format!("cannot draw {}", svg.display()))?;
+    for chart in CHARTS {
+        let (title, y) = match chart {
+            "cost" => (
+                format!("Fill cost vs install delay{what}"),
+                format!("cost ({currency})"),
+            ),
+            "days" => (
+                format!("Days to live and to complete vs install delay{what}"),
+                "days (install day = 1)".to_owned(),
+            ),
+            "bytes" => (
+                format!("Bytes fetched by source tier vs install delay{what}"),
+                "TB".to_owned(),
+            ),
+            _ => (
+                "What planning each site's appliances together saves, per appliance".to_owned(),
+                format!("saved ({currency})"),
+            ),
+        };
+        if chart == "saving" && alone.is_none() {
+            continue;
         }
-        {
-            let backend = plotters::backend::BitMapBackend::new(&png, (960, 540));
-            draw(backend, name, &title, y, points)
-                .with_context(|| format!("cannot draw {}", png.display()))?;
-        }
+        let d = Drawing {
+            chart,
+            title: &title,
+            y_label: &y,
+            points,
+            alone,
+        };
+        let svg = dir.join(format!("{chart}.svg"));
+        let png = dir.join(format!("{chart}.png"));
+        d.draw(plotters::backend::SVGBackend::new(&svg, (960, 540)))
+            .with_context(|| format!("cannot draw {}", svg.display()))?;
+        d.draw(plotters::backend::BitMapBackend::new(&png, (960, 540)))
+            .with_context(|| format!("cannot draw {}", png.display()))?;
     }
     Ok(())
 }
 
-/// A line of a chart: its label, colour, and value per delay.
-type Line = (&'static str, plotters::style::RGBColor, fn(&Point) -> f64);
+/// A line of a chart: its label, colour, and (delay, value) points.
+type Line = (String, plotters::style::RGBColor, Vec<(u32, f64)>);
 
-fn draw<B: plotters::backend::DrawingBackend>(
-    backend: B,
-    chart: &str,
-    title: &str,
-    y_label: &str,
-    points: &[Point],
-) -> Result<()>
-where
-    B::ErrorType: 'static,
-{
-    use plotters::prelude::*;
-    let err = |e: DrawingAreaErrorKind<B::ErrorType>| anyhow::anyhow!("{e:?}");
-    let root = backend.into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let x_max = points.last().map_or(1, |p| p.delay).max(1);
-    let tb = 1e12;
-    let stacks: Vec<(u32, [f64; 4])> = points
-        .iter()
-        .map(|p| {
-            let a = p.peer / tb;
-            let b = a + p.in_site / tb;
-            let c = b + p.tier / tb;
-            (p.delay, [a, b, c, c + p.origin / tb])
-        })
-        .collect();
-    let y_max = match chart {
-        "cost" => points.iter().map(|p| p.cost).fold(0.0, f64::max),
-        "days" => points
-            .iter()
-            .map(|p| p.complete.max(p.live))
-            .fold(0.0, f64::max),
-        _ => stacks.iter().map(|s| s.1[3]).fold(0.0, f64::max),
-    };
-    let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
-    let mut c = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0u32..x_max, 0f64..y_max)
-        .map_err(err)?;
-    c.configure_mesh()
-        .x_desc("install delay (days after shipping)")
-        .y_desc(y_label)
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
-    let blue = RGBColor(11, 92, 173);
-    let green = RGBColor(26, 127, 55);
-    let orange = RGBColor(217, 119, 6);
-    let red = RGBColor(179, 38, 30);
-    let grey = RGBColor(120, 120, 120);
-    let lines: Vec<Line> = match chart {
-        "cost" => vec![("cost of the burn-in fill", blue, |p| p.cost)],
-        "days" => vec![
-            ("days to complete", blue, |p| p.complete),
-            ("days to live (offload threshold)", green, |p| p.live),
-        ],
-        _ => Vec::new(),
-    };
-    for (label, color, value) in lines {
-        c.draw_series(LineSeries::new(
-            points.iter().map(|p| (p.delay, value(p))),
-            color.stroke_width(2),
-        ))
-        .map_err(err)?
-        .label(label)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-    }
-    if chart == "bytes" {
-        // Top layer first, so each lower one is drawn over it.
-        let in_site = points.iter().any(|p| p.in_site > 0.0);
-        let layers = [
-            (3usize, red, "origin"),
-            (2, orange, "tiers"),
-            (1, grey, "copies inside the site (site plans)"),
-            (0, green, "peers"),
-        ];
-        for (i, color, label) in layers {
-            if i == 1 && !in_site {
-                continue;
+/// One chart to draw.
+struct Drawing<'a> {
+    chart: &'a str,
+    title: &'a str,
+    y_label: &'a str,
+    points: &'a [Point],
+    alone: Option<&'a [Point]>,
+}
+
+impl Drawing<'_> {
+    /// The lines of a line chart (none for the stacked bytes chart).
+    fn lines(&self) -> Vec<Line> {
+        use plotters::style::RGBColor;
+        let blue = RGBColor(11, 92, 173);
+        let green = RGBColor(26, 127, 55);
+        let red = RGBColor(179, 38, 30);
+        let of = |ps: &[Point], f: fn(&Point) -> f64| ps.iter().map(|p| (p.delay, f(p))).collect();
+        match (self.chart, self.alone) {
+            ("cost", None) => vec![(
+                "cost of the burn-in fill".into(),
+                blue,
+                of(self.points, |p| p.cost),
+            )],
+            ("cost", Some(alone)) => vec![
+                (
+                    "each appliance planned alone".into(),
+                    red,
+                    of(alone, |p| p.cost),
+                ),
+                (
+                    "planned with its site".into(),
+                    blue,
+                    of(self.points, |p| p.cost),
+                ),
+            ],
+            ("days", _) => vec![
+                (
+                    "days to complete".into(),
+                    blue,
+                    of(self.points, |p| p.complete),
+                ),
+                (
+                    "days to live (offload threshold)".into(),
+                    green,
+                    of(self.points, |p| p.live),
+                ),
+            ],
+            ("saving", Some(alone)) => {
+                let site: std::collections::BTreeMap<u32, f64> =
+                    self.points.iter().map(|p| (p.delay, p.cost)).collect();
+                let saved = alone
+                    .iter()
+                    .filter_map(|a| site.get(&a.delay).map(|s| (a.delay, a.cost - s)))
+                    .collect();
+                vec![("saved by site plans, per appliance".into(), green, saved)]
             }
-            c.draw_series(AreaSeries::new(
-                stacks.iter().map(|s| (s.0, s.1[i])),
-                0.0,
-                color.mix(0.85),
-            ))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], color.filled()));
+            _ => Vec::new(),
         }
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+
+    fn draw<B: plotters::backend::DrawingBackend>(&self, backend: B) -> Result<()>
+    where
+        B::ErrorType: 'static,
+    {
+        use plotters::prelude::*;
+        let err = |e: DrawingAreaErrorKind<B::ErrorType>| anyhow::anyhow!("{e:?}");
+        let root = backend.into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let points = self.points;
+        let x_max = points.last().map_or(1, |p| p.delay).max(1);
+        let tb = 1e12;
+        let stacks: Vec<(u32, [f64; 4])> = points
+            .iter()
+            .map(|p| {
+                let a = p.peer / tb;
+                let b = a + p.in_site / tb;
+                let c = b + p.tier / tb;
+                (p.delay, [a, b, c, c + p.origin / tb])
+            })
+            .collect();
+        let lines = self.lines();
+        let y_max = if self.chart == "bytes" {
+            stacks.iter().map(|s| s.1[3]).fold(0.0, f64::max)
+        } else {
+            lines
+                .iter()
+                .flat_map(|l| l.2.iter().map(|p| p.1))
+                .fold(0.0, f64::max)
+        };
+        let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+        let mut c = ChartBuilder::on(&root)
+            .caption(self.title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0u32..x_max, 0f64..y_max)
+            .map_err(err)?;
+        c.configure_mesh()
+            .x_desc("install delay (days after shipping)")
+            .y_desc(self.y_label)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        // A marker on each simulated point, so a line between two delays reads as what it
+        // is: a join, not a measurement.
+        for (label, color, pts) in lines {
+            c.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(err)?;
+        }
+        if self.chart == "bytes" {
+            let orange = RGBColor(217, 119, 6);
+            let red = RGBColor(179, 38, 30);
+            let grey = RGBColor(120, 120, 120);
+            let green = RGBColor(26, 127, 55);
+            // Top layer first, so each lower one is drawn over it.
+            let in_site = points.iter().any(|p| p.in_site > 0.0);
+            let layers = [
+                (3usize, red, "origin"),
+                (2, orange, "tiers"),
+                (1, grey, "copies inside the site (site plans)"),
+                (0, green, "peers"),
+            ];
+            for (i, color, label) in layers {
+                if i == 1 && !in_site {
+                    continue;
+                }
+                c.draw_series(AreaSeries::new(
+                    stacks.iter().map(|s| (s.0, s.1[i])),
+                    0.0,
+                    color.mix(0.85),
+                ))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 18, y + 6)], color.filled())
+                });
+            }
+            c.draw_series(
+                stacks
+                    .iter()
+                    .map(|s| Circle::new((s.0, s.1[3]), 3, BLACK.filled())),
+            )
+            .map_err(err)?;
+        }
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

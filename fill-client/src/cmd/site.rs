@@ -243,7 +243,7 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
                 save(s, &mut live);
             }
         });
-        let result = rt.block_on(crate::fill::run(job, &writer, bar));
+        let result = crate::common::until_interrupted(&rt, crate::fill::run(job, &writer, bar));
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         result
     });
@@ -251,7 +251,8 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
     let fill = match result {
         Ok(r) => r,
         Err(e) => {
-            report.state = "failed".into();
+            let interrupted = e.downcast_ref::<crate::common::Interrupted>().is_some();
+            report.state = if interrupted { "interrupted" } else { "failed" }.into();
             report.error = Some(format!("{e:#}"));
             save(&s, &mut report);
             return Err(e);

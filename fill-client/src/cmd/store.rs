@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::Outcome;
 use crate::cli::StoreCommand;
-use crate::common::{open_store, print_json, progress_bar, runtime};
+use crate::common::{Meter, Unit, open_store, print_json, runtime};
 
 pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
     match cmd {
@@ -26,7 +26,7 @@ pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
             // The one command that may create its store.
             let s = Store::new(&store)?;
             let total: u64 = paths.iter().map(|p| dir_size(p)).sum();
-            let bar = progress_bar(total, "importing");
+            let bar = Meter::new(total, "importing", Unit::Bytes);
             let imported = s
                 .import(&paths, block, &|i| bar.inc(i.size))
                 .with_context(|| format!("import into {} failed", store.display()))?;
@@ -84,7 +84,7 @@ pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
                 );
             }
             let total = s.catalog()?.validate()?.total_size();
-            let bar = progress_bar(total, "publishing");
+            let bar = Meter::new(total, "publishing", Unit::Bytes);
             let rt = runtime(true)?;
             let r = rt.block_on(crate::object::publish(&s, &to, verify, &|n| bar.inc(n)))?;
             bar.finish_and_clear();
@@ -115,7 +115,7 @@ pub(crate) fn store(cmd: StoreCommand) -> Result<Outcome> {
         } => {
             let s = open_store(&store)?;
             let total = s.catalog()?.validate()?.total_size();
-            let bar = progress_bar(total, "verifying");
+            let bar = Meter::new(total, "verifying", Unit::Bytes);
             let report = s.verify(repair, &|n| bar.inc(n)).context("verify failed")?;
             bar.finish_and_clear();
             if json {

@@ -271,6 +271,9 @@ pub async fn run_with<R: edges::RangeSource, W: edges::BlockWriter, S: edges::St
         while let Some(action) = fill.poll_action() {
             driver.execute(action, fill.spec());
         }
+        for line in driver.said.drain(..) {
+            progress.say(&line);
+        }
         if fill.is_finished() {
             break;
         }

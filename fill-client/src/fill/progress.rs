@@ -1,9 +1,10 @@
 //! Progress of a fill: bars on a terminal, a plain line every few seconds elsewhere.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use fill_core::source::Source;
+
+use crate::common::{PlainLine, Unit};
 
 /// Progress of a fill: on a terminal, a bar for the whole fill (bytes, rate, ETA) and one per
 /// source (bytes, rate); elsewhere a plain log line every few seconds.
@@ -12,27 +13,17 @@ pub struct Progress {
     total: indicatif::ProgressBar,
     per_source: Vec<indicatif::ProgressBar>,
     _multi: Option<indicatif::MultiProgress>,
-    plain: std::sync::Mutex<Option<PlainProgress>>,
+    plain: std::sync::Mutex<Option<PlainLine>>,
     /// Bytes counted per source so far, for whoever reports the fill while it runs.
     counted: Vec<AtomicU64>,
-}
-
-/// How often a plain progress line is written when stderr is not a terminal.
-const PLAIN_EVERY: Duration = Duration::from_secs(5);
-
-#[derive(Debug)]
-struct PlainProgress {
-    started: Instant,
-    last_line: Instant,
-    done: u64,
-    total: u64,
 }
 
 impl Progress {
     /// Bars for `bytes` from `sources` (drawn only when stderr is a terminal).
     pub fn new(bytes: u64, what: &str, sources: &[Source]) -> Self {
         use std::io::IsTerminal;
-        if !std::io::stderr().is_terminal() {
+        let quiet = crate::common::QUIET.load(Ordering::Relaxed);
+        if quiet || !std::io::stderr().is_terminal() {
             return Self {
                 total: indicatif::ProgressBar::hidden(),
                 per_source: sources
@@ -40,12 +31,9 @@ impl Progress {
                     .map(|_| indicatif::ProgressBar::hidden())
                     .collect(),
                 _multi: None,
-                plain: std::sync::Mutex::new(Some(PlainProgress {
-                    started: Instant::now(),
-                    last_line: Instant::now(),
-                    done: 0,
-                    total: bytes,
-                })),
+                plain: std::sync::Mutex::new(
+                    (!quiet).then(|| PlainLine::new(what, bytes, Unit::Bytes)),
+                ),
                 counted: sources.iter().map(|_| AtomicU64::new(0)).collect(),
             };
         }
@@ -57,14 +45,14 @@ impl Progress {
         };
         let total = multi.add(indicatif::ProgressBar::new(bytes));
         total.set_style(style(
-            "{msg:<12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            "{msg:<12} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} eta {eta}",
         ));
         total.set_message(what.to_owned());
         let per_source = sources
             .iter()
             .map(|s| {
                 let bar = multi.add(indicatif::ProgressBar::new_spinner());
-                bar.set_style(style("  {msg:<10} {bytes} {bytes_per_sec}"));
+                bar.set_style(style("  {msg:<10} {decimal_bytes} {decimal_bytes_per_sec}"));
                 bar.set_message(s.name.clone());
                 bar
             })
@@ -89,20 +77,14 @@ impl Progress {
         }
         let mut plain = self.plain.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = plain.as_mut() {
-            p.done += bytes;
-            if p.last_line.elapsed() >= PLAIN_EVERY {
-                p.last_line = Instant::now();
-                let rate = p.done as f64 / p.started.elapsed().as_secs_f64().max(0.001);
-                let eta = p.total.saturating_sub(p.done) as f64 / rate.max(1.0);
-                eprintln!(
-                    "fill: {} of {} ({:.0}%), {}/s, eta {eta:.0} s",
-                    fill_core::size::format_size(p.done),
-                    fill_core::size::format_size(p.total),
-                    100.0 * p.done as f64 / p.total.max(1) as f64,
-                    fill_core::size::format_size(rate as u64),
-                );
-            }
+            p.add(bytes);
         }
+    }
+
+    /// Tells the operator something (a wait, a source left out) once: above the bars on a
+    /// terminal, as a plain line elsewhere; nothing with `-q`.
+    pub fn say(&self, line: &str) {
+        crate::common::say(self._multi.as_ref(), line);
     }
 
     /// Bytes counted so far, per source.
@@ -119,5 +101,12 @@ impl Progress {
             bar.finish_and_clear();
         }
         self.total.finish_and_clear();
+    }
+}
+
+/// Bars are cleared however the fill ends (an error, ctrl-c), never left half drawn.
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish_and_clear();
     }
 }

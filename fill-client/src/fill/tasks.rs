@@ -41,6 +41,13 @@ pub(super) struct Driver<R, W: BlockWriter, S> {
     /// Per file watched, the tasks polling site peers' block maps (they answer no action:
     /// they run until the file is unwatched or the fill ends).
     watchers: HashMap<usize, Vec<tokio::task::AbortHandle>>,
+    /// Each source's window, for saying in local time when a wait ends.
+    windows: Vec<Option<fill_core::source::Window>>,
+    /// Per source waited for, the opening already announced: a wait is said once, not at
+    /// every file and tick that meets it.
+    announced: HashMap<usize, i64>,
+    /// What to tell the operator, taken by the loop and shown between the progress bars.
+    pub said: Vec<String>,
 }
 
 impl<R, W: BlockWriter, S> Drop for Driver<R, W, S> {
@@ -98,6 +105,9 @@ impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
             events,
             tasks: JoinSet::new(),
             watchers: HashMap::new(),
+            windows: job.sources.iter().map(|s| s.window.clone()).collect(),
+            announced: HashMap::new(),
+            said: Vec::new(),
         }
     }
 
@@ -267,7 +277,7 @@ impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
         }
     }
 
-    fn notice(&self, n: Notice, spec: &FillSpec) {
+    fn notice(&mut self, n: Notice, spec: &FillSpec) {
         let name = |s: usize| &self.ctx.names[s];
         match n {
             Notice::Waiting {
@@ -275,12 +285,18 @@ impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
                 file,
                 until,
             } => {
-                let secs = until.since(super::wall_now()).as_secs();
-                tracing::info!(
+                tracing::debug!(
                     source = %name(source),
-                    "every source that holds {} is outside its window: waiting {secs} s",
+                    "every source that holds {} is outside its window",
                     spec.files[file].id
                 );
+                let at = until.micros().div_euclid(1_000_000);
+                if self.announced.insert(source, at) != Some(at) {
+                    let left = until.since(super::wall_now()).as_secs() as i64;
+                    let line = waiting_line(name(source), self.windows[source].as_ref(), at, left);
+                    tracing::info!(source = %name(source), "{line}");
+                    self.said.push(line);
+                }
             }
             Notice::Failed {
                 source,
@@ -309,6 +325,31 @@ impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
                 spec.files[file].id
             ),
         }
+    }
+}
+
+/// `origin is outside its window (02:00-14:00 Europe/Paris): waiting until 02:00
+/// Europe/Paris (2026-12-08T01:00:00Z), in 3h 12m`.
+fn waiting_line(
+    name: &str,
+    window: Option<&fill_core::source::Window>,
+    at: i64,
+    left: i64,
+) -> String {
+    let utc = fill_core::duration::format_rfc3339(at);
+    let left = fill_core::duration::human_secs(left);
+    match window {
+        Some(w) => {
+            let hhmm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+            format!(
+                "{name} is outside its window ({}-{} {}): waiting until {} ({utc}), in {left}",
+                hhmm(w.start_min),
+                hhmm(w.end_min),
+                w.zone.name(),
+                w.zone.local_hhmm(at),
+            )
+        }
+        None => format!("waiting for {name} until {utc}, in {left}"),
     }
 }
 

@@ -252,8 +252,33 @@ fn publish_to_a_real_s3_server_then_fill_from_it() {
     assert_holds(&app, &files);
     assert!(s3.requests.load(Ordering::Relaxed) > before);
 
-    // A wrong secret: a clear error naming the source.
+    // No credentials at all: said plainly, before any request (none to the bucket, none to
+    // a metadata service).
     fs::create_dir_all(tmp.path().join("app2")).unwrap();
+    let before = s3.requests.load(Ordering::Relaxed);
+    let none: Vec<(&str, String)> = env
+        .iter()
+        .map(|(k, v)| match *k {
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => (*k, String::new()),
+            _ => (*k, v.clone()),
+        })
+        .collect();
+    let bad = fill_env(
+        &run_args(p(&target), p(&tmp.path().join("app2")), p(&sources)),
+        &none,
+    );
+    assert_eq!(bad.code(), 1, "{}", bad.stderr());
+    assert!(
+        bad.stderr().contains("source \"bucket\"")
+            && bad
+                .stderr()
+                .contains("no credentials found: set AWS_ACCESS_KEY_ID"),
+        "{}",
+        bad.stderr()
+    );
+    assert_eq!(s3.requests.load(Ordering::Relaxed), before);
+
+    // A wrong secret: a clear error naming the source.
     let bad = fill_env(
         &run_args(p(&target), p(&tmp.path().join("app2")), p(&sources)),
         &s3.env("not-the-secret"),

@@ -179,7 +179,7 @@ fn a_delivered_appliance_shows_and_emails_the_price_of_waiting() {
     // Quoted-printable: soft line breaks undone.
     let body = &reminders[0].1.replace("=\r\n", "").replace("=\n", "");
     assert!(body.contains("Delivered 2 days ago"), "{body}");
-    assert!(body.contains("needs 6.00 GiB (6.00 EUR)"), "{body}");
+    assert!(body.contains("needs 6 GiB (6.00 EUR)"), "{body}");
     assert!(body.contains("Each further day adds about"), "{body}");
     // Installed: no price any more.
     step(&partner, json!({"to": "installed"}));

@@ -1259,6 +1259,7 @@ impl Fill {
             .map(|s| {
                 let wait = self.spec.sources[s]
                     .window
+                    .as_ref()
                     .map_or(0, |w| w.seconds_until_open(secs));
                 (s, wait)
             });

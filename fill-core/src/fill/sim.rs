@@ -1794,7 +1794,7 @@ fn draw_sources(rng: &mut SplitMix64, region: &Region, stores: &mut [SimStore]) 
             let len = 1 + rng.below(12);
             Window::parse(
                 &format!("{:02}:00-{:02}:00", start_h, (start_h + len) % 24),
-                (rng.below(25) as i16 - 12) * 60,
+                crate::source::Zone::Offset((rng.below(25) as i16 - 12) * 60),
             )
             .ok()
         })

@@ -163,7 +163,7 @@ fn checks_measure_real_stores() {
     assert!(
         check(&checks, "store_health")
             .detail
-            .contains("below the 16.00 EiB needed"),
+            .contains("below the 18.45 EB needed"),
         "{checks:?}"
     );
 
