@@ -10,8 +10,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// stores of BLAKE3-verified content (ids are exactly what `b3sum` prints).
 ///
 /// Exit codes: 0 success (also when stdout's reader went away), 1 error, 2 bad arguments
-/// (a value that does not parse, a size without a unit, a path that is not a store),
-/// 3 verification found bad data, 4 a turn-up check failed.
+/// (a value that does not parse, a size without a unit, a path that is not a store, a log
+/// file that cannot be opened), 3 verification found bad data, 4 a turn-up check failed,
+/// 5 interrupted (ctrl-c or SIGTERM during a fill: what was verified and recorded is kept,
+/// and the same command resumes).
+///
+/// Logs: -v/-q, --log-file, --log-format json, or FILL_LOG (a filter such as `debug`).
+/// Progress: bars on a terminal, else a line every FILL_PROGRESS_EVERY (default 5s).
 #[derive(Debug, Parser)]
 #[command(name = "fill", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -114,27 +119,23 @@ pub enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// A running fill-server's appliance status: state, turn-up checks, fill progress, recent
-    /// events (GET URL/status.json; the same as a page at URL/status).
-    Status {
-        /// The server's base URL, e.g. http://127.0.0.1:7878.
-        #[arg(long)]
-        server: String,
-        /// Print the server's JSON as it is.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 /// `fill appliance ...`.
 #[derive(Debug, Subcommand)]
 pub enum ApplianceCommand {
-    /// The current state and the recent events.
+    /// The current state and the recent events: of a store on this machine (--store), or of
+    /// a running fill-server (--server: also its turn-up checks, fill progress and last fill,
+    /// from URL/status.json, the same as the page at URL/status).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["store", "server"])))]
     Status {
         /// The appliance's store.
         #[arg(long)]
-        store: PathBuf,
-        /// Print as JSON.
+        store: Option<PathBuf>,
+        /// A running fill-server's base URL, e.g. http://127.0.0.1:7878.
+        #[arg(long)]
+        server: Option<String>,
+        /// Print as JSON (with --server: the server's JSON as it is).
         #[arg(long)]
         json: bool,
     },
@@ -313,9 +314,9 @@ pub struct PrefillArgs {
     /// smaller).
     #[arg(long)]
     pub reserve: Option<Size>,
-    /// Concurrent requests to the source.
+    /// Concurrent requests to the source (as `max_connections` in a sources file).
     #[arg(long, default_value_t = 8)]
-    pub connections: u32,
+    pub max_connections: u32,
     /// How long the source may take to answer, or stay silent mid-body, before a request is
     /// retried.
     #[arg(long, default_value = "10s")]

@@ -327,13 +327,16 @@ pub fn fill_check(complete_bytes: u64, target_bytes: u64, bad_blocks: u64) -> Ch
             "{bad_blocks} blocks fail verification: run `fill store verify --repair` and fill again"
         )
     } else if passed {
-        format!("all {} target bytes are complete", target_bytes)
+        format!(
+            "all {} of the target are complete",
+            crate::size::format_size(target_bytes)
+        )
     } else {
         format!(
             "{:.1}% of the target's bytes are complete ({} of {}): the fill is not done",
             share * 100.0,
-            complete_bytes,
-            target_bytes
+            crate::size::format_size(complete_bytes),
+            crate::size::format_size(target_bytes)
         )
     };
     Check {
@@ -634,7 +637,7 @@ mod tests {
         assert!(!half.passed);
         assert_eq!(
             half.detail,
-            "50.0% of the target's bytes are complete (50 of 100): the fill is not done"
+            "50.0% of the target's bytes are complete (50 B of 100 B): the fill is not done"
         );
         assert!(fill_check(100, 100, 0).passed);
         assert!(!fill_check(100, 100, 2).passed);

@@ -43,10 +43,7 @@ fn report(
     bgp: Option<&fill_store::control::Bgp>,
     upgrade: &Upgrade,
 ) -> serde_json::Value {
-    let checked_at = status
-        .checked_at
-        .as_deref()
-        .and_then(|t| fill_core::duration::parse_rfc3339(t).ok());
+    let checked_at = status.checked_at;
     let failed = upgrade
         .failed
         .as_ref()

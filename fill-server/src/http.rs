@@ -156,6 +156,8 @@ pub struct AppState {
     withdrawn: Withdrawn,
     /// The scrub's walk: which listed file, and which of its blocks, next.
     picks: AtomicU64,
+    /// The host's name, for the status page.
+    host: String,
 }
 
 #[derive(Debug, Default)]
@@ -222,9 +224,19 @@ pub async fn bind(config: ServerConfig) -> anyhow::Result<(TcpListener, Arc<AppS
         recheck: AtomicBool::new(false),
         withdrawn: Withdrawn::default(),
         picks: AtomicU64::new(0),
+        host: host_name(),
     };
     state.refresh_life();
     Ok((listener, Arc::new(state)))
+}
+
+/// This host's name (`/proc/sys/kernel/hostname`), or `unknown`.
+fn host_name() -> String {
+    fill_store::bounded::read_text(std::path::Path::new("/proc/sys/kernel/hostname"), 256)
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty() && !h.chars().any(fill_core::text::is_unprintable))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Serves connections until `shutdown` completes, then drains.
@@ -587,7 +599,7 @@ fn route(st: &AppState, req: &Request<Incoming>) -> (&'static str, Response<Body
         "/metrics" => (
             "metrics",
             guard_get(get_or_head, || {
-                let mut r = text(StatusCode::OK, st.metrics.encode());
+                let mut r = text(StatusCode::OK, st.metrics.scrape(&st.status()));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static(
@@ -1493,6 +1505,10 @@ impl AppState {
         let now = unix_now();
         let report = life.report.clone();
         Status {
+            appliance: self.config.control.as_ref().map(|c| c.serial.clone()),
+            host: self.host.clone(),
+            version: crate::control::VERSION,
+            store: self.store.root().display().to_string(),
             state: life.lifecycle.state(),
             before_drain: life.lifecycle.before_drain(),
             serving: !self.refusing.load(Ordering::SeqCst),
@@ -1501,9 +1517,7 @@ impl AppState {
                 .as_ref()
                 .map(|r| r.checks.clone())
                 .unwrap_or_default(),
-            checked_at: report
-                .as_ref()
-                .map(|r| fill_core::duration::format_rfc3339(r.checked_at)),
+            checked_at: report.as_ref().map(|r| r.checked_at),
             progress: report.and_then(|r| r.progress),
             in_flight: self.requests.active(),
             maintenance: life
@@ -1515,6 +1529,7 @@ impl AppState {
             events: life.events[life.events.len().saturating_sub(20)..].to_vec(),
             error: life.error.clone(),
             site_fill: self.site_fill(),
+            last_fill: self.store.last_fill(),
         }
     }
 

@@ -13,6 +13,14 @@ use fill_core::lifecycle::State;
 /// What `GET /status.json` answers (docs/json.md).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
+    /// Which appliance: its serial (`[control] serial`), when it has one.
+    pub appliance: Option<String>,
+    /// The host it runs on.
+    pub host: String,
+    /// fill-server's version.
+    pub version: &'static str,
+    /// The store served.
+    pub store: String,
     /// The current state.
     pub state: fill_core::lifecycle::State,
     /// While draining or drained: the state an undrain returns to.
@@ -23,8 +31,8 @@ pub struct Status {
     pub states: Vec<fill_core::lifecycle::State>,
     /// The last turn-up checks, `{name, passed, detail}`.
     pub checks: Vec<fill_core::lifecycle::Check>,
-    /// When they ran (RFC 3339), if they have.
-    pub checked_at: Option<String>,
+    /// When they ran (unix seconds, like every time here), if they have.
+    pub checked_at: Option<i64>,
     /// The fill's progress towards the target.
     pub progress: Option<fill_store::lifecycle::Progress>,
     /// Requests being answered.
@@ -38,6 +46,8 @@ pub struct Status {
     /// The figures of the last site fill (`fill run --site`) of this store, as it wrote
     /// them (`.fill/state/site-fill.json`), when there are any.
     pub site_fill: Option<serde_json::Value>,
+    /// How the store's last fill ended (`.fill/state/last-fill.json`), if one was recorded.
+    pub last_fill: Option<fill_store::last_fill::LastFill>,
 }
 use fill_core::size::format_size;
 
@@ -49,6 +59,9 @@ h1{font-size:1.3rem;margin:0 0 4px}h2{font-size:1.05rem;margin:0 0 8px}\
 section,header{background:#fff;border:1px solid #d8dee4;border-radius:8px;padding:14px;margin:0 0 14px}\
 .now{font-size:1.6rem;font-weight:700}\
 .now .tag{display:inline-block;padding:2px 12px;border-radius:6px;background:#0b5cad;color:#fff}\
+.now .tag.s-live{background:#1a7f37}.now .tag.s-draining{background:#bc4c00}\
+.now .tag.s-drained{background:#fff;color:#9a3412;border:3px dashed #bc4c00}\
+.now .tag.s-maintenance{background:#6e40c9}.now .tag.s-retired{background:#57606a}\
 .serving{color:#1a7f37;font-weight:600}.refusing{color:#b3261e;font-weight:600}\
 ol.track{list-style:none;display:flex;flex-wrap:wrap;gap:6px;padding:0;margin:0}\
 ol.track li{padding:6px 10px;border-radius:16px;border:2px solid #c3cbd3;color:#57606a;background:#fff;font-size:.9rem}\
@@ -82,17 +95,22 @@ fn esc(s: &str) -> String {
 pub fn render(status: &Status) -> String {
     let mut h = String::with_capacity(8192);
     let state = status.state.name();
+    let who = esc(status.appliance.as_deref().unwrap_or(&status.store));
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <meta http-equiv=\"refresh\" content=\"15\">\
-         <title>fill appliance: {state}</title><style>{STYLE}</style></head><body><main>"
+         <title>{who}: {state}</title><style>{STYLE}</style></head><body><main>"
     );
     let _ = write!(
         h,
-        "<header><h1>Appliance status</h1><div class=\"now\">State: \
-         <span class=\"tag\" id=\"state\">{state}</span></div><div id=\"serving\" class=\"{}\">{}</div>",
+        "<header><h1 id=\"appliance\">Appliance {who}</h1><div class=\"muted\" id=\"host\">\
+         on {} · fill-server {} · store {}</div><div class=\"now\">State: \
+         <span class=\"tag s-{state}\" id=\"state\">{state}</span></div><div id=\"serving\" class=\"{}\">{}</div>",
+        esc(&status.host),
+        status.version,
+        esc(&status.store),
         if status.serving {
             "serving"
         } else {
@@ -166,7 +184,7 @@ pub fn render(status: &Status) -> String {
                 h,
                 "<div class=\"muted\">{passed} of {} passed · checked {}</div>",
                 status.checks.len(),
-                esc(t)
+                format_rfc3339(*t)
             );
         }
         None => h.push_str("<div class=\"muted\">not run yet</div>"),
@@ -236,6 +254,9 @@ pub fn render(status: &Status) -> String {
             bytes("lacks_bytes")
         );
     }
+    if let Some(f) = &status.last_fill {
+        last_fill(&mut h, f);
+    }
     h.push_str("</section>");
 
     // Maintenance.
@@ -278,6 +299,42 @@ pub fn render(status: &Status) -> String {
     h
 }
 
+/// The store's last fill: how it ended, what it took from each source and what that cost.
+fn last_fill(h: &mut String, f: &fill_store::last_fill::LastFill) {
+    let _ = write!(
+        h,
+        "<div id=\"last-fill\"><h3>Last fill: {}</h3><div class=\"muted\">ended {}, {} of {} \
+         fetched, cost {:.2}; last successful fill: {}</div>",
+        f.outcome.name(),
+        format_rfc3339(f.finished_at),
+        format_size(f.bytes_fetched),
+        format_size(f.bytes_to_fetch),
+        f.cost,
+        f.last_success_at.map_or("never".to_owned(), format_rfc3339)
+    );
+    if let Some(e) = &f.error {
+        let _ = write!(h, "<div class=\"refusing\">{}</div>", esc(e));
+    }
+    if !f.sources.is_empty() {
+        h.push_str(
+            "<table><tr><th>source</th><th>kind</th><th>bytes</th><th>cost</th><th></th></tr>",
+        );
+        for s in &f.sources {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td></tr>",
+                esc(&s.name),
+                esc(&s.kind),
+                format_size(s.bytes),
+                s.cost,
+                if s.quarantined { "quarantined" } else { "" }
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</div>");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,7 +342,12 @@ mod tests {
 
     fn status(state: State) -> Status {
         Status {
+            appliance: Some("FRA-3-oca-<0>".into()),
+            host: "oca0.example".into(),
+            version: "9.9.9",
+            store: "/srv/store".into(),
             site_fill: None,
+            last_fill: None,
             state,
             before_drain: None,
             serving: true,
@@ -295,7 +357,7 @@ mod tests {
                 passed: false,
                 detail: "50.0% <b>done</b>".into(),
             }],
-            checked_at: Some("2026-11-28T12:00:00Z".into()),
+            checked_at: Some(1_795_867_200),
             progress: None,
             in_flight: 0,
             maintenance: Vec::new(),
@@ -312,7 +374,11 @@ mod tests {
     #[test]
     fn highlights_the_current_state_and_escapes_text() {
         let page = render(&status(State::BurnIn));
-        assert!(page.contains("<span class=\"tag\" id=\"state\">burn_in</span>"));
+        assert!(page.contains("<span class=\"tag s-burn_in\" id=\"state\">burn_in</span>"));
+        // Which appliance, where, which version; its serial escaped.
+        assert!(page.contains("<h1 id=\"appliance\">Appliance FRA-3-oca-&lt;0&gt;</h1>"));
+        assert!(page.contains("on oca0.example · fill-server 9.9.9 · store /srv/store"));
+        assert!(page.contains("checked 2026-11-28T12:00:00Z"));
         assert!(page.contains(
             "<li class=\"current\" data-state=\"burn_in\" aria-current=\"step\">burn_in</li>"
         ));
@@ -336,11 +402,51 @@ mod tests {
         let page = render(&st);
         assert!(
             page.contains(
-                "<div id=\"site-fill\">site fill &lt;i&gt;filling&lt;/i&gt;: 3.00 MiB from outside \
-                 (plan 2.00 MiB), 1.00 KiB copied from the site's other appliances, excess 1.00 MiB, \
+                "<div id=\"site-fill\">site fill &lt;i&gt;filling&lt;/i&gt;: 3 MiB from outside \
+                 (plan 2 MiB), 1 KiB copied from the site's other appliances, excess 1 MiB, \
                  0 B still lacking</div>"
             ),
             "{page}"
         );
+    }
+
+    #[test]
+    fn drained_looks_unlike_live_and_the_last_fill_is_shown() {
+        let live = render(&status(State::Live));
+        let drained = render(&status(State::Drained));
+        assert!(live.contains("class=\"tag s-live\""));
+        assert!(drained.contains("class=\"tag s-drained\""));
+        // Their styles differ: live is green, drained a dashed outline.
+        assert!(STYLE.contains(".now .tag.s-live{background:#1a7f37}"));
+        assert!(
+            STYLE.contains(".now .tag.s-drained{background:#fff;color:#9a3412;border:3px dashed")
+        );
+
+        let mut st = status(State::BurnIn);
+        st.last_fill = Some(fill_store::last_fill::LastFill {
+            format: fill_store::last_fill::FORMAT.into(),
+            outcome: fill_store::last_fill::FillOutcome::Failed,
+            started_at: 1_795_867_000,
+            finished_at: 1_795_867_200,
+            last_success_at: None,
+            bytes_to_fetch: 4_000_000_000,
+            bytes_fetched: 1_500_000_000,
+            cost: 0.25,
+            sources: vec![fill_store::last_fill::SourceFigures {
+                name: "<peer>".into(),
+                kind: "peer".into(),
+                bytes: 1_500_000_000,
+                cost: 0.0,
+                quarantined: true,
+            }],
+            error: Some("origin <x> refused".into()),
+        });
+        let page = render(&st);
+        assert!(page.contains("<h3>Last fill: failed</h3>"), "{page}");
+        assert!(page.contains("1.50 GB of 4 GB fetched, cost 0.25; last successful fill: never"));
+        assert!(page.contains(
+            "<td>&lt;peer&gt;</td><td>peer</td><td>1.50 GB</td><td>0.00</td><td>quarantined</td>"
+        ));
+        assert!(page.contains("origin &lt;x&gt; refused"));
     }
 }

@@ -37,7 +37,7 @@ mod tests {
         // Zeros are valid UTF-8: it is the limit that stops it.
         assert_eq!(
             e.to_string(),
-            "larger than the limit of 1.00 KiB for this file"
+            "larger than the limit of 1 KiB for this file"
         );
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("f");

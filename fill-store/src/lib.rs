@@ -18,6 +18,7 @@
 pub mod bounded;
 pub mod config;
 pub mod control;
+pub mod last_fill;
 pub mod lifecycle;
 pub mod logging;
 pub mod mapped;

@@ -460,6 +460,15 @@ impl Store {
         self.state_dir().join("state").join(name)
     }
 
+    /// Replaces the state file `name` with `bytes`: synced, then renamed into place.
+    pub fn write_state(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.state_file(name);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        }
+        write_atomic(self, &path, bytes)
+    }
+
     /// Appends a lifecycle event and syncs it before returning. Prefer [`Store::transition`],
     /// which checks the transition against the recorded state under the events lock.
     pub fn record_event(&self, event: &fill_core::lifecycle::Event) -> Result<(), StoreError> {

@@ -1,10 +1,12 @@
-//! `fill appliance ...` (status, event, checks, maintenance) and `fill status --server`.
+//! `fill appliance ...`: status (of a store, or of a running fill-server), event, checks,
+//! maintenance.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use fill_core::size::format_size;
+use fill_core::text::Escaped;
 use serde::Serialize;
 
 use crate::Outcome;
@@ -23,7 +25,17 @@ pub(crate) struct StatusJson<'a> {
 pub(crate) fn appliance(cmd: ApplianceCommand) -> Result<Outcome> {
     use fill_core::lifecycle::{Lifecycle, State};
     match cmd {
-        ApplianceCommand::Status { store, json } => {
+        ApplianceCommand::Status {
+            server: Some(server),
+            json,
+            ..
+        } => return server_status(&server, json),
+        ApplianceCommand::Status { store: None, .. } => bail!("--store or --server is needed"),
+        ApplianceCommand::Status {
+            store: Some(store),
+            json,
+            ..
+        } => {
             let s = open_store(&store)?;
             let events = s.lifecycle_events()?;
             let l = Lifecycle::replay(&events)
@@ -181,20 +193,26 @@ pub(crate) fn event_line(e: &fill_core::lifecycle::Event) -> String {
     )
 }
 
-/// `fill status --server URL`.
-pub(crate) fn status_cmd(server: &str, json: bool) -> Result<Outcome> {
+/// `fill appliance status --server URL`.
+fn server_status(server: &str, json: bool) -> Result<Outcome> {
     let base = crate::sources::check_url(server).context("--server")?;
     let rt = runtime(false)?;
     let url = format!("{base}/status.json");
     let body = rt
         .block_on(crate::net::Net::new().get_small(&url, false, 16 << 20))
-        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if json {
         crate::stdout().write_all(&body)?;
         return Ok(Outcome::Ok);
     }
     let v: StatusView =
         serde_json::from_slice(&body).with_context(|| format!("{url}: not a status"))?;
+    outln!(
+        "appliance: {} on {}, fill-server {}",
+        Escaped(v.appliance.as_deref().unwrap_or(&v.store)),
+        Escaped(&v.host),
+        Escaped(&v.version)
+    )?;
     outln!(
         "state: {}{}",
         v.state,
@@ -223,15 +241,36 @@ pub(crate) fn status_cmd(server: &str, json: bool) -> Result<Outcome> {
                 .map(|c| (c.name.as_str(), c.passed, c.detail.as_str()))
         )
     )?;
+    if let Some(f) = &v.last_fill {
+        outln!(
+            "last fill: {} at {}, {} fetched, cost {:.2}; last success {}",
+            f.outcome.name(),
+            fill_core::duration::format_rfc3339(f.finished_at),
+            format_size(f.bytes_fetched),
+            f.cost,
+            f.last_success_at
+                .map_or("never".to_owned(), fill_core::duration::format_rfc3339)
+        )?;
+    }
     for e in &v.events {
         outln!("{}", event_line(e))?;
     }
     Ok(Outcome::Ok)
 }
 
-/// What `fill status` reads of `/status.json`.
+/// What `fill appliance status --server` reads of `/status.json`.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct StatusView {
+    #[serde(default)]
+    appliance: Option<String>,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    store: String,
+    #[serde(default)]
+    last_fill: Option<fill_store::last_fill::LastFill>,
     state: String,
     serving: bool,
     #[serde(default)]

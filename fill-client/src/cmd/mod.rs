@@ -34,7 +34,6 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Prefill(args) => prefill::prefill_cmd(&args),
         Command::Plan(args) => plan::plan_cmd(&args),
         Command::Appliance(cmd) => appliance::appliance(cmd),
-        Command::Status { server, json } => appliance::status_cmd(&server, json),
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(cmd) => bench::bench(cmd),
         Command::Completions { shell } => docs::completions(shell),

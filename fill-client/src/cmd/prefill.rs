@@ -37,10 +37,10 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         Some(c) => c.0,
         None => target.total_size(),
     };
-    if !(1..=256).contains(&args.connections) {
+    if !(1..=256).contains(&args.max_connections) {
         bail!(
-            "--connections {} is not between 1 and 256",
-            args.connections
+            "--max-connections {} is not between 1 and 256",
+            args.max_connections
         );
     }
     let station = match (&args.report_to, &args.station_token) {
@@ -86,7 +86,7 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         .iter()
         .map(|s| compute_delta(&target, s, capacity))
         .collect::<Result<_>>()?;
-    let spec = crate::sources::single(&args.source, args.connections)?;
+    let spec = crate::sources::single(&args.source, args.max_connections)?;
     let rt = runtime(true)?;
     let totals: Vec<u64> = deltas.iter().map(|d| d.delta.bytes_to_fetch).collect();
     if let Some(st) = &station {
@@ -122,6 +122,7 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         .max()
         .unwrap_or(0);
     let bar = crate::fill::Progress::new(most, "pre-filling", &sources);
+    let started = crate::planning::now()?;
     let report = crate::common::until_interrupted(&rt, async {
         let fill = crate::fill::run(job, &writer, &bar);
         let Some(st) = &station else {
@@ -154,8 +155,12 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
                 }
             }
         }
-    })?;
+    });
     bar.finish_and_clear();
+    for (s, d) in stores.iter().zip(&deltas) {
+        crate::fill::FillReport::record(s, started, d.delta.bytes_to_fetch, &report);
+    }
+    let report = report?;
     if let Some(st) = &station {
         let catalogs: Vec<Vec<u8>> = stores
             .iter()

@@ -106,8 +106,10 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             routes: routes.as_ref(),
             relays: None,
         };
+        let started = crate::planning::now()?;
         let r = crate::common::until_interrupted(&rt, crate::fill::run(job, &writer, &bar));
         bar.finish_and_clear();
+        crate::fill::FillReport::record(&s, started, sd.delta.bytes_to_fetch, &r);
         r?
     };
     if args.json {

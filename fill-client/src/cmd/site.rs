@@ -224,6 +224,7 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
     // While it fills, the figures in the store's state follow it every REPORT_EVERY, so
     // `fill site status` shows what each appliance still lacks.
     let done = std::sync::atomic::AtomicBool::new(false);
+    let started = crate::planning::now()?;
     let result = std::thread::scope(|scope| {
         let (done, bar, s) = (&done, &bar, &s);
         let mut live = report.clone();
@@ -248,6 +249,7 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
         result
     });
     bar.finish_and_clear();
+    crate::fill::FillReport::record(&s, started, sd.delta.bytes_to_fetch, &result);
     let fill = match result {
         Ok(r) => r,
         Err(e) => {

@@ -107,6 +107,55 @@ pub struct FillReport {
 }
 
 impl FillReport {
+    /// Records how a fill of `store` that began at `started_at` (unix seconds) to fetch
+    /// `bytes_to_fetch` ended, as the store's last fill (fill-server's metrics and status
+    /// page read it). A store that cannot take the record only costs a warning.
+    pub fn record(
+        store: &Store,
+        started_at: i64,
+        bytes_to_fetch: u64,
+        result: &Result<FillReport>,
+    ) {
+        use fill_store::last_fill::{FillOutcome, LastFill, SourceFigures};
+        let finished_at = crate::planning::now().unwrap_or(started_at);
+        let (outcome, error) = match result {
+            Ok(_) => (FillOutcome::Ok, None),
+            Err(e) if e.downcast_ref::<crate::common::Interrupted>().is_some() => {
+                (FillOutcome::Interrupted, None)
+            }
+            Err(e) => (FillOutcome::Failed, Some(format!("{e:#}"))),
+        };
+        let ok = result.as_ref().ok();
+        let record = LastFill {
+            format: String::new(),
+            outcome,
+            started_at,
+            finished_at,
+            last_success_at: None,
+            bytes_to_fetch,
+            bytes_fetched: ok.map_or(0, |r| r.bytes_fetched),
+            cost: ok.map_or(0.0, |r| r.total_cost),
+            sources: ok
+                .map(|r| {
+                    r.sources
+                        .iter()
+                        .map(|s| SourceFigures {
+                            name: s.name.clone(),
+                            kind: s.kind.clone(),
+                            bytes: s.bytes,
+                            cost: s.cost,
+                            quarantined: s.quarantined,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            error,
+        };
+        if let Err(e) = store.record_last_fill(record) {
+            tracing::warn!("cannot record the fill in {}: {e}", store.root().display());
+        }
+    }
+
     /// The report of a dry run: the plan's bytes and costs per source, nothing fetched.
     pub fn dry_run(sources: Vec<SourceReport>) -> Self {
         Self {

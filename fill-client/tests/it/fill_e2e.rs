@@ -1271,20 +1271,70 @@ fn burn_in_fill_checks_then_live_on_the_server() {
     );
     assert_eq!(checks["progress"]["complete_files"], 6);
 
-    // The appliance's server goes live by itself; `fill status` shows it.
+    // The appliance's server goes live by itself; `fill appliance status --server` shows it.
     let srv = ServerProcess::start_with(&app, &["--config", p(&cfg)]);
     let url = format!("http://{}", srv.addr);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let s = fill(&["status", "--server", &url, "--json"]).ok().json();
+        let s = fill(&["appliance", "status", "--server", &url, "--json"])
+            .ok()
+            .json();
         if s["state"] == "live" {
             break;
         }
         assert!(Instant::now() < deadline, "not live: {s:#}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let text = fill(&["status", "--server", &url]).ok().stdout();
-    assert!(text.starts_with("state: live\nfill: 100.0% of "), "{text}");
+    let text = fill(&["appliance", "status", "--server", &url])
+        .ok()
+        .stdout();
+    assert!(text.contains("\nstate: live\nfill: 100.0% of "), "{text}");
+    assert!(text.starts_with("appliance: "), "{text}");
+    assert!(text.contains("last fill: ok at "), "{text}");
+    // What to alert on, in its metrics: the state, each check, the fill, the last fill's
+    // bytes and cost per source, when it last succeeded.
+    let m = http_get(srv.addr, "/metrics");
+    for line in [
+        "fill_appliance_state{state=\"live\"} 1",
+        "fill_appliance_state{state=\"burn_in\"} 0",
+        "fill_appliance_check_passed{check=\"offload\"} 1",
+        "fill_appliance_serving 1",
+        "fill_last_fill_outcome{outcome=\"ok\"} 1",
+        "fill_last_fill_outcome{outcome=\"failed\"} 0",
+    ] {
+        assert!(m.contains(line), "no {line:?} in\n{m}");
+    }
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{m}"))
+    };
+    assert!(value("fill_last_fill_success_timestamp_seconds") > 1.7e9);
+    assert!(value("fill_appliance_checks_last_run_timestamp_seconds") > 1.7e9);
+    assert_eq!(
+        value("fill_appliance_fill_bytes"),
+        value("fill_appliance_target_bytes")
+    );
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("fill_last_fill_source_bytes{") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    // Every metric the shipped alert rules name is one the server exports.
+    let rules = include_str!("../../../docs/alerts/fill.rules.yml");
+    let mut named = 0;
+    for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("fill_") && word.len() > 5 {
+            named += 1;
+            // A family with no sample yet has only its TYPE line (counters without _total).
+            let family = word.strip_suffix("_total").unwrap_or(word);
+            assert!(
+                m.contains(&format!("\n{word}")) || m.contains(&format!("\n# TYPE {family} ")),
+                "the alert rules name {word}, which /metrics does not export"
+            );
+        }
+    }
+    assert!(named >= 10, "{named}");
     assert!(
         text.contains("burn_in -> live  turn-up checks passed"),
         "{text}"

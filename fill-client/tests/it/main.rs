@@ -1,5 +1,6 @@
 //! End-to-end tests of the `fill` binary, in temp dirs.
 
+mod ergonomics;
 mod fill_e2e;
 mod hostile;
 mod s3;

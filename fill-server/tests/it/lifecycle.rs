@@ -77,7 +77,7 @@ fn checks_measure_real_stores() {
     assert!(!fill.passed);
     assert_eq!(
         fill.detail,
-        "50.0% of the target's bytes are complete (3145728 of 6291456): the fill is not done"
+        "50.0% of the target's bytes are complete (3 MiB of 6 MiB): the fill is not done"
     );
     let p = progress.unwrap();
     assert_eq!((p.complete_files, p.target_files), (1, 3));
@@ -654,7 +654,9 @@ fn the_status_page_in_headless_chromium() {
         let dom =
             String::from_utf8(run_chromium(&profile, &["--dump-dom".into(), url.clone()])).unwrap();
         assert!(
-            dom.contains(&format!("<span class=\"tag\" id=\"state\">{state}</span>")),
+            dom.contains(&format!(
+                "<span class=\"tag s-{state}\" id=\"state\">{state}</span>"
+            )),
             "{state}: the state is not shown: {dom}"
         );
         assert!(
