@@ -4,6 +4,9 @@
 #   sweep: one appliance, install delays 0..60      (goal: <= 5 s on 2 cores)
 #   fleet: 1,000 appliances, delays drawn in 0..60  (goal: <= 60 s on 2 cores)
 #   fleet without site plans, for the share site planning costs.
+#   fleet: 18,000 appliances (Open Connect's order of size), delays drawn in 0..60
+#          (goal: <= 60 s and <= 1 GiB on 2 cores), and the same fleet's delays read from
+#          a CSV (--delays-csv), as a control plane's export would give them.
 #
 # usage: benches/simulate.sh [ROUNDS=3]
 set -euo pipefail
@@ -22,7 +25,7 @@ run() { # name, args...
     local times=() rss=()
     for i in $(seq "$ROUNDS"); do
         rm -rf "$W/out"
-        /usr/bin/time -f "%e %M" -o "$W/time" "$FILL" simulate --out "$W/out" "$@" >/dev/null
+        /usr/bin/time -f "%e %M" -o "$W/time" "$FILL" simulate --out "$W/out" "$@" >/dev/null 2>"$W/err"
         read -r t m <"$W/time"
         times+=("$t"); rss+=("$m")
     done
@@ -37,3 +40,9 @@ echo "fill simulate, $(nproc) cores, $ROUNDS rounds"
 run "sweep 0..60" --delays 0..60
 run "fleet 1000, site plans" --appliances 1000 --delays 0..60
 run "fleet 1000, alone only" --appliances 1000 --delays 0..60 --no-site-planning
+run "fleet 18000, site plans" --appliances 18000 --delays 0..60
+# A seeded, skewed spread of real delays: most installs within two weeks, a long tail.
+awk 'BEGIN { srand(7); print "serial,delay_days";
+             for (i = 0; i < 18000; i++) { d = int(-12 * log(1 - rand())); if (d > 120) d = 120;
+                                           printf "oca-%d,%d\n", i, d } }' >"$W/delays.csv"
+run "fleet 18000, delays CSV" --appliances 18000 --delays-csv "$W/delays.csv"

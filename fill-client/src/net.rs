@@ -132,7 +132,10 @@ impl Net {
                 "{uri}: no answer within {:?}",
                 self.timeout
             ))),
-            Ok(Err(e)) => Err(NetError::Transport(format!("{uri}: {}", causes(&e)))),
+            Ok(Err(e)) => Err(NetError::Transport(format!(
+                "{uri}: {}",
+                fill_store::store::chain(&e)
+            ))),
             Ok(Ok(r)) => Ok(r),
         }
     }
@@ -437,21 +440,6 @@ async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<Head, Exchan
         let early = buf.split_off(at);
         return Ok(Head { head, early });
     }
-}
-
-/// An error and its causes in one line, each said once: hyper's `client error (Connect)`
-/// alone does not say that the connection was refused.
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

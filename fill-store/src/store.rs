@@ -125,16 +125,20 @@ pub enum StoreError {
     },
 }
 
-/// An error and its sources, joined by `: ` (what `{:#}` of anyhow prints).
+/// An error and its sources, joined by `: ` (what `{:#}` of anyhow prints), each said once:
+/// a source whose words an outer error already carries is left out (hyper's `client error
+/// (Connect)` alone does not say the connection was refused; repeated, it says it twice).
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        out.push_str(": ");
-        out.push_str(&inner.to_string());
-        cur = inner.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
     }
-    out
+    parts.join(": ")
 }
 
 impl From<crate::mapped::MapError> for StoreError {
