@@ -44,8 +44,9 @@ impl LogArgs {
     /// an error naming it.
     pub fn init(&self, default: &str, config_format: Option<LogFormat>) -> Result<()> {
         let filter = match std::env::var("FILL_LOG") {
+            // The parse error's own words only: its source repeats them.
             Ok(v) if !v.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(v.trim())
-                .with_context(|| format!("FILL_LOG {v:?} is not a log filter"))?,
+                .map_err(|e| anyhow::anyhow!("FILL_LOG {v:?} is not a log filter: {e}"))?,
             _ => tracing_subscriber::EnvFilter::new(self.level(default)),
         };
         let format = self.log_format.or(config_format).unwrap_or_default();
