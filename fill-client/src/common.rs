@@ -54,18 +54,9 @@ pub(crate) fn until_interrupted<T>(
     work: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
     rt.block_on(async {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
             r = work => r,
-            _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
-            () = term => Err(Interrupted.into()),
+            () = fill_store::signal::stop_requested() => Err(Interrupted.into()),
         }
     })
 }

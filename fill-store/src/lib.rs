@@ -22,5 +22,6 @@ pub mod last_fill;
 pub mod lifecycle;
 pub mod logging;
 pub mod mapped;
+pub mod signal;
 pub mod sources;
 pub mod store;
