@@ -93,10 +93,14 @@ pub(crate) enum Unit {
 /// How often a plain progress line is written when stderr is not a terminal:
 /// `FILL_PROGRESS_EVERY` (a duration, e.g. `30s`; default 5 s).
 pub(crate) fn plain_every() -> std::time::Duration {
-    std::env::var("FILL_PROGRESS_EVERY")
-        .ok()
-        .and_then(|v| fill_core::duration::parse_duration(&v).ok())
-        .unwrap_or(std::time::Duration::from_secs(5))
+    let standard = std::time::Duration::from_secs(5);
+    match std::env::var("FILL_PROGRESS_EVERY") {
+        Ok(v) => fill_core::duration::parse_duration(&v).unwrap_or_else(|e| {
+            tracing::warn!("FILL_PROGRESS_EVERY: {e}; a line every 5s");
+            standard
+        }),
+        Err(_) => standard,
+    }
 }
 
 /// Progress of a long job: a bar on a terminal; elsewhere (cron, CI, systemd) a plain line on

@@ -168,6 +168,7 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
     s.recover().context("cannot settle an interrupted fill")?;
     let rt = runtime(true)?;
     let (remotes, holdings) = crate::sources::reach(&specs, &rt)?;
+    crate::sources::say_unreachable(&specs, &holdings);
     let sources: Vec<Source> = specs.iter().map(|s| s.source.clone()).collect();
     let sd = compute_delta(&target, &s, entry.capacity)?;
     let mut routes: crate::planning::Routes = HashMap::new();
