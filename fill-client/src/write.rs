@@ -48,8 +48,9 @@ impl std::fmt::Debug for AlignedBuf {
 /// Freed buffers kept for reuse: a fill allocates one per block, and fresh large
 /// allocations cost page faults and zeroing (a fifth of the client's time before the pool).
 static POOL: std::sync::Mutex<Vec<AlignedBuf>> = std::sync::Mutex::new(Vec::new());
-/// Buffers the pool keeps at most (64 MiB of 1 MiB blocks).
-const POOL_MAX: usize = 64;
+/// Bytes of buffers the pool keeps at most: what a fill has in flight (its write slots and
+/// a batch per request, docs/benchmarks.md).
+const POOL_MAX_BYTES: usize = 128 << 20;
 
 impl AlignedBuf {
     /// An empty buffer with room for at least `cap` bytes (at least one page).
@@ -75,7 +76,7 @@ impl AlignedBuf {
     /// Gives the buffer back for reuse.
     pub fn recycle(self) {
         let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < POOL_MAX {
+        if pool.iter().map(|b| b.cap).sum::<usize>() + self.cap <= POOL_MAX_BYTES {
             pool.push(self);
         }
     }
@@ -106,6 +107,11 @@ impl AlignedBuf {
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the first `len` bytes are initialised (the whole capacity is).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Keeps the first `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 
     /// Bytes written so far.

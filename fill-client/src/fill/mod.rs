@@ -10,10 +10,11 @@
 //! machine always learns how each action ended; a task that panics stops the fill.
 //!
 //! What stays here, because it is about resources rather than decisions: a request reads
-//! its body straight into aligned block buffers, verifies each block against the outboard
-//! the machine gave it, paces itself under its source's cap ([`fill_core::fill::Pacer`]),
-//! and submits each block's writes while it reads on, with at most [`MAX_WRITES`] block
-//! writes in flight per store.
+//! its body straight into aligned buffers of up to four blocks, verifies each block against
+//! the outboard the machine gave it, paces itself under its source's cap
+//! ([`fill_core::fill::Pacer`]), and submits the verified blocks' writes while it reads on,
+//! consecutive blocks as one write (a short tail block alone), with at most [`MAX_WRITES`]
+//! blocks being written per store. The machine still hears `Written` per block.
 
 pub mod edges;
 mod progress;

@@ -482,7 +482,14 @@ async fn fetch_range<R: RangeSource, W: BlockWriter, S: StoreState>(
     }
 }
 
+/// Verified blocks written together: a request's consecutive blocks for the same stores
+/// go to the disk as one write of up to this many, so the io_uring thread is woken, and
+/// answers, once per batch rather than once per block.
+const WRITE_BATCH: u64 = 4;
+
 /// Reads and verifies a request's blocks; returns how many verified and why it stopped.
+/// Verified blocks are submitted in batches of consecutive blocks ([`WRITE_BATCH`]); a
+/// request that stops early submits those it verified before saying why.
 async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
     ctx: &Arc<Ctx<R, W, S>>,
     req: &Request,
@@ -503,67 +510,159 @@ async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
         Ok(b) => b,
         Err(e) => return (0, Err(failure(&url, e))),
     };
+    // Every batch buffer has the same capacity, so the pool hands them back.
+    let batch_cap = (WRITE_BATCH * ob.block_size().bytes()) as usize;
+    let mut batch = Batch {
+        buf: AlignedBuf::with_capacity(batch_cap),
+        first: req.first_block,
+        blocks: 0,
+    };
     let mut k = 0u64;
-    let mut buf = AlignedBuf::with_capacity(ob.block_range(req.first_block).1 as usize);
-    while k < req.blocks {
+    let stopped = loop {
+        if k == req.blocks {
+            break Ok(());
+        }
         let block = req.first_block + k;
         let block_len = ob.block_range(block).1 as usize;
-        let have = buf.len();
-        let room = &mut buf.spare_mut()[..block_len - have];
-        let n = match tokio::time::timeout(timeout, body.read(room)).await {
-            Err(_) => {
-                let why = format!("{url}: stalled for {timeout:?}");
-                return (k, Err(RequestFailure::Transport(why)));
+        // A block for other stores than the batch's, no room left, or a short tail block
+        // (written on its own: O_DIRECT takes only whole pages, and a batch with a short
+        // tail would go through the page cache whole): the batch goes first.
+        let short = !block_len.is_multiple_of(crate::write::ALIGN);
+        let flush = batch.blocks > 0
+            && (req.writes[k as usize] != req.writes[(batch.first - req.first_block) as usize]
+                || batch.blocks == WRITE_BATCH
+                || short);
+        if flush
+            && let Err(e) = batch
+                .submit(ctx, req, id, data, tx, writes, batch_cap)
+                .await
+        {
+            break Err(e);
+        }
+        let start = batch.buf.len();
+        // Read until this block is whole.
+        let mut failed = None;
+        while batch.buf.len() < start + block_len {
+            let have = batch.buf.len();
+            let room = &mut batch.buf.spare_mut()[..start + block_len - have];
+            let n = match tokio::time::timeout(timeout, body.read(room)).await {
+                Err(_) => {
+                    let why = format!("{url}: stalled for {timeout:?}");
+                    failed = Some(RequestFailure::Transport(why));
+                    break;
+                }
+                Ok(Ok(0)) => {
+                    failed = Some(RequestFailure::Lied(format!("{url}: body ended early")));
+                    break;
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    failed = Some(failure(&url, e));
+                    break;
+                }
+            };
+            batch.buf.advance(n);
+            let wait = lock(&ctx.pacers[req.source]).take(n as u64, ctx.pace_now());
+            if let Some(until) = wait {
+                tokio::time::sleep(until.since(ctx.pace_now())).await;
             }
-            Ok(Ok(0)) if block_len > have => {
-                return (
-                    k,
-                    Err(RequestFailure::Lied(format!("{url}: body ended early"))),
-                );
-            }
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return (k, Err(failure(&url, e))),
-        };
-        buf.advance(n);
-        let wait = lock(&ctx.pacers[req.source]).take(n as u64, ctx.pace_now());
-        if let Some(until) = wait {
-            tokio::time::sleep(until.since(ctx.pace_now())).await;
         }
-        if buf.len() < block_len {
-            continue;
+        if let Some(f) = failed {
+            break Err(f);
         }
-        if ob.verify_block(block, buf.as_slice()).is_err() {
-            return (k, Err(RequestFailure::BadBlock));
+        if ob
+            .verify_block(block, &batch.buf.as_slice()[start..start + block_len])
+            .is_err()
+        {
+            break Err(RequestFailure::BadBlock);
         }
-        let stores = &req.writes[k as usize];
-        // Waits here only when the disks are MAX_WRITES blocks behind (a slot per copy).
-        let Ok(permit) = ctx
-            .writes
-            .clone()
-            .acquire_many_owned(stores.len().max(1) as u32)
-            .await
-        else {
-            return (
-                k,
-                Err(RequestFailure::Transport("write slots closed".into())),
-            );
-        };
-        let next_cap = if k + 1 < req.blocks {
-            ob.block_range(block + 1).1 as usize
-        } else {
-            0
-        };
-        let full = std::mem::replace(&mut buf, AlignedBuf::with_capacity(next_cap));
-        writes.push(submit_block(
-            ctx, req, id, block, full, stores, data, permit, tx,
-        ));
+        if batch.blocks == 0 {
+            batch.first = block;
+        }
+        batch.blocks += 1;
         k += 1;
+        if short
+            && let Err(e) = batch
+                .submit(ctx, req, id, data, tx, writes, batch_cap)
+                .await
+        {
+            break Err(e);
+        }
         if k == req.blocks && body.has_more() {
             let why = format!("{url}: body longer than asked");
-            return (k, Err(RequestFailure::Lied(why)));
+            break Err(RequestFailure::Lied(why));
         }
+    };
+    // What verified is written, however the request ended (an unverified tail in the
+    // buffer is not part of the batch: the write covers the batch's blocks only).
+    let result = match batch
+        .submit(ctx, req, id, data, tx, writes, batch_cap)
+        .await
+    {
+        Err(e) if stopped.is_ok() => Err(e),
+        _ => stopped,
+    };
+    batch.buf.recycle();
+    (k, result)
+}
+
+/// Verified blocks of a request not yet submitted, in one buffer.
+struct Batch {
+    buf: AlignedBuf,
+    /// The first block in `buf`.
+    first: u64,
+    /// Verified blocks in `buf`.
+    blocks: u64,
+}
+
+impl Batch {
+    /// Submits the batch's blocks (waiting for write slots, one per block and store) and
+    /// starts the next batch in a fresh buffer of `next_cap` bytes.
+    #[allow(clippy::too_many_arguments)]
+    async fn submit<R: RangeSource, W: BlockWriter, S: StoreState>(
+        &mut self,
+        ctx: &Arc<Ctx<R, W, S>>,
+        req: &Request,
+        id: ContentId,
+        data: &[Option<Arc<W::File>>],
+        tx: &mpsc::UnboundedSender<Event>,
+        writes: &mut Vec<tokio::task::JoinHandle<()>>,
+        next_cap: usize,
+    ) -> std::result::Result<(), RequestFailure> {
+        if self.blocks == 0 {
+            return Ok(());
+        }
+        let ob = &req.outboard;
+        let stores = &req.writes[(self.first - req.first_block) as usize];
+        let slots = (stores.len().max(1) as u64 * self.blocks) as u32;
+        // Waits here only when the disks are MAX_WRITES blocks behind (a slot per copy).
+        let Ok(permit) = ctx.writes.clone().acquire_many_owned(slots).await else {
+            return Err(RequestFailure::Transport("write slots closed".into()));
+        };
+        let (start, _) = ob.block_range(self.first);
+        let last = ob.block_range(self.first + self.blocks - 1);
+        let len = (last.0 + last.1 - start) as usize;
+        let mut full = std::mem::replace(&mut self.buf, AlignedBuf::with_capacity(next_cap));
+        // Bytes read past the batch's blocks (the next block, begun) move to the new buffer.
+        if full.len() > len {
+            self.buf.extend_from_slice(&full.as_slice()[len..]);
+            full.truncate(len);
+        }
+        writes.push(submit_blocks(
+            ctx,
+            req,
+            id,
+            (self.first, self.blocks),
+            full,
+            stores,
+            data,
+            permit,
+            tx,
+        ));
+        self.first += self.blocks;
+        self.blocks = 0;
+        Ok(())
     }
-    (k, Ok(()))
 }
 
 fn failure(url: &str, e: NetError) -> RequestFailure {
@@ -575,22 +674,24 @@ fn failure(url: &str, e: NetError) -> RequestFailure {
     }
 }
 
-/// Submits a verified block's writes to every store that lacks it (a copy per extra store:
-/// an O_DIRECT write consumes its buffer). The task answers `Written` per store and gives
-/// the write slots back as the writes complete, not when the request gets round to it.
+/// Submits verified blocks' writes (`blocks`: the first and how many, consecutive, in
+/// `data`) to every store that lacks them (a copy per extra store: an O_DIRECT write
+/// consumes its buffer). The task answers `Written` per block and store and gives the write
+/// slots back as the writes complete, not when the request gets round to it.
 #[allow(clippy::too_many_arguments)]
-fn submit_block<R: RangeSource, W: BlockWriter, S: StoreState>(
+fn submit_blocks<R: RangeSource, W: BlockWriter, S: StoreState>(
     ctx: &Arc<Ctx<R, W, S>>,
     req: &Request,
     id: ContentId,
-    block: u64,
+    blocks: (u64, u64),
     data: AlignedBuf,
     stores: &[usize],
     files: &[Option<Arc<W::File>>],
     permit: OwnedSemaphorePermit,
     tx: &mpsc::UnboundedSender<Event>,
 ) -> tokio::task::JoinHandle<()> {
-    let (offset, _) = req.outboard.block_range(block);
+    let (first, count) = blocks;
+    let (offset, _) = req.outboard.block_range(first);
     let mut data = Some(data);
     let mut pending = Vec::with_capacity(stores.len());
     for (k, &s) in stores.iter().enumerate() {
@@ -631,12 +732,15 @@ fn submit_block<R: RangeSource, W: BlockWriter, S: StoreState>(
                     tracing::warn!("cannot record the write error: {log}");
                 }
             }
-            let _ = tx.send(Event::Written {
-                file,
-                block,
-                store,
-                result: result.map_err(|e| format!("{e:#}")),
-            });
+            let result = result.map_err(|e| format!("{e:#}"));
+            for block in first..first + count {
+                let _ = tx.send(Event::Written {
+                    file,
+                    block,
+                    store,
+                    result: result.clone(),
+                });
+            }
         }
     })
 }
