@@ -24,7 +24,7 @@ need curl curl
 command -v b3sum >/dev/null 2>&1 || cargo install b3sum --locked --quiet
 
 cargo build --release --quiet --bin fill --bin fill-server
-FILL=$PWD/target/release/fill
+FILL=${FILL_BIN:-$PWD/target/release/fill}   # FILL_BIN: another build to compare
 SERVER=$PWD/target/release/fill-server
 W=$(mktemp -d /var/tmp/fill-cpu-per-gb.XXXXXX)
 PORT=18590
