@@ -470,16 +470,35 @@ async fn fetch_range<R: RangeSource, W: BlockWriter, S: StoreState>(
     data: Vec<Option<Arc<W::File>>>,
     tx: mpsc::UnboundedSender<Event>,
 ) {
-    let mut writes = Vec::new();
-    let (verified, result) = read_body(&ctx, &req, id, &data, &tx, &mut writes).await;
+    let mut f = Fetch {
+        ctx: &ctx,
+        req: &req,
+        id,
+        files: &data,
+        tx: &tx,
+        writes: Vec::new(),
+    };
+    let (verified, result) = read_body(&mut f).await;
     let _ = tx.send(Event::RequestEnded {
         request: req.id,
         verified,
         result,
     });
-    for w in writes {
+    for w in f.writes {
         let _ = w.await;
     }
+}
+
+/// One request being read: what its reading and its writes need.
+struct Fetch<'a, R, W: BlockWriter, S> {
+    ctx: &'a Arc<Ctx<R, W, S>>,
+    req: &'a Request,
+    id: ContentId,
+    /// The file open for writing in each store.
+    files: &'a [Option<Arc<W::File>>],
+    tx: &'a mpsc::UnboundedSender<Event>,
+    /// The tasks completing its submitted writes.
+    writes: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Verified blocks written together: a request's consecutive blocks for the same stores
@@ -491,13 +510,9 @@ const WRITE_BATCH: u64 = 4;
 /// Verified blocks are submitted in batches of consecutive blocks ([`WRITE_BATCH`]); a
 /// request that stops early submits those it verified before saying why.
 async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
-    ctx: &Arc<Ctx<R, W, S>>,
-    req: &Request,
-    id: ContentId,
-    data: &[Option<Arc<W::File>>],
-    tx: &mpsc::UnboundedSender<Event>,
-    writes: &mut Vec<tokio::task::JoinHandle<()>>,
+    f: &mut Fetch<'_, R, W, S>,
 ) -> (u64, std::result::Result<(), RequestFailure>) {
+    let (ctx, req, id) = (f.ctx, f.req, f.id);
     let ob = &req.outboard;
     let rel = format!("content/{id}");
     let url = format!("{}/{rel}", ctx.sources.url(req.source));
@@ -532,11 +547,7 @@ async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
             && (req.writes[k as usize] != req.writes[(batch.first - req.first_block) as usize]
                 || batch.blocks == WRITE_BATCH
                 || short);
-        if flush
-            && let Err(e) = batch
-                .submit(ctx, req, id, data, tx, writes, batch_cap)
-                .await
-        {
+        if flush && let Err(e) = batch.submit(f, batch_cap).await {
             break Err(e);
         }
         let start = batch.buf.len();
@@ -581,11 +592,7 @@ async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
         }
         batch.blocks += 1;
         k += 1;
-        if short
-            && let Err(e) = batch
-                .submit(ctx, req, id, data, tx, writes, batch_cap)
-                .await
-        {
+        if short && let Err(e) = batch.submit(f, batch_cap).await {
             break Err(e);
         }
         if k == req.blocks && body.has_more() {
@@ -595,10 +602,7 @@ async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
     };
     // What verified is written, however the request ended (an unverified tail in the
     // buffer is not part of the batch: the write covers the batch's blocks only).
-    let result = match batch
-        .submit(ctx, req, id, data, tx, writes, batch_cap)
-        .await
-    {
+    let result = match batch.submit(f, batch_cap).await {
         Err(e) if stopped.is_ok() => Err(e),
         _ => stopped,
     };
@@ -618,20 +622,15 @@ struct Batch {
 impl Batch {
     /// Submits the batch's blocks (waiting for write slots, one per block and store) and
     /// starts the next batch in a fresh buffer of `next_cap` bytes.
-    #[allow(clippy::too_many_arguments)]
     async fn submit<R: RangeSource, W: BlockWriter, S: StoreState>(
         &mut self,
-        ctx: &Arc<Ctx<R, W, S>>,
-        req: &Request,
-        id: ContentId,
-        data: &[Option<Arc<W::File>>],
-        tx: &mpsc::UnboundedSender<Event>,
-        writes: &mut Vec<tokio::task::JoinHandle<()>>,
+        f: &mut Fetch<'_, R, W, S>,
         next_cap: usize,
     ) -> std::result::Result<(), RequestFailure> {
         if self.blocks == 0 {
             return Ok(());
         }
+        let (ctx, req) = (f.ctx, f.req);
         let ob = &req.outboard;
         let stores = &req.writes[(self.first - req.first_block) as usize];
         let slots = (stores.len().max(1) as u64 * self.blocks) as u32;
@@ -648,17 +647,8 @@ impl Batch {
             self.buf.extend_from_slice(&full.as_slice()[len..]);
             full.truncate(len);
         }
-        writes.push(submit_blocks(
-            ctx,
-            req,
-            id,
-            (self.first, self.blocks),
-            full,
-            stores,
-            data,
-            permit,
-            tx,
-        ));
+        let written = submit_blocks(f, (self.first, self.blocks), full, stores, permit);
+        f.writes.push(written);
         self.first += self.blocks;
         self.blocks = 0;
         Ok(())
@@ -678,18 +668,14 @@ fn failure(url: &str, e: NetError) -> RequestFailure {
 /// `data`) to every store that lacks them (a copy per extra store: an O_DIRECT write
 /// consumes its buffer). The task answers `Written` per block and store and gives the write
 /// slots back as the writes complete, not when the request gets round to it.
-#[allow(clippy::too_many_arguments)]
 fn submit_blocks<R: RangeSource, W: BlockWriter, S: StoreState>(
-    ctx: &Arc<Ctx<R, W, S>>,
-    req: &Request,
-    id: ContentId,
+    f: &Fetch<'_, R, W, S>,
     blocks: (u64, u64),
     data: AlignedBuf,
     stores: &[usize],
-    files: &[Option<Arc<W::File>>],
     permit: OwnedSemaphorePermit,
-    tx: &mpsc::UnboundedSender<Event>,
 ) -> tokio::task::JoinHandle<()> {
+    let (ctx, req, id, files, tx) = (f.ctx, f.req, f.id, f.files, f.tx);
     let (first, count) = blocks;
     let (offset, _) = req.outboard.block_range(first);
     let mut data = Some(data);
