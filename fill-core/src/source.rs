@@ -157,8 +157,7 @@ impl Zone {
         match self {
             Self::Offset(min) => {
                 let sign = if *min < 0 { '-' } else { '+' };
-                let m = min.unsigned_abs();
-                format!("{sign}{:02}:{:02}", m / 60, m % 60)
+                format!("{sign}{}", hhmm(min.unsigned_abs()))
             }
             Self::Named { name, .. } => name.clone(),
         }
@@ -167,7 +166,7 @@ impl Zone {
     /// Local time at `unix_secs` for people: `02:00 Europe/Paris` or `02:00 +01:00`.
     pub fn local_hhmm(&self, unix_secs: i64) -> String {
         let m = (unix_secs + self.offset_secs(unix_secs)).rem_euclid(86_400) / 60;
-        format!("{:02}:{:02} {}", m / 60, m % 60, self.name())
+        format!("{} {}", hhmm(m as u16), self.name())
     }
 }
 
@@ -186,6 +185,24 @@ pub struct Window {
     pub end_min: u16,
     /// The zone of its hours.
     pub zone: Zone,
+}
+
+/// Minutes as `HH:MM`.
+fn hhmm(minutes: u16) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// `02:00-14:00 Europe/Paris`, as a sources file gives it.
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}-{} {}",
+            hhmm(self.start_min),
+            hhmm(self.end_min),
+            self.zone.name()
+        )
+    }
 }
 
 fn parse_hhmm(s: &str) -> Option<u16> {

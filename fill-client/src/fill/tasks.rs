@@ -339,16 +339,10 @@ fn waiting_line(
     let utc = fill_core::duration::format_rfc3339(at);
     let left = fill_core::duration::human_secs(left);
     match window {
-        Some(w) => {
-            let hhmm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
-            format!(
-                "{name} is outside its window ({}-{} {}): waiting until {} ({utc}), in {left}",
-                hhmm(w.start_min),
-                hhmm(w.end_min),
-                w.zone.name(),
-                w.zone.local_hhmm(at),
-            )
-        }
+        Some(w) => format!(
+            "{name} is outside its window ({w}): waiting until {} ({utc}), in {left}",
+            w.zone.local_hhmm(at),
+        ),
         None => format!("waiting for {name} until {utc}, in {left}"),
     }
 }
