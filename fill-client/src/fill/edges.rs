@@ -28,6 +28,10 @@ use crate::write::{AlignedBuf, WriteFile, Writer};
 pub trait BlockWriter: Clone + Send + Sync + 'static {
     /// A file open for writing.
     type File: Send + Sync + 'static;
+    /// An empty buffer for at least `cap` bytes of blocks to write.
+    fn buffer(&self, cap: usize) -> AlignedBuf {
+        AlignedBuf::with_capacity(cap)
+    }
     /// Opens a (preallocated) file for writing blocks.
     fn open(&self, path: &Path) -> impl Future<Output = Result<Self::File>> + Send;
     /// Writes `buf` at `offset`: submitted now, the future says when it completed.
@@ -47,6 +51,10 @@ pub trait BlockWriter: Clone + Send + Sync + 'static {
 
 impl BlockWriter for Writer {
     type File = WriteFile;
+
+    fn buffer(&self, cap: usize) -> AlignedBuf {
+        Writer::buffer(self, cap)
+    }
 
     async fn open(&self, path: &Path) -> Result<WriteFile> {
         Writer::open(self, path).await

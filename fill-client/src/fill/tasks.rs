@@ -522,7 +522,7 @@ async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
     // Every batch buffer has the same capacity, so the pool hands them back.
     let batch_cap = (WRITE_BATCH * ob.block_size().bytes()) as usize;
     let mut batch = Batch {
-        buf: AlignedBuf::with_capacity(batch_cap),
+        buf: ctx.writer.buffer(batch_cap),
         first: req.first_block,
         blocks: 0,
     };
@@ -635,7 +635,7 @@ impl Batch {
         let (start, _) = ob.block_range(self.first);
         let last = ob.block_range(self.first + self.blocks - 1);
         let len = (last.0 + last.1 - start) as usize;
-        let mut full = std::mem::replace(&mut self.buf, AlignedBuf::with_capacity(next_cap));
+        let mut full = std::mem::replace(&mut self.buf, ctx.writer.buffer(next_cap));
         // Bytes read past the batch's blocks (the next block, begun) move to the new buffer.
         if full.len() > len {
             self.buf.extend_from_slice(&full.as_slice()[len..]);
@@ -679,7 +679,7 @@ fn submit_blocks<R: RangeSource, W: BlockWriter, S: StoreState>(
             data.take()
         } else {
             data.as_ref().map(|d| {
-                let mut copy = AlignedBuf::with_capacity(d.len());
+                let mut copy = ctx.writer.buffer(d.len());
                 copy.extend_from_slice(d.as_slice());
                 copy
             })
