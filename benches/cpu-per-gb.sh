@@ -9,7 +9,8 @@
 # Medians of ROUNDS, each round runs all four.
 #
 # usage: benches/cpu-per-gb.sh [ROUNDS=5] [GIB=1.2] [FILL_ARGS...]
-# FILL_ARGS go to `fill run` (e.g. --writer pwrite). Installs fio and b3sum when missing.
+# FILL_ARGS go to `fill run` (e.g. --writer pwrite). CONNS: the origin's max_connections
+# (default 8; 1 reads one stream at a time, as curl does). Installs fio and b3sum when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -45,7 +46,7 @@ kind = "origin"
 url = "http://127.0.0.1:$PORT"
 cost_per_gib = 0.02
 bandwidth = "100Gbps"
-max_connections = 8
+max_connections = ${CONNS:-8}
 TOML
 BYTES=$(du -sb "$W/origin/content" | cut -f1)
 FILES=("$W"/origin/content/*)
@@ -80,7 +81,7 @@ gb=$(echo "$BYTES / 1000000000" | bc -l)
 per() { printf '%.3f' "$(echo "$1 / $gb" | bc -l)"; }
 parts=$(echo "$ct + $bu + $os" | bc -l)
 fill=$(echo "$fu + $fs" | bc -l)
-echo "CPU per verified GB, $(nproc) cores, $ROUNDS rounds, $(printf '%.2f' "$gb") GB, fill args: ${EXTRA[*]:-(none)}"
+echo "CPU per verified GB, $(nproc) cores, $ROUNDS rounds, $(printf '%.2f' "$gb") GB, ${CONNS:-8} connections, fill args: ${EXTRA[*]:-(none)}"
 echo "fill run         user $(per "$fu") s/GB  sys $(per "$fs") s/GB  total $(per "$fill") s/GB  (wall median ${fw} s; user ${F_U[*]}; sys ${F_S[*]})"
 echo "receive (curl)   user+sys $(per "$ct") s/GB   (runs ${C_T[*]})"
 echo "hash (b3sum -1)  user $(per "$bu") s/GB   (runs ${B_U[*]})"

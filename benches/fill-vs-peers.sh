@@ -11,7 +11,7 @@
 #   (c) fio's O_DIRECT io_uring sequential write rate, and fill's write rate as a fraction;
 #   (d) fill prefill to 4 stores vs 4 sequential fills.
 #
-# usage: benches/fill-vs-peers.sh [ROUNDS=3] [GIB=4]
+# usage: benches/fill-vs-peers.sh [ROUNDS=3] [GIB=4]   (FILL_BIN=path measures another build)
 # Installs nginx, rsync and fio from Debian's packages and b3sum from crates.io when missing.
 # Loopback only. Needs ~6x GIB of free disk, and ~2.5x GIB of free memory for the runs
 # serving from RAM (a tmpfs it mounts: skipped without the memory or the right to mount).
@@ -29,7 +29,7 @@ need fio fio
 command -v b3sum >/dev/null 2>&1 || cargo install b3sum --locked --quiet
 
 cargo build --release --quiet --bin fill --bin fill-server
-FILL=$PWD/target/release/fill
+FILL=${FILL_BIN:-$PWD/target/release/fill}   # FILL_BIN: another build to measure
 SERVER=$PWD/target/release/fill-server
 
 W=$(mktemp -d /var/tmp/fill-bench-peers.XXXXXX)

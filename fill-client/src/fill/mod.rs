@@ -23,6 +23,7 @@ mod tasks;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
@@ -297,35 +298,41 @@ pub async fn run(job: FillJob<'_>, writer: &Writer, progress: &Progress) -> Resu
     run_with(job, sources, writer, progress).await
 }
 
-/// [`run`] with its bytes from `sources`, its writes through `writer` and its stores'
-/// state in `S` (all three in memory, in tests).
-pub async fn run_with<R: edges::RangeSource, W: edges::BlockWriter, S: edges::StoreState>(
-    job: FillJob<'_, S>,
-    sources: R,
-    writer: &W,
-    progress: &Progress,
-) -> Result<FillReport> {
-    let started = Instant::now();
-    let spec = spec_of(&job);
-    let stores: Vec<S> = job.stores.iter().map(|s| s.store.clone()).collect();
-    let mut driver = tasks::Driver::new(&job, stores, writer.clone(), sources);
-    let config = FillConfig {
-        relay_patience: job
-            .relays
-            .map_or(FillConfig::STANDARD.relay_patience, |r| r.patience),
-        ..FillConfig::STANDARD
-    };
-    let mut fill = Fill::new(spec, config, wall_now());
-    let mut shown = vec![0u64; job.sources.len()];
+/// How often a running fill's progress is shown.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+/// What the fill's task has to show: bytes per source so far, lines to say.
+struct Told {
+    bytes: Vec<u64>,
+    said: Vec<String>,
+}
+
+/// Aborts a task when dropped: a fill dropped (ctrl-c) stops as a kill would.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the machine: carries out its actions and feeds it its tasks' events until it
+/// finishes.
+async fn drive<R: edges::RangeSource, W: edges::BlockWriter, S: edges::StoreState>(
+    mut fill: Fill,
+    mut driver: tasks::Driver<R, W, S>,
+    told: Arc<Mutex<Told>>,
+) -> Result<Fill> {
     loop {
         while let Some(action) = fill.poll_action() {
             driver.execute(action, fill.spec());
         }
-        for line in driver.said.drain(..) {
-            progress.say(&line);
+        if !driver.said.is_empty() {
+            let mut t = told.lock().unwrap_or_else(|p| p.into_inner());
+            t.said.append(&mut driver.said);
         }
         if fill.is_finished() {
-            break;
+            return Ok(fill);
         }
         let deadline = fill.poll_timeout().map(|t| {
             let wait = t.since(wall_now());
@@ -351,13 +358,62 @@ pub async fn run_with<R: edges::RangeSource, W: edges::BlockWriter, S: edges::St
                 fill.handle_timeout(wall_now());
             }
         }
+        let mut t = told.lock().unwrap_or_else(|p| p.into_inner());
         for (s, st) in fill.stats().sources.iter().enumerate() {
-            if st.bytes > shown[s] {
-                progress.inc(s, st.bytes - shown[s]);
-                shown[s] = st.bytes;
-            }
+            t.bytes[s] = st.bytes;
         }
     }
+}
+
+/// [`run`] with its bytes from `sources`, its writes through `writer` and its stores'
+/// state in `S` (all three in memory, in tests).
+pub async fn run_with<R: edges::RangeSource, W: edges::BlockWriter, S: edges::StoreState>(
+    job: FillJob<'_, S>,
+    sources: R,
+    writer: &W,
+    progress: &Progress,
+) -> Result<FillReport> {
+    let started = Instant::now();
+    let spec = spec_of(&job);
+    let stores: Vec<S> = job.stores.iter().map(|s| s.store.clone()).collect();
+    let driver = tasks::Driver::new(&job, stores, writer.clone(), sources);
+    let config = FillConfig {
+        relay_patience: job
+            .relays
+            .map_or(FillConfig::STANDARD.relay_patience, |r| r.patience),
+        ..FillConfig::STANDARD
+    };
+    let fill = Fill::new(spec, config, wall_now());
+    // The machine and its driver run as a task on the runtime's workers, beside the tasks
+    // that answer it, so an event crosses no thread; this future only shows progress.
+    let told = Arc::new(Mutex::new(Told {
+        bytes: vec![0; job.sources.len()],
+        said: Vec::new(),
+    }));
+    let task = tokio::spawn(drive(fill, driver, told.clone()));
+    let _abort = AbortOnDrop(task.abort_handle());
+    let mut shown = vec![0u64; job.sources.len()];
+    let mut show = || {
+        let mut t = told.lock().unwrap_or_else(|p| p.into_inner());
+        for line in t.said.drain(..) {
+            progress.say(&line);
+        }
+        for (s, &bytes) in t.bytes.iter().enumerate() {
+            if bytes > shown[s] {
+                progress.inc(s, bytes - shown[s]);
+                shown[s] = bytes;
+            }
+        }
+    };
+    tokio::pin!(task);
+    let mut tick = tokio::time::interval(PROGRESS_TICK);
+    let fill = loop {
+        tokio::select! {
+            joined = &mut task => break joined.map_err(|e| anyhow!("the fill failed: {e}"))??,
+            _ = tick.tick() => show(),
+        }
+    };
+    show();
     let stats = match fill.outcome() {
         Some(Ok(stats)) => stats.clone(),
         Some(Err(e)) => return Err(anyhow!(e.clone())),
