@@ -115,6 +115,7 @@ pub(crate) fn prefill_cmd(args: &PrefillArgs) -> Result<Outcome> {
         remotes: &remotes,
         routes: None,
         relays: None,
+        verify_threads: usize::from(args.verify_threads),
     };
     let most = deltas
         .iter()

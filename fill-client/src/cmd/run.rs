@@ -105,6 +105,7 @@ pub(crate) fn run_cmd(args: &RunArgs) -> Result<Outcome> {
             remotes: &remotes,
             routes: routes.as_ref(),
             relays: None,
+            verify_threads: usize::from(args.verify_threads),
         };
         let started = crate::planning::now()?;
         let r = crate::common::until_interrupted(&rt, crate::fill::run(job, &writer, &bar));

@@ -221,6 +221,7 @@ pub(crate) fn run_site(args: &RunArgs) -> Result<Outcome> {
         remotes: &remotes,
         routes: Some(&routes),
         relays: Some(&relays),
+        verify_threads: usize::from(args.verify_threads),
     };
     // While it fills, the figures in the store's state follow it every REPORT_EVERY, so
     // `fill site status` shows what each appliance still lacks.

@@ -221,6 +221,9 @@ pub struct FillJob<'a, S = Store> {
     pub routes: Option<&'a crate::planning::Routes>,
     /// A site fill's relays ([`Relays`]).
     pub relays: Option<&'a Relays>,
+    /// Threads verifying blocks read ahead (`--verify-threads`); 0: each block is verified
+    /// as it is read.
+    pub verify_threads: usize,
 }
 
 /// What a site fill follows inside the site.

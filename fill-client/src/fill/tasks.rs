@@ -12,7 +12,7 @@ use fill_core::fill::{
 };
 use fill_core::outboard::Outboard;
 use fill_store::store::{PartialState, WriteErrorRecord};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::edges::{BlockWriter, RangeBody, RangeSource, StoreState};
@@ -72,6 +72,11 @@ struct Ctx<R, W, S> {
     /// The pacers' clock: monotonic, unlike the wall clock the machine reads windows in.
     epoch: Instant,
     writes: Arc<Semaphore>,
+    /// Blocks a request reads ahead of their verification, with a verify pool.
+    verify_ahead: usize,
+    /// Where blocks read ahead are verified; none: each block is verified as it is read,
+    /// on the reading task.
+    verifier: Option<rayon::ThreadPool>,
 }
 
 impl<R, W, S> Ctx<R, W, S> {
@@ -84,6 +89,18 @@ impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
     pub(super) fn new(job: &FillJob<'_, S>, stores: Vec<S>, writer: W, sources: R) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let n_stores = stores.len();
+        let verifier = (job.verify_threads > 0)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(job.verify_threads)
+                    .thread_name(|i| format!("fill-verify-{i}"))
+                    .build()
+                    .inspect_err(|e| {
+                        tracing::warn!("no verify threads ({e}): blocks verify as they are read");
+                    })
+                    .ok()
+            })
+            .flatten();
         let ctx = Ctx {
             stores,
             names: job.sources.iter().map(|s| s.name.clone()).collect(),
@@ -96,6 +113,13 @@ impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
                 .collect(),
             epoch: Instant::now(),
             writes: Arc::new(Semaphore::new(MAX_WRITES * n_stores.max(1))),
+            // Two blocks per thread: one verifying, one read and waiting its turn.
+            verify_ahead: if verifier.is_some() {
+                2 * job.verify_threads
+            } else {
+                0
+            },
+            verifier,
         };
         Self {
             ctx: Arc::new(ctx),
@@ -510,7 +534,6 @@ async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
     let ob = &req.outboard;
     let rel = format!("content/{id}");
     let url = format!("{}/{rel}", ctx.sources.url(req.source));
-    let timeout = ctx.sources.timeout();
     let mut body = match ctx
         .sources
         .get_range(req.source, &rel, req.offset, req.len, ob.size())
@@ -519,6 +542,9 @@ async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
         Ok(b) => b,
         Err(e) => return (0, Err(failure(&url, e))),
     };
+    if let Some(pool) = &ctx.verifier {
+        return read_ahead(f, &mut body, &url, pool).await;
+    }
     // Every batch buffer has the same capacity, so the pool hands them back.
     let batch_cap = (WRITE_BATCH * ob.block_size().bytes()) as usize;
     let mut batch = Batch {
@@ -545,35 +571,10 @@ async fn read_body<R: RangeSource, W: BlockWriter, S: StoreState>(
             break Err(e);
         }
         let start = batch.buf.len();
-        // Read until this block is whole.
-        let mut failed = None;
-        while batch.buf.len() < start + block_len {
-            let have = batch.buf.len();
-            let room = &mut batch.buf.spare_mut()[..start + block_len - have];
-            let n = match tokio::time::timeout(timeout, body.read(room)).await {
-                Err(_) => {
-                    let why = format!("{url}: stalled for {timeout:?}");
-                    failed = Some(RequestFailure::Transport(why));
-                    break;
-                }
-                Ok(Ok(0)) => {
-                    failed = Some(RequestFailure::Lied(format!("{url}: body ended early")));
-                    break;
-                }
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    failed = Some(failure(&url, e));
-                    break;
-                }
-            };
-            batch.buf.advance(n);
-            let wait = lock(&ctx.pacers[req.source]).take(n as u64, ctx.pace_now());
-            if let Some(until) = wait {
-                tokio::time::sleep(until.since(ctx.pace_now())).await;
-            }
-        }
-        if let Some(f) = failed {
-            break Err(f);
+        if let Err(e) =
+            read_block(ctx, req.source, &mut body, &mut batch.buf, block_len, &url).await
+        {
+            break Err(e);
         }
         if ob
             .verify_block(block, &batch.buf.as_slice()[start..start + block_len])
@@ -624,29 +625,152 @@ impl Batch {
         if self.blocks == 0 {
             return Ok(());
         }
-        let (ctx, req) = (f.ctx, f.req);
-        let ob = &req.outboard;
-        let stores = &req.writes[(self.first - req.first_block) as usize];
-        let slots = (stores.len().max(1) as u64 * self.blocks) as u32;
-        // Waits here only when the disks are MAX_WRITES blocks behind (a slot per copy).
-        let Ok(permit) = ctx.writes.clone().acquire_many_owned(slots).await else {
-            return Err(RequestFailure::Transport("write slots closed".into()));
-        };
+        let ob = &f.req.outboard;
         let (start, _) = ob.block_range(self.first);
         let last = ob.block_range(self.first + self.blocks - 1);
         let len = (last.0 + last.1 - start) as usize;
-        let mut full = std::mem::replace(&mut self.buf, ctx.writer.buffer(next_cap));
+        let mut full = std::mem::replace(&mut self.buf, f.ctx.writer.buffer(next_cap));
         // Bytes read past the batch's blocks (the next block, begun) move to the new buffer.
         if full.len() > len {
             self.buf.extend_from_slice(&full.as_slice()[len..]);
             full.truncate(len);
         }
-        let written = submit_blocks(f, (self.first, self.blocks), full, stores, permit);
-        f.writes.push(written);
+        write_blocks(f, (self.first, self.blocks), full).await?;
         self.first += self.blocks;
         self.blocks = 0;
         Ok(())
     }
+}
+
+/// Waits for write slots (one per block and store: only when the disks are MAX_WRITES
+/// blocks behind), then submits verified consecutive blocks (`blocks`: the first and how
+/// many, exactly the bytes of `buf`).
+async fn write_blocks<R: RangeSource, W: BlockWriter, S: StoreState>(
+    f: &mut Fetch<'_, R, W, S>,
+    blocks: (u64, u64),
+    buf: AlignedBuf,
+) -> std::result::Result<(), RequestFailure> {
+    let (ctx, req) = (f.ctx, f.req);
+    let stores = &req.writes[(blocks.0 - req.first_block) as usize];
+    let slots = (stores.len().max(1) as u64 * blocks.1) as u32;
+    let Ok(permit) = ctx.writes.clone().acquire_many_owned(slots).await else {
+        return Err(RequestFailure::Transport("write slots closed".into()));
+    };
+    let written = submit_blocks(f, blocks, buf, stores, permit);
+    f.writes.push(written);
+    Ok(())
+}
+
+/// Reads `len` more bytes of `body` into `buf`, paced under the source's cap, or says why
+/// it could not (a stall, an early end, a transport error).
+async fn read_block<R: RangeSource, W, S>(
+    ctx: &Ctx<R, W, S>,
+    source: usize,
+    body: &mut impl RangeBody,
+    buf: &mut AlignedBuf,
+    len: usize,
+    url: &str,
+) -> std::result::Result<(), RequestFailure> {
+    let timeout = ctx.sources.timeout();
+    let end = buf.len() + len;
+    while buf.len() < end {
+        let have = buf.len();
+        let room = &mut buf.spare_mut()[..end - have];
+        let n = match tokio::time::timeout(timeout, body.read(room)).await {
+            Err(_) => {
+                let why = format!("{url}: stalled for {timeout:?}");
+                return Err(RequestFailure::Transport(why));
+            }
+            Ok(Ok(0)) => return Err(RequestFailure::Lied(format!("{url}: body ended early"))),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(failure(url, e)),
+        };
+        buf.advance(n);
+        let wait = lock(&ctx.pacers[source]).take(n as u64, ctx.pace_now());
+        if let Some(until) = wait {
+            tokio::time::sleep(until.since(ctx.pace_now())).await;
+        }
+    }
+    Ok(())
+}
+
+/// A block read ahead of its verification: the pool answers with its buffer and whether
+/// it verified.
+type Verdict = oneshot::Receiver<(AlignedBuf, bool)>;
+
+/// [`read_body`] for one stream faster than a core can hash: each block, once read, is
+/// verified on the verify pool while the next ones are read (up to `verify_ahead` blocks
+/// ahead); verdicts are taken in block order and each verified block is written then, so
+/// writes keep the stream's order. A block that fails verification stops the request
+/// there; the blocks before it are written, as on the reading task.
+async fn read_ahead<R: RangeSource, W: BlockWriter, S: StoreState>(
+    f: &mut Fetch<'_, R, W, S>,
+    body: &mut R::Body,
+    url: &str,
+    pool: &rayon::ThreadPool,
+) -> (u64, std::result::Result<(), RequestFailure>) {
+    let (ctx, req) = (f.ctx, f.req);
+    let ob = &req.outboard;
+    let mut ahead: VecDeque<(u64, Verdict)> = VecDeque::new();
+    let mut read = 0u64;
+    let mut verified = 0u64;
+    let mut stopped = Ok(());
+    loop {
+        // The oldest verdict, when the pipeline is full or nothing more is to be read.
+        let done_reading = read == req.blocks || stopped.is_err();
+        if ahead.len() >= ctx.verify_ahead || (done_reading && !ahead.is_empty()) {
+            let Some((block, verdict)) = ahead.pop_front() else {
+                break;
+            };
+            match verdict.await {
+                Ok((buf, true)) => {
+                    if let Err(e) = write_blocks(f, (block, 1), buf).await {
+                        stopped = Err(e);
+                        break;
+                    }
+                    verified += 1;
+                }
+                Ok((buf, false)) => {
+                    buf.recycle();
+                    stopped = Err(RequestFailure::BadBlock);
+                    break;
+                }
+                Err(_) => {
+                    stopped = Err(RequestFailure::Transport("the verify pool is gone".into()));
+                    break;
+                }
+            }
+            continue;
+        }
+        if done_reading {
+            break;
+        }
+        let block = req.first_block + read;
+        let len = ob.block_range(block).1 as usize;
+        let mut buf = ctx.writer.buffer(len);
+        if let Err(e) = read_block(ctx, req.source, body, &mut buf, len, url).await {
+            buf.recycle();
+            stopped = Err(e);
+            continue;
+        }
+        read += 1;
+        if read == req.blocks && body.has_more() {
+            stopped = Err(RequestFailure::Lied(format!(
+                "{url}: body longer than asked"
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        let ob = ob.clone();
+        pool.spawn(move || {
+            let ok = ob.verify_block(block, buf.as_slice()).is_ok();
+            let _ = tx.send((buf, ok));
+        });
+        ahead.push_back((block, rx));
+    }
+    // Blocks read but not written (after a bad block): their buffers come back as the
+    // pool drops its answers.
+    drop(ahead);
+    (verified, stopped)
 }
 
 fn failure(url: &str, e: NetError) -> RequestFailure {

@@ -82,6 +82,7 @@ async fn drive<S: super::edges::StoreState, W: super::edges::BlockWriter>(
     holdings: &[Holdings],
     mem: MemSources,
     writer: &W,
+    verify_threads: usize,
 ) -> anyhow::Result<FillReport> {
     let sources = two_sources();
     let remotes = crate::remotes::Remotes::http(crate::net::Net::new());
@@ -95,6 +96,7 @@ async fn drive<S: super::edges::StoreState, W: super::edges::BlockWriter>(
         remotes: &remotes,
         routes: None,
         relays: None,
+        verify_threads,
     };
     let progress = Progress::new(sd.delta.bytes_to_fetch, "test", &sources);
     tokio::time::timeout(
@@ -110,6 +112,8 @@ async fn drive<S: super::edges::StoreState, W: super::edges::BlockWriter>(
 struct Rig {
     target_bytes: Vec<u8>,
     store: Store,
+    /// `--verify-threads` of its fills (0: each block verified as it is read).
+    verify_threads: usize,
     _tmp: tempfile::TempDir,
 }
 
@@ -121,6 +125,7 @@ impl Rig {
         Self {
             target_bytes: target_of(files),
             store,
+            verify_threads: 0,
             _tmp: tmp,
         }
     }
@@ -156,11 +161,13 @@ impl Rig {
         };
         block_on(async {
             match writer {
-                Some(w) => drive(&target, &sd, store, &holdings, mem, &w).await,
+                Some(w) => {
+                    drive(&target, &sd, store, &holdings, mem, &w, self.verify_threads).await
+                }
                 None => {
                     let dir = store.root().join(".fill/tmp");
                     let w = Writer::start(Backend::Pwrite, &dir).await?;
-                    drive(&target, &sd, store, &holdings, mem, &w).await
+                    drive(&target, &sd, store, &holdings, mem, &w, self.verify_threads).await
                 }
             }
         })
@@ -233,6 +240,53 @@ fn a_lying_peer_is_quarantined_and_the_origin_fills() {
     assert_eq!(r.sources[0].bytes + r.sources[1].bytes, total, "{r:?}");
     assert_eq!(r.bytes_fetched, total);
     assert_holds(&store, &f);
+}
+
+#[test]
+fn blocks_verified_ahead_on_verify_threads_are_written_in_order_and_kept() {
+    // A lying peer flips a byte mid-body: with blocks read ahead of their verification,
+    // the blocks before the bad one are still written and kept, the bad one and those read
+    // after it are not, and each byte is fetched once in all.
+    let f = files();
+    let peer = MemSource::new("mem://peer", &all(&f), Misbehaviour::FlipsBytes);
+    let origin = MemSource::new("mem://origin", &all(&f), Misbehaviour::Honest);
+    let mut rig = Rig::new(&f);
+    rig.verify_threads = 2;
+    let r = rig.run(peer, origin, Duration::from_secs(5), None).unwrap();
+    assert!(
+        r.sources[0].bad_blocks >= 3 && r.sources[0].quarantined,
+        "{r:?}"
+    );
+    let total: u64 = f.iter().map(|x| x.len() as u64).sum();
+    assert!(
+        r.sources[0].bytes > 0,
+        "the peer's good blocks count: {r:?}"
+    );
+    assert_eq!(r.sources[0].bytes + r.sources[1].bytes, total, "{r:?}");
+    assert_eq!(r.bytes_fetched, total);
+    assert_holds(&rig.store, &f);
+}
+
+#[test]
+fn blocks_verified_ahead_survive_a_full_disk_and_a_rerun() {
+    let f = files();
+    let (peer, origin) = honest(&f);
+    let mut rig = Rig::new(&f);
+    rig.verify_threads = 3;
+    let w = MemWriter::default();
+    w.fail_write(5, "No space left on device (os error 28)");
+    let e = format!(
+        "{:#}",
+        rig.run(peer, origin, Duration::from_secs(5), Some(w))
+            .unwrap_err()
+    );
+    assert!(
+        e.contains("cannot write block") && e.contains("No space left on device"),
+        "{e}"
+    );
+    let (peer, origin) = honest(&f);
+    rig.run(peer, origin, Duration::from_secs(5), None).unwrap();
+    assert_holds(&rig.store, &f);
 }
 
 #[test]
@@ -421,7 +475,7 @@ fn mem_run(
         sources: vec![peer, origin],
         timeout: Duration::from_secs(5),
     };
-    block_on(drive(&target, &sd, store, &holdings, mem, &writer))
+    block_on(drive(&target, &sd, store, &holdings, mem, &writer, 0))
 }
 
 /// Bytes a store in memory holds recorded.

@@ -295,6 +295,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome> {
             remotes: &remotes,
             routes: None,
             relays: None,
+            verify_threads: 0,
         };
         let report = crate::fill::run(job, &writer, &bar).await;
         bar.finish_and_clear();
