@@ -72,8 +72,6 @@ struct Ctx<R, W, S> {
     /// The pacers' clock: monotonic, unlike the wall clock the machine reads windows in.
     epoch: Instant,
     writes: Arc<Semaphore>,
-    /// Blocks a request reads ahead of their verification, with a verify pool.
-    verify_ahead: usize,
     /// Where blocks read ahead are verified; none: each block is verified as it is read,
     /// on the reading task.
     verifier: Option<rayon::ThreadPool>,
@@ -113,12 +111,6 @@ impl<R: RangeSource, W: BlockWriter, S: StoreState> Driver<R, W, S> {
                 .collect(),
             epoch: Instant::now(),
             writes: Arc::new(Semaphore::new(MAX_WRITES * n_stores.max(1))),
-            // Two blocks per thread: one verifying, one read and waiting its turn.
-            verify_ahead: if verifier.is_some() {
-                2 * job.verify_threads
-            } else {
-                0
-            },
             verifier,
         };
         Self {
@@ -699,8 +691,8 @@ async fn read_block<R: RangeSource, W, S>(
 type Verdict = oneshot::Receiver<(AlignedBuf, bool)>;
 
 /// [`read_body`] for one stream faster than a core can hash: each block, once read, is
-/// verified on the verify pool while the next ones are read (up to `verify_ahead` blocks
-/// ahead); verdicts are taken in block order and each verified block is written then, so
+/// verified on the verify pool while the next ones are read (up to two blocks per pool
+/// thread ahead); verdicts are taken in block order and each verified block is written then, so
 /// writes keep the stream's order. A block that fails verification stops the request
 /// there; the blocks before it are written, as on the reading task.
 async fn read_ahead<R: RangeSource, W: BlockWriter, S: StoreState>(
@@ -711,6 +703,8 @@ async fn read_ahead<R: RangeSource, W: BlockWriter, S: StoreState>(
 ) -> (u64, std::result::Result<(), RequestFailure>) {
     let (ctx, req) = (f.ctx, f.req);
     let ob = &req.outboard;
+    // Two blocks per thread: one verifying, one read and waiting its turn.
+    let depth = 2 * pool.current_num_threads();
     let mut ahead: VecDeque<(u64, Verdict)> = VecDeque::new();
     let mut read = 0u64;
     let mut verified = 0u64;
@@ -718,7 +712,7 @@ async fn read_ahead<R: RangeSource, W: BlockWriter, S: StoreState>(
     loop {
         // The oldest verdict, when the pipeline is full or nothing more is to be read.
         let done_reading = read == req.blocks || stopped.is_err();
-        if ahead.len() >= ctx.verify_ahead || (done_reading && !ahead.is_empty()) {
+        if ahead.len() >= depth || (done_reading && !ahead.is_empty()) {
             let Some((block, verdict)) = ahead.pop_front() else {
                 break;
             };

@@ -268,28 +268,6 @@ fn blocks_verified_ahead_on_verify_threads_are_written_in_order_and_kept() {
 }
 
 #[test]
-fn blocks_verified_ahead_survive_a_full_disk_and_a_rerun() {
-    let f = files();
-    let (peer, origin) = honest(&f);
-    let mut rig = Rig::new(&f);
-    rig.verify_threads = 3;
-    let w = MemWriter::default();
-    w.fail_write(5, "No space left on device (os error 28)");
-    let e = format!(
-        "{:#}",
-        rig.run(peer, origin, Duration::from_secs(5), Some(w))
-            .unwrap_err()
-    );
-    assert!(
-        e.contains("cannot write block") && e.contains("No space left on device"),
-        "{e}"
-    );
-    let (peer, origin) = honest(&f);
-    rig.run(peer, origin, Duration::from_secs(5), None).unwrap();
-    assert_holds(&rig.store, &f);
-}
-
-#[test]
 fn a_stalling_peer_is_given_up_after_its_timeout() {
     let f = files();
     let peer = MemSource::new("mem://peer", &all(&f), Misbehaviour::Stalls(1000));
@@ -348,8 +326,16 @@ fn honest(files: &[Vec<u8>]) -> (MemSource, MemSource) {
 
 #[test]
 fn a_full_disk_stops_the_fill_naming_the_block_and_a_rerun_completes() {
+    // With each block verified as it is read, and with blocks verified ahead on 3 threads.
+    for verify_threads in [0, 3] {
+        full_disk_then_rerun(verify_threads);
+    }
+}
+
+fn full_disk_then_rerun(verify_threads: usize) {
     let f = files();
-    let rig = Rig::new(&f);
+    let mut rig = Rig::new(&f);
+    rig.verify_threads = verify_threads;
     let w = MemWriter::default();
     w.fail_write(5, "No space left on device (os error 28)");
     let (peer, origin) = honest(&f);
