@@ -173,7 +173,15 @@ impl Shared {
     /// Delivers the completions in the queue.
     fn complete(&self) {
         let mut done = Vec::new();
-        lock(&self.state).reap(&mut done);
+        {
+            let mut st = lock(&self.state);
+            st.reap(&mut done);
+            // Entries a submission left queued (the kernel said EBUSY while completions were
+            // backed up) go now that the queue has room: nothing else may submit again.
+            if !st.ring.submission().is_empty() {
+                let _ = st.ring.submit();
+            }
+        }
         for (op, result) in done {
             if let Some(buf) = op.buf {
                 buf.recycle();
