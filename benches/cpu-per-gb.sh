@@ -18,11 +18,11 @@ GIB=${2:-1.2}
 shift $(( $# > 2 ? 2 : $# ))
 EXTRA=("$@")
 export PATH="$HOME/.cargo/bin:$PATH"
-need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+source benches/fill-common.sh
 need fio fio
 need curl curl
-[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-command -v b3sum >/dev/null 2>&1 || cargo install b3sum --locked --quiet
+need_time
+need_b3sum
 
 cargo build --release --quiet --bin fill --bin fill-server
 FILL=${FILL_BIN:-$PWD/target/release/fill}   # FILL_BIN: another build to compare
@@ -33,21 +33,11 @@ SRV=""
 cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 
-$FILL bench dataset --root "$W/ds" --total-gib "$GIB" --seed 42 >/dev/null
-$FILL -q store import --store "$W/origin" "$W/ds/target" >/dev/null
-$FILL catalog build --store "$W/origin" --popularity "$W/ds/popularity.csv" --out "$W/target.cat" >/dev/null
+seed_origin "$FILL" "$W" "$GIB"
 FILL_LOG=warn $SERVER --store "$W/origin" --listen "127.0.0.1:$PORT" 2>"$W/server.log" &
 SRV=$!
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.1; done
-cat >"$W/sources.toml" <<TOML
-[[source]]
-name = "origin"
-kind = "origin"
-url = "http://127.0.0.1:$PORT"
-cost_per_gib = 0.02
-bandwidth = "100Gbps"
-max_connections = ${CONNS:-8}
-TOML
+origin_source "http://127.0.0.1:$PORT" 100Gbps "${CONNS:-8}" >"$W/sources.toml"
 BYTES=$(du -sb "$W/origin/content" | cut -f1)
 FILES=("$W"/origin/content/*)
 printf 'url = "http://127.0.0.1:%s/content/%s"\noutput = "/dev/null"\n' \

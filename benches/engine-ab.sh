@@ -18,10 +18,10 @@ GIB=${2:-2}
 BASE=${3:-HEAD~1}
 export PATH="$HOME/.cargo/bin:$PATH"
 
-need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+source benches/fill-common.sh
 need nginx nginx-light
 need fio fio
-command -v b3sum >/dev/null 2>&1 || cargo install b3sum --locked --quiet
+need_b3sum
 
 W=$(mktemp -d /var/tmp/fill-bench-ab.XXXXXX)
 chmod 755 "$W"
@@ -66,21 +66,11 @@ now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 
 echo "dataset: $GIB GiB, seed 42" >&2
-$W/new/fill bench dataset --root "$W/ds" --total-gib "$GIB" --seed 42 >/dev/null
 NEW=$W/new/fill
-$NEW store import --store "$W/origin" "$W/ds/target" >/dev/null
-$NEW catalog build --store "$W/origin" --popularity "$W/ds/popularity.csv" --out "$W/target.cat" >/dev/null
+seed_origin "$NEW" "$W" "$GIB"
 $NEW store import --store "$W/stale-store" "$W/ds/stale" >/dev/null
 TOTAL=$(du -sb "$W/ds/target" | cut -f1)
-cat > "$W/sources.toml" <<TOML
-[[source]]
-name = "origin"
-kind = "origin"
-url = "http://127.0.0.1:$PORT"
-cost_per_gib = 0.02
-bandwidth = "100Gbps"
-max_connections = 8
-TOML
+origin_source "http://127.0.0.1:$PORT" 100Gbps 8 > "$W/sources.toml"
 cat > "$W/nginx.conf" <<CONF
 worker_processes 2;
 pid $W/nginx.pid;

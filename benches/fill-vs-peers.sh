@@ -21,12 +21,12 @@ ROUNDS=${1:-3}
 GIB=${2:-4}
 export PATH="$HOME/.cargo/bin:$PATH"
 
-need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+source benches/fill-common.sh
 need nginx nginx-light
 need rsync rsync
 need fio fio
-[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-command -v b3sum >/dev/null 2>&1 || cargo install b3sum --locked --quiet
+need_time
+need_b3sum
 
 cargo build --release --quiet --bin fill --bin fill-server
 FILL=${FILL_BIN:-$PWD/target/release/fill}   # FILL_BIN: another build to measure
@@ -73,24 +73,14 @@ now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 
 echo "dataset: $GIB GiB, seed 42" >&2
-$FILL bench dataset --root "$W/ds" --total-gib "$GIB" --seed 42 >/dev/null
-$FILL store import --store "$W/origin" "$W/ds/target" >/dev/null
-$FILL catalog build --store "$W/origin" --popularity "$W/ds/popularity.csv" --out "$W/target.cat" >/dev/null
+seed_origin "$FILL" "$W" "$GIB"
 $FILL store import --store "$W/stale-store" "$W/ds/stale" >/dev/null
 TOTAL=$(du -sb "$W/ds/target" | cut -f1)
 # A file of the same volume for fio's reader in (c).
 fio --name=prep --filename="$W/fio-read.dat" --size="$TOTAL" --bs=1M --rw=write --direct=1 \
     --output=/dev/null
 
-cat > "$W/sources.toml" <<TOML
-[[source]]
-name = "origin"
-kind = "origin"
-url = "http://127.0.0.1:$FILL_PORT"
-cost_per_gib = 0.02
-bandwidth = "100Gbps"
-max_connections = 8
-TOML
+origin_source "http://127.0.0.1:$FILL_PORT" 100Gbps 8 > "$W/sources.toml"
 # For (a) and (c): the origin store and rsync's tree in RAM, as on a source on another
 # machine: the appliance's disk then does the writes alone, as fio's does. A tmpfs of its
 # own, with huge pages: on a tmpfs of 4 KiB pages (/dev/shm here) each page fill-server maps

@@ -13,7 +13,7 @@ SECS=${2:-10}
 FILES=${3:-16}
 FILE_MIB=${4:-64}
 
-need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+source benches/fill-common.sh
 need nginx nginx-light
 need wrk wrk
 

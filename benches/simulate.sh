@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
-[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+source benches/fill-common.sh
+need_time
 cargo build --release --quiet --bin fill
 FILL=$PWD/target/release/fill
 W=$(mktemp -d)

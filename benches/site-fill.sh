@@ -25,7 +25,8 @@ GIB=${2:-1}
 RATE=${3:-800}
 PLAN=${4:-file}
 export PATH="$HOME/.cargo/bin:$PATH"
-command -v fio >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq fio >/dev/null; }
+source benches/fill-common.sh
+need fio fio
 
 cargo build --release --quiet --bin fill --bin fill-server
 FILL=$PWD/target/release/fill
@@ -79,9 +80,7 @@ now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 
 echo "dataset: $GIB GiB, seed 42; link $RATE Mbit/s" >&2
-"$FILL" bench dataset --root "$W/ds" --total-gib "$GIB" --seed 42 >/dev/null
-"$FILL" store import --store "$W/origin" "$W/ds/target" >/dev/null
-"$FILL" catalog build --store "$W/origin" --popularity "$W/ds/popularity.csv" --out "$W/target.cat" >/dev/null
+seed_origin "$FILL" "$W" "$GIB"
 (cd "$W/ds/stale" && find . -type f -printf '%P\n' | sort > "$W/stale-names")
 for half in even odd; do
     mkdir -p "$W/$half"
@@ -94,15 +93,7 @@ mkdir -p "$W/tpl/a1" "$W/tpl/a2" "$W/tpl/a3" "$W/tpl/a4"
 "$FILL" store import --store "$W/tpl/a3" "$W/odd" >/dev/null
 rm -rf "$W/even" "$W/odd"
 
-cat > "$W/lone.toml" <<TOML
-[[source]]
-name = "origin"
-kind = "origin"
-url = "http://127.0.0.1:$PORT"
-cost_per_gib = 0.02
-bandwidth = "${RATE}Mbps"
-max_connections = 8
-TOML
+origin_source "http://127.0.0.1:$PORT" "${RATE}Mbps" 8 > "$W/lone.toml"
 sed "s/bandwidth = .*/bandwidth = \"$((RATE / 4))Mbps\"/" "$W/lone.toml" > "$W/site-sources.toml"
 {
     echo "sources = \"site-sources.toml\""

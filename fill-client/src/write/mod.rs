@@ -442,6 +442,15 @@ mod tests {
             .unwrap()
     }
 
+    /// An io_uring writer probed in a temp dir, and a zeroed file of `len` bytes there.
+    async fn uring_and_file(len: usize) -> (tempfile::TempDir, Writer, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::start(Backend::Uring, dir.path()).await.unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![0u8; len]).unwrap();
+        (dir, w, path)
+    }
+
     /// A pattern that tells where in the file each byte belongs.
     fn pattern(offset: usize, len: usize) -> Vec<u8> {
         (offset..offset + len)
@@ -452,14 +461,11 @@ mod tests {
     #[test]
     fn the_ring_keeps_many_writes_in_flight_from_arena_chunks_and_buffers_of_their_own() {
         runtime().block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let w = Writer::start(Backend::Uring, dir.path()).await.unwrap();
-            assert!(w.description.contains("io_uring"), "{}", w.description);
             let piece = 256 << 10;
             // More writes than the arena has chunks: the rest go from buffers of their own.
             let pieces = 2 * usize::from(ARENA_CHUNKS) + 5;
-            let path = dir.path().join("f");
-            std::fs::write(&path, vec![0u8; pieces * piece]).unwrap();
+            let (_dir, w, path) = uring_and_file(pieces * piece).await;
+            assert!(w.description.contains("io_uring"), "{}", w.description);
             let f = w.open(&path).await.unwrap();
             // Every buffer taken before any is written: the arena runs dry.
             let ring = w.uring.as_ref().unwrap();
@@ -531,10 +537,7 @@ mod tests {
     #[test]
     fn a_failed_ring_write_is_an_error_naming_the_offset() {
         runtime().block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let w = Writer::start(Backend::Uring, dir.path()).await.unwrap();
-            let path = dir.path().join("f");
-            std::fs::write(&path, vec![0u8; 2 * ALIGN]).unwrap();
+            let (_dir, w, path) = uring_and_file(2 * ALIGN).await;
             // An O_DIRECT descriptor opened for reading only: the kernel refuses the write.
             let ro = std::fs::OpenOptions::new()
                 .read(true)
@@ -557,11 +560,8 @@ mod tests {
     #[test]
     fn a_writer_dropped_with_writes_in_flight_neither_hangs_nor_frees_their_buffers_early() {
         runtime().block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let w = Writer::start(Backend::Uring, dir.path()).await.unwrap();
-            let path = dir.path().join("f");
             let len = 8 << 20;
-            std::fs::write(&path, vec![0u8; len]).unwrap();
+            let (_dir, w, path) = uring_and_file(len).await;
             let f = w.open(&path).await.unwrap();
             let writes: Vec<_> = (0..len / (1 << 20))
                 .map(|k| {
