@@ -268,8 +268,9 @@ impl ObjectSource {
 
 /// Bytes read at once from a local object (a `file://` source). `object_store`'s own stream
 /// of a local file reads 8 KiB per blocking task: a fill from a directory paid a hand-off to
-/// the blocking pool and back every 8 KiB, about twelve times the CPU of the same fill over
-/// HTTP (docs/benchmarks.md).
+/// the blocking pool and back every 8 KiB, about six times the CPU of the same fill over
+/// HTTP (docs/benchmarks.md). A fresh buffer per chunk: reusing them measured worse (the
+/// kernel's copy into a buffer the cache has lost cost more than zeroing a new one).
 const FILE_CHUNK: u64 = 1 << 20;
 
 /// `range` of an open local object, as a stream of chunks of up to [`FILE_CHUNK`] bytes, each
