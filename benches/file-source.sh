@@ -6,7 +6,12 @@
 # and its wall time, not the disk. The store is written to a temporary folder on the disk
 # (/var/tmp) through the default writer.
 #
-# usage: [BASE_BIN=/path/to/fill] benches/file-source.sh [ROUNDS=5] [GIB=1.2]
+# SCALING=1 measures instead one stream hashed across cores: one connection to the folder,
+# the store on /dev/shm through positioned writes (neither a server nor the disk shares the
+# cores or sets the pace), `--verify-threads` 0 (hashed on the reading task) and 1 up to the
+# machine's cores, alternated; the wall time is what scales.
+#
+# usage: [BASE_BIN=/path/to/fill] [SCALING=1] benches/file-source.sh [ROUNDS=5] [GIB=1.2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -35,15 +40,26 @@ origin_source "http://127.0.0.1:$PORT" 100Gbps 8 >"$W/http.toml"
 BYTES=$(du -sb "$SHM/origin/content" | cut -f1)
 
 declare -A RUNS
-legs=("file $FILL $W/file.toml" "http $FILL $W/http.toml")
-[ -n "${BASE_BIN:-}" ] && legs+=("file-base $BASE_BIN $W/file.toml")
+STORE=$W/app
+ARGS=()
+if [ -n "${SCALING:-}" ]; then
+    origin_source "file://$SHM/origin" 100Gbps 1 >"$W/file1.toml"
+    STORE=$SHM/app
+    legs=()
+    for t in $(seq 0 "$(nproc)"); do legs+=("verify-$t $FILL $W/file1.toml --verify-threads $t"); done
+    ARGS=(--writer pwrite)
+else
+    legs=("file $FILL $W/file.toml" "http $FILL $W/http.toml")
+    [ -n "${BASE_BIN:-}" ] && legs+=("file-base $BASE_BIN $W/file.toml")
+fi
 for r in $(seq "$ROUNDS"); do
     for leg in "${legs[@]}"; do
-        read -r name bin src <<<"$leg"
-        rm -rf "$W/app" && mkdir "$W/app"
+        read -r name bin src extra <<<"$leg"
+        rm -rf "$STORE" && mkdir "$STORE"
+        # shellcheck disable=SC2086 # extra: the leg's own arguments, split
         /usr/bin/time -f "%e %U %S" -o "$W/t" "$bin" run --target "$SHM/target.cat" \
-            --store "$W/app" --sources "$src" --capacity 1TB --reserve 1MB >/dev/null 2>"$W/fill.err" \
-            || { cat "$W/fill.err"; exit 1; }
+            --store "$STORE" --sources "$src" --capacity 1TB --reserve 1MB "${ARGS[@]}" $extra \
+            >/dev/null 2>"$W/fill.err" || { cat "$W/fill.err"; exit 1; }
         RUNS[$name]+="$(tail -1 "$W/t")"$'\n'
     done
 done
@@ -54,6 +70,6 @@ printf 'full fill of %.2f GB, %s rounds, medians (wall, user, sys; CPU per GB)\n
 for leg in "${legs[@]}"; do
     read -r name _ <<<"$leg"
     w=$(col "$name" 1); u=$(col "$name" 2); s=$(col "$name" 3)
-    printf '%-10s wall %6.2f s  user %5.2f s  sys %5.2f s  %.3f s/GB\n' "$name" "$w" "$u" "$s" \
-        "$(echo "($u + $s) / $gb" | bc -l)"
+    printf '%-10s wall %6.2f s (%5.2f GB/s)  user %5.2f s  sys %5.2f s  %.3f s/GB\n' "$name" \
+        "$w" "$(echo "$gb / $w" | bc -l)" "$u" "$s" "$(echo "($u + $s) / $gb" | bc -l)"
 done
