@@ -25,3 +25,9 @@ pub mod mapped;
 pub mod signal;
 pub mod sources;
 pub mod store;
+
+/// `m`'s guard, also when a thread panicked holding it: the binaries' mutexes guard tables
+/// and counters that stay usable, and one panicked task must not take every other down.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

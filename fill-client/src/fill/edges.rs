@@ -327,6 +327,7 @@ pub mod mem {
     use std::sync::Mutex;
 
     use super::*;
+    use fill_store::lock;
 
     /// How a source in memory misbehaves.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,10 +400,6 @@ pub mod mem {
     pub struct MemFile {
         path: std::path::PathBuf,
         pending: Mutex<Vec<(u64, Vec<u8>)>>,
-    }
-
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     impl MemWriter {

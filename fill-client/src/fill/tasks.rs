@@ -11,6 +11,7 @@ use fill_core::fill::{
     Action, Event, FillSpec, Notice, OutboardFrom, Pacer, Prepared, Request, RequestFailure, Time,
 };
 use fill_core::outboard::Outboard;
+use fill_store::lock;
 use fill_store::store::{PartialState, WriteErrorRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -361,10 +362,6 @@ fn waiting_line(
         ),
         None => format!("waiting for {name} until {utc}, in {left}"),
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs `f` on a blocking thread.

@@ -15,6 +15,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
+use fill_store::lock;
+
 use io_uring::{IoUring, opcode, squeue, types};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
@@ -358,8 +360,4 @@ async fn reap(shared: Arc<Shared>, efd: AsyncFd<OwnedFd>, mut stop: oneshot::Rec
         }
         shared.complete();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
